@@ -1,0 +1,157 @@
+//! Snapshots: what was backed up, when, why, and the root of its tree.
+//!
+//! Stored as JSON inside a sealed `snapshots/<id>` object. Readers ignore
+//! fields they do not know, so later versions can add metadata (PostgreSQL
+//! LSNs, bucket names) without breaking older readers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::FormatError;
+use crate::id::Id;
+
+/// Why a backup was taken (`--kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupKind {
+    /// Taken by a schedule.
+    Scheduled,
+    /// Taken before a deployment, migration or bulk change.
+    PreDeploy,
+    /// Taken by hand.
+    #[default]
+    Manual,
+}
+
+impl BackupKind {
+    /// The name used on the command line and in listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Scheduled => "scheduled",
+            BackupKind::PreDeploy => "pre-deploy",
+            BackupKind::Manual => "manual",
+        }
+    }
+}
+
+/// What kind of source a snapshot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Files and directories (`backup files`).
+    Files,
+    /// A kind this build does not know (written by a newer lifeboat).
+    #[serde(other)]
+    Unknown,
+}
+
+impl SourceKind {
+    /// Name for listings.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceKind::Files => "files",
+            SourceKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Counts and sizes recorded when the snapshot was made.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Summary {
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Entries skipped (sockets, devices, unreadable files).
+    pub skipped: u64,
+    /// Total size of the files.
+    pub bytes: u64,
+    /// Blobs this backup added to the repository.
+    pub new_blobs: u64,
+    /// Decoded size of those blobs.
+    pub new_bytes: u64,
+    /// Bytes this backup added to storage (packs, index, snapshot).
+    pub stored_bytes: u64,
+    /// Wall time of the backup in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// One snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When the backup started.
+    pub time: DateTime<Utc>,
+    /// Host that ran it.
+    pub host: String,
+    /// User that ran it.
+    pub user: String,
+    /// Kind of source.
+    pub source: SourceKind,
+    /// The paths or names given on the command line.
+    pub paths: Vec<String>,
+    /// Why it was taken.
+    pub kind: BackupKind,
+    /// Free-text reason (`--reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Tags (`--tag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Root tree blob.
+    pub root: Id,
+    /// Counts and sizes.
+    #[serde(default)]
+    pub summary: Summary,
+    /// Program and version that wrote it.
+    pub program: String,
+}
+
+impl Snapshot {
+    /// JSON payload.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a payload.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "snapshot",
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_unknown_fields() {
+        let s = Snapshot {
+            time: Utc::now(),
+            host: "h".into(),
+            user: "u".into(),
+            source: SourceKind::Files,
+            paths: vec!["/etc".into()],
+            kind: BackupKind::PreDeploy,
+            reason: Some("migration 42".into()),
+            tags: vec!["t".into()],
+            root: Id::from_bytes([1; 32]),
+            summary: Summary::default(),
+            program: "lifeboat test".into(),
+        };
+        let json = s.to_json();
+        assert!(String::from_utf8_lossy(&json).contains("\"pre-deploy\""));
+        assert_eq!(Snapshot::from_json(&json).ok(), Some(s.clone()));
+        let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+        v["future_field"] = serde_json::json!({"lsn": "0/1"});
+        v["source"] = serde_json::json!("bucket");
+        let newer = serde_json::to_vec(&v).unwrap_or_default();
+        let parsed = Snapshot::from_json(&newer).ok();
+        assert_eq!(parsed.map(|p| p.source), Some(SourceKind::Unknown));
+        assert!(Snapshot::from_json(b"{}").is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Tree blobs: one directory's listing, stored as JSON in a blob of type tree.
+//!
+//! Nodes are sorted by name bytes and serialized with a fixed field order, so
+//! an unchanged directory always produces the same blob and deduplicates.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FormatError;
+use crate::id::Id;
+use crate::names::ByteName;
+
+/// What a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A regular file; `content` lists its chunks in order.
+    File,
+    /// A directory; `subtree` is its tree blob.
+    Dir,
+    /// A symbolic link; `target` is where it points.
+    Symlink,
+}
+
+/// One entry of a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// The entry's name (one path component).
+    pub name: ByteName,
+    /// File, directory or symlink.
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// File size in bytes (files only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Chunk ids in file order (files only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<Id>,
+    /// Tree blob of the directory (directories only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<Id>,
+    /// Link target (symlinks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<ByteName>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// A directory listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Entries, sorted by name bytes, names unique.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Sorts the nodes into canonical order.
+    pub fn sort(&mut self) {
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Canonical JSON encoding (nodes must already be sorted).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates a tree: every name is a safe single component,
+    /// names are sorted and unique, and each node has the fields its kind needs.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        let tree: Tree = serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "tree",
+            source,
+        })?;
+        let invalid = |reason: String| FormatError::Invalid {
+            what: "tree",
+            reason,
+        };
+        for (i, n) in tree.nodes.iter().enumerate() {
+            if !n.name.is_safe_component() {
+                return Err(invalid(format!("unsafe entry name {:?}", n.name)));
+            }
+            if i > 0 && tree.nodes[i - 1].name >= n.name {
+                return Err(invalid(format!(
+                    "entries not sorted or duplicated at {:?}",
+                    n.name
+                )));
+            }
+            let ok = match n.kind {
+                NodeKind::File => n.subtree.is_none() && n.target.is_none(),
+                NodeKind::Dir => n.subtree.is_some() && n.content.is_empty(),
+                NodeKind::Symlink => n.target.is_some() && n.content.is_empty(),
+            };
+            if !ok {
+                return Err(invalid(format!(
+                    "entry {:?} has fields that do not fit its type",
+                    n.name
+                )));
+            }
+        }
+        Ok(tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            mtime_ns: 1,
+            uid: 0,
+            gid: 0,
+            size: 3,
+            content: vec![Id::from_bytes([1; 32])],
+            subtree: None,
+            target: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_canonical_order() {
+        let mut t = Tree {
+            nodes: vec![file("b"), file("a")],
+        };
+        t.sort();
+        let back = Tree::from_json(&t.to_json()).unwrap_or_default();
+        assert_eq!(back, t);
+        assert_eq!(back.nodes[0].name, "a".into());
+    }
+
+    #[test]
+    fn rejects_traversal_duplicates_and_misshapen_nodes() {
+        for bad in ["..", "a/b", "", "."] {
+            let t = Tree {
+                nodes: vec![file(bad)],
+            };
+            assert!(Tree::from_json(&t.to_json()).is_err(), "{bad:?} accepted");
+        }
+        let t = Tree {
+            nodes: vec![file("a"), file("a")],
+        };
+        assert!(Tree::from_json(&t.to_json()).is_err());
+        let mut dir = file("d");
+        dir.kind = NodeKind::Dir;
+        let t = Tree { nodes: vec![dir] };
+        assert!(Tree::from_json(&t.to_json()).is_err());
+        assert!(Tree::from_json(b"[1,2").is_err());
+    }
+}
