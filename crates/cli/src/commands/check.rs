@@ -1,0 +1,65 @@
+//! `lifeboat check`
+
+use anyhow::{Result, bail};
+use lifeboat_repo::{CheckOptions, Severity};
+
+use crate::cli::{CheckArgs, Global};
+use crate::commands::open_repo;
+use crate::output::{self, Reporter};
+
+/// Checks the repository; fails when any error is found.
+pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let report = repo
+        .check(
+            CheckOptions {
+                read_data: args.read_data,
+            },
+            reporter.sink(),
+        )
+        .await;
+    reporter.finish();
+    let report = report?;
+    if g.json {
+        output::json(&report)?;
+    } else {
+        for f in &report.findings {
+            let level = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            if f.severity == Severity::Warning && g.quiet {
+                continue;
+            }
+            eprintln!("{level}: {}: {}", f.object, f.message);
+            for a in &f.affected {
+                eprintln!(
+                    "  affects snapshot {} ({}): {}",
+                    a.snapshot.short(),
+                    a.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    a.paths.join(", ")
+                );
+            }
+        }
+        if !g.quiet {
+            println!(
+                "checked {} snapshots, {} packs, {} blobs{}: {} errors, {} warnings",
+                report.snapshots,
+                report.packs,
+                report.blobs,
+                if report.read_data {
+                    format!(", read {}", output::size(report.bytes_read))
+                } else {
+                    String::new()
+                },
+                report.errors(),
+                report.warnings()
+            );
+        }
+    }
+    if report.errors() > 0 {
+        bail!("the repository has {} error(s)", report.errors());
+    }
+    Ok(())
+}

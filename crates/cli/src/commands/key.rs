@@ -1,0 +1,76 @@
+//! `lifeboat key list|add|remove`
+
+use anyhow::Result;
+use lifeboat_repo::keys::origin_with_label;
+use serde_json::json;
+
+use crate::cli::{Global, KeyAddArgs, KeyRemoveArgs};
+use crate::commands::init::kdf_cost;
+use crate::commands::open_repo;
+use crate::output;
+use crate::password;
+use crate::settings::PasswordSource;
+
+/// Lists key slots.
+pub async fn list(g: &Global) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let keys = repo.list_keys().await?;
+    if g.json {
+        return output::json(&keys);
+    }
+    println!(
+        "{:<3} {:<8}  {:<20}  {:<16}  {:<12}  LABEL",
+        "", "ID", "CREATED (UTC)", "HOST", "USER"
+    );
+    for k in keys {
+        println!(
+            "{:<3} {:<8}  {:<20}  {:<16}  {:<12}  {}",
+            if k.current { "*" } else { "" },
+            k.id.short(),
+            k.created.format("%Y-%m-%d %H:%M:%S"),
+            k.host,
+            k.user,
+            k.label.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Adds a passphrase.
+pub async fn add(g: &Global, args: &KeyAddArgs) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let source = match (
+        &args.new_password_file,
+        std::env::var("LIFEBOAT_NEW_PASSWORD"),
+    ) {
+        (Some(f), _) => PasswordSource::File(f.clone()),
+        (None, Ok(p)) => PasswordSource::Env(p),
+        (None, Err(_)) => PasswordSource::Prompt,
+    };
+    let pass = password::read_new(&source, "new passphrase")?;
+    let id = repo
+        .add_key(
+            pass.as_bytes(),
+            kdf_cost(&args.kdf),
+            origin_with_label(args.label.clone()),
+        )
+        .await?;
+    if g.json {
+        output::json(&json!({ "added": id }))?;
+    } else if !g.quiet {
+        println!("added key {}", id.short());
+    }
+    Ok(())
+}
+
+/// Removes a passphrase.
+pub async fn remove(g: &Global, args: &KeyRemoveArgs) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let id = repo.remove_key(&args.id).await?;
+    if g.json {
+        output::json(&json!({ "removed": id }))?;
+    } else if !g.quiet {
+        println!("removed key {}", id.short());
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! One small module per verb; each parses nothing and calls the libraries.
+
+pub mod backup;
+pub mod check;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+
+use anyhow::Result;
+use lifeboat_repo::{RepoError, Repository};
+use lifeboat_storage::Location;
+
+use crate::cli::Global;
+use crate::password;
+use crate::settings::Settings;
+
+/// Opens and unlocks the repository the settings point at.
+pub async fn open_repo(g: &Global) -> Result<Repository> {
+    let s = Settings::resolve(g)?;
+    if let Location::Local(p) = &s.location
+        && !p.exists()
+    {
+        return Err(RepoError::NotARepository {
+            location: s.location_text.clone(),
+            reason: "the directory does not exist".into(),
+        }
+        .into());
+    }
+    let storage = lifeboat_storage::open(&s.location, &s.storage)?;
+    let pass = password::read(&s.password)?;
+    Ok(Repository::open(storage, &s.location_text, pass.as_bytes()).await?)
+}

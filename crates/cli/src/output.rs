@@ -1,0 +1,108 @@
+//! Terminal output: progress bars (only on a terminal), warnings, sizes, JSON.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lifeboat_repo::progress::{DynProgress, Event, Progress};
+use serde::Serialize;
+
+use crate::cli::Global;
+
+/// Turns library events into a progress bar and warnings on stderr.
+pub struct Reporter {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Reporter {
+    /// A reporter for a command run with `g`: a bar only when stderr is a
+    /// terminal and neither `--json` nor `--quiet` was given.
+    pub fn new(g: &Global) -> Arc<Self> {
+        let bar = (std::io::stderr().is_terminal() && !g.json && !g.quiet).then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Arc::new(Self {
+            bar,
+            quiet: g.quiet,
+        })
+    }
+
+    /// As a library progress sink.
+    pub fn sink(self: &Arc<Self>) -> DynProgress {
+        self.clone()
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Prints a line to stderr without tearing the bar.
+    pub fn note(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Phase(p) => {
+                if let Some(b) = &self.bar {
+                    b.set_message(p);
+                }
+            }
+            Event::Total { bytes, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(bytes);
+                    b.set_position(0);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                }
+            }
+            Event::Advance { bytes, .. } => {
+                if let Some(b) = &self.bar {
+                    b.inc(bytes);
+                }
+            }
+            Event::Warning(w) => {
+                if !self.quiet {
+                    self.note(&format!("warning: {w}"));
+                }
+            }
+        }
+    }
+}
+
+/// `1.5 GiB`-style sizes.
+pub fn size(bytes: u64) -> String {
+    humansize::format_size(bytes, humansize::BINARY)
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Seconds with one decimal.
+pub fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}

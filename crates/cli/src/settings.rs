@@ -1,0 +1,110 @@
+//! Where the repository is and how to unlock it: flags, then environment
+//! variables, then `lifeboat.toml`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lifeboat_storage::retry::RetryPolicy;
+use lifeboat_storage::{Location, OpenOptions};
+use serde::Deserialize;
+
+use crate::cli::Global;
+use crate::exit::UsageError;
+
+/// The `[storage]` table of lifeboat.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSettings {
+    /// Storage operations in flight.
+    concurrency: Option<usize>,
+    /// Retries of transient failures.
+    retries: Option<u32>,
+}
+
+/// lifeboat.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    repository: Option<String>,
+    password_file: Option<PathBuf>,
+    password_command: Option<String>,
+    #[serde(default)]
+    storage: StorageSettings,
+}
+
+/// How to obtain the passphrase.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    /// Read the first line of a file.
+    File(PathBuf),
+    /// Run a shell command.
+    Command(String),
+    /// The value of LIFEBOAT_PASSWORD.
+    Env(String),
+    /// Ask on the terminal.
+    Prompt,
+}
+
+/// Everything needed to reach and unlock the repository.
+#[derive(Debug)]
+pub struct Settings {
+    /// Parsed location.
+    pub location: Location,
+    /// Location as given, for messages.
+    pub location_text: String,
+    /// Passphrase source.
+    pub password: PasswordSource,
+    /// Storage wrapper options.
+    pub storage: OpenOptions,
+}
+
+fn read_file_settings(path: &Path) -> Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read settings file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| UsageError(format!("settings file {} is invalid: {e}", path.display())).into())
+}
+
+impl Settings {
+    /// Resolves the settings for a command.
+    pub fn resolve(g: &Global) -> Result<Self> {
+        let file = match &g.config {
+            Some(p) => read_file_settings(p)?,
+            None => FileSettings::default(),
+        };
+        let location_text = g.repo.clone().or(file.repository).ok_or_else(|| {
+            UsageError("no repository given: set LIFEBOAT_REPOSITORY, pass --repo, or set `repository` in lifeboat.toml".into())
+        })?;
+        let location = Location::parse(&location_text)
+            .map_err(|e| UsageError(format!("invalid repository location: {e}")))?;
+        let password = if let Some(f) = &g.password_file {
+            PasswordSource::File(f.clone())
+        } else if let Some(c) = &g.password_command {
+            PasswordSource::Command(c.clone())
+        } else if let Ok(p) = std::env::var("LIFEBOAT_PASSWORD") {
+            PasswordSource::Env(p)
+        } else if let Some(f) = file.password_file {
+            PasswordSource::File(f)
+        } else if let Some(c) = file.password_command {
+            PasswordSource::Command(c)
+        } else {
+            PasswordSource::Prompt
+        };
+        let mut storage = OpenOptions::default();
+        if let Some(c) = file.storage.concurrency {
+            storage.max_concurrency = c.max(1);
+        }
+        if let Some(r) = file.storage.retries {
+            storage.retry = RetryPolicy {
+                max_retries: r,
+                ..RetryPolicy::default()
+            };
+        }
+        Ok(Self {
+            location,
+            location_text,
+            password,
+            storage,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! The parallel data pipeline: reader threads chunk files, worker threads
+//! hash, deduplicate, compress, encrypt and pack the chunks, and the calling
+//! thread collects each file's chunk list in order.
+//!
+//! Memory is bounded by the channels: a fixed number of chunks wait between
+//! readers and workers, and each worker holds one pack in progress while the
+//! uploader accepts at most its concurrency in finished packs.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, unbounded};
+use lifeboat_format::chunker::Chunker;
+use lifeboat_format::compress::{Compression, Encoder};
+use lifeboat_format::pack::FinishedPack;
+use lifeboat_format::{BlobType, Id};
+use tokio::sync::mpsc;
+
+use crate::chunk_reader::ChunkReader;
+use crate::error::{RepoError, Result};
+use crate::index::MasterIndex;
+use crate::progress::{DynProgress, Event};
+use crate::repository::Repository;
+use crate::uploader::{Claims, PackSink};
+
+/// What the pipeline needs, shared by all its threads.
+pub(crate) struct PipelineContext<'a> {
+    pub repo: &'a Repository,
+    pub index: &'a MasterIndex,
+    pub claims: &'a Claims,
+    pub chunker: &'a Chunker,
+    pub compression: Compression,
+    pub readers: usize,
+    pub workers: usize,
+    pub packs: mpsc::Sender<FinishedPack>,
+    pub progress: &'a DynProgress,
+}
+
+/// One file's outcome.
+#[derive(Debug)]
+pub(crate) enum FileResult {
+    /// Its chunks, in order, and the bytes actually read.
+    Stored { content: Vec<Id>, size: u64 },
+    /// It could not be read; the message says why.
+    Failed(String),
+}
+
+struct ChunkMsg {
+    slot: usize,
+    seq: usize,
+    data: Vec<u8>,
+}
+
+enum Msg {
+    Chunk {
+        slot: usize,
+        seq: usize,
+        id: Id,
+        len: u64,
+    },
+    FileDone {
+        slot: usize,
+        chunks: usize,
+        size: u64,
+    },
+    FileFailed {
+        slot: usize,
+        error: String,
+    },
+    Fatal(RepoError),
+}
+
+#[derive(Default)]
+struct Acc {
+    ids: Vec<Option<Id>>,
+    received: usize,
+    done: Option<(usize, u64)>,
+    failed: Option<String>,
+}
+
+/// Stores every file in `files` (`(slot, path)` pairs, slot = index into the
+/// result). Returns one result per slot.
+pub(crate) fn store_files(
+    ctx: &PipelineContext<'_>,
+    files: Vec<(usize, PathBuf)>,
+    slots: usize,
+) -> Result<Vec<FileResult>> {
+    let abort = AtomicBool::new(false);
+    let (job_tx, job_rx) = unbounded::<(usize, PathBuf)>();
+    for f in files {
+        // The receiver is alive in this scope; a send cannot fail.
+        let _ = job_tx.send(f);
+    }
+    drop(job_tx);
+    let (chunk_tx, chunk_rx) = bounded::<ChunkMsg>(ctx.workers * 2);
+    let (msg_tx, msg_rx) = unbounded::<Msg>();
+
+    std::thread::scope(|s| {
+        for _ in 0..ctx.readers.max(1) {
+            let jobs = job_rx.clone();
+            let chunks = chunk_tx.clone();
+            let msgs = msg_tx.clone();
+            let abort = &abort;
+            s.spawn(move || read_files(ctx, jobs, chunks, msgs, abort));
+        }
+        drop(chunk_tx);
+        for _ in 0..ctx.workers.max(1) {
+            let chunks = chunk_rx.clone();
+            let msgs = msg_tx.clone();
+            let abort = &abort;
+            s.spawn(move || {
+                if let Err(e) = pack_chunks(ctx, chunks, &msgs) {
+                    abort.store(true, Ordering::Relaxed);
+                    let _ = msgs.send(Msg::Fatal(e));
+                }
+            });
+        }
+        drop(chunk_rx);
+        drop(msg_tx);
+        collect(ctx, msg_rx, slots, &abort)
+    })
+}
+
+fn read_files(
+    ctx: &PipelineContext<'_>,
+    jobs: crossbeam_channel::Receiver<(usize, PathBuf)>,
+    chunks: crossbeam_channel::Sender<ChunkMsg>,
+    msgs: crossbeam_channel::Sender<Msg>,
+    abort: &AtomicBool,
+) {
+    for (slot, path) in jobs.iter() {
+        if abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = msgs.send(Msg::FileFailed {
+                    slot,
+                    error: format!("cannot open {}: {e}", path.display()),
+                });
+                continue;
+            }
+        };
+        let mut seq = 0;
+        let mut size = 0u64;
+        let mut failed = None;
+        for chunk in ChunkReader::new(file, ctx.chunker) {
+            match chunk {
+                Ok(data) => {
+                    size += data.len() as u64;
+                    if chunks.send(ChunkMsg { slot, seq, data }).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+                Err(e) => {
+                    failed = Some(format!("cannot read {}: {e}", path.display()));
+                    break;
+                }
+            }
+        }
+        let msg = match failed {
+            Some(error) => Msg::FileFailed { slot, error },
+            None => Msg::FileDone {
+                slot,
+                chunks: seq,
+                size,
+            },
+        };
+        let _ = msgs.send(msg);
+    }
+}
+
+fn pack_chunks(
+    ctx: &PipelineContext<'_>,
+    chunks: crossbeam_channel::Receiver<ChunkMsg>,
+    msgs: &crossbeam_channel::Sender<Msg>,
+) -> Result<()> {
+    let mut encoder = Encoder::new(ctx.compression)?;
+    let mut sink = PackSink::new(ctx.repo.clone(), ctx.packs.clone());
+    let id_key = ctx.repo.key().id_key();
+    for ChunkMsg { slot, seq, data } in chunks.iter() {
+        let id = id_key.blob_id(BlobType::Data, &data);
+        if ctx.claims.claim(ctx.index, id) {
+            sink.add(&mut encoder, BlobType::Data, id, &data)?;
+        }
+        let _ = msgs.send(Msg::Chunk {
+            slot,
+            seq,
+            id,
+            len: data.len() as u64,
+        });
+    }
+    sink.flush()
+}
+
+fn collect(
+    ctx: &PipelineContext<'_>,
+    msgs: crossbeam_channel::Receiver<Msg>,
+    slots: usize,
+    abort: &AtomicBool,
+) -> Result<Vec<FileResult>> {
+    let mut acc: Vec<Acc> = (0..slots).map(|_| Acc::default()).collect();
+    let mut fatal = None;
+    for msg in msgs.iter() {
+        match msg {
+            Msg::Chunk { slot, seq, id, len } => {
+                let a = &mut acc[slot];
+                if a.ids.len() <= seq {
+                    a.ids.resize(seq + 1, None);
+                }
+                a.ids[seq] = Some(id);
+                a.received += 1;
+                ctx.progress.event(Event::Advance {
+                    items: 0,
+                    bytes: len,
+                });
+            }
+            Msg::FileDone { slot, chunks, size } => {
+                acc[slot].done = Some((chunks, size));
+                ctx.progress.event(Event::Advance { items: 1, bytes: 0 });
+            }
+            Msg::FileFailed { slot, error } => {
+                ctx.progress.event(Event::Warning(error.clone()));
+                ctx.progress.event(Event::Advance { items: 1, bytes: 0 });
+                acc[slot].failed = Some(error);
+            }
+            Msg::Fatal(e) => {
+                abort.store(true, Ordering::Relaxed);
+                fatal.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    Ok(acc
+        .into_iter()
+        .map(|a| match (a.failed, a.done) {
+            (Some(e), _) => FileResult::Failed(e),
+            (None, Some((n, size))) if a.received == n && a.ids.len() == n => FileResult::Stored {
+                content: a.ids.into_iter().flatten().collect(),
+                size,
+            },
+            (None, _) => FileResult::Failed("the file was not completely processed".into()),
+        })
+        .collect())
+}

@@ -1,0 +1,148 @@
+//! Splits a byte stream into content-defined chunks without copying them.
+//!
+//! Each chunk is returned as its own `Vec` (moved down the pipeline as is).
+//! The reader fills only as much as it needs to find the next cut: it starts
+//! with `min_size + 1 MiB` and doubles up to `max_size` when no cut point is
+//! found yet, so a typical chunk is read once and only the few bytes read
+//! past its cut are copied into the next buffer.
+
+use std::io::{ErrorKind, Read};
+
+use lifeboat_format::chunker::Chunker;
+
+const BLOCK: usize = 1 << 20;
+
+/// Iterates over the chunks of a reader.
+pub struct ChunkReader<'c, R> {
+    src: R,
+    chunker: &'c Chunker,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl<'c, R: Read> ChunkReader<'c, R> {
+    /// Chunks `src` with `chunker`.
+    pub fn new(src: R, chunker: &'c Chunker) -> Self {
+        Self {
+            src,
+            chunker,
+            buf: Vec::new(),
+            eof: false,
+        }
+    }
+
+    fn fill_to(&mut self, target: usize) -> std::io::Result<()> {
+        while !self.eof && self.buf.len() < target {
+            let len = self.buf.len();
+            self.buf.resize(target, 0);
+            match self.src.read(&mut self.buf[len..]) {
+                Ok(0) => {
+                    self.buf.truncate(len);
+                    self.eof = true;
+                }
+                Ok(n) => self.buf.truncate(len + n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => self.buf.truncate(len),
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at the end of the stream.
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let max = self.chunker.max_size();
+        let mut target = (self.chunker.params().min_size as usize + BLOCK).min(max);
+        loop {
+            self.fill_to(target)?;
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            let cut = self.chunker.cut(&self.buf);
+            // A cut before the end of what we have is final (FastCDC decides
+            // at each byte from the bytes before it); so is any cut at the end
+            // of the stream or at the maximum size.
+            if cut < self.buf.len() || self.eof || self.buf.len() >= max {
+                let rest = &self.buf[cut..];
+                let mut next = Vec::with_capacity(target.max(rest.len()));
+                next.extend_from_slice(rest);
+                let mut chunk = std::mem::replace(&mut self.buf, next);
+                chunk.truncate(cut);
+                return Ok(Some(chunk));
+            }
+            target = (target * 2).min(max);
+        }
+    }
+}
+
+impl<R: Read> Iterator for ChunkReader<'_, R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_format::chunker::ChunkerParams;
+
+    /// A reader that returns at most `step` bytes per call, to exercise refills.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streaming_cuts_equal_whole_buffer_cuts() {
+        let chunker = Chunker::new(ChunkerParams::with_seed(11)).unwrap_or_else(|e| panic!("{e}"));
+        let mut d = data(20 << 20);
+        // A long run of zeros forces cuts at the maximum size.
+        d[3 << 20..13 << 20].fill(0);
+        let expected = chunker.chunk_lengths(&d);
+        for step in [4096, 100_000, 1 << 20, usize::MAX] {
+            let got: Vec<usize> = ChunkReader::new(Trickle { data: &d, step }, &chunker)
+                .map(|c| c.map(|c| c.len()).unwrap_or(0))
+                .collect();
+            assert_eq!(got, expected, "step {step}");
+        }
+        let joined: Vec<u8> = ChunkReader::new(&d[..], &chunker)
+            .flat_map(|c| c.unwrap_or_default())
+            .collect();
+        assert_eq!(joined, d);
+    }
+
+    #[test]
+    fn empty_and_tiny_inputs() {
+        let chunker = Chunker::new(ChunkerParams::with_seed(1)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ChunkReader::new(&b""[..], &chunker).count(), 0);
+        let one: Vec<Vec<u8>> = ChunkReader::new(&b"x"[..], &chunker)
+            .map(|c| c.unwrap_or_default())
+            .collect();
+        assert_eq!(one, vec![b"x".to_vec()]);
+    }
+}

@@ -1,0 +1,114 @@
+//! The repository's error type.
+
+use lifeboat_format::{FormatError, Id};
+use lifeboat_storage::StorageError;
+
+/// Everything the repository layer can fail with.
+///
+/// The variants fall into the classes the command line maps onto exit codes:
+/// access problems (no repository, wrong passphrase, storage unreachable or
+/// refusing), data problems (damaged or missing objects), and usage problems.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// No repository exists at the location.
+    #[error("no lifeboat repository at {location}: {reason}")]
+    NotARepository {
+        /// Where we looked.
+        location: String,
+        /// What was missing.
+        reason: String,
+    },
+    /// `init` found a repository (or other data) already there.
+    #[error("{location} already holds a lifeboat repository; refusing to initialise over it")]
+    AlreadyInitialized {
+        /// Where.
+        location: String,
+    },
+    /// No key slot opens with the passphrase given.
+    #[error("wrong passphrase: none of the {slots} key slot(s) of {location} opens with it")]
+    WrongPassphrase {
+        /// Where.
+        location: String,
+        /// How many slots were tried.
+        slots: usize,
+    },
+    /// A storage operation failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An object on storage is damaged or unreadable.
+    #[error("{object} is damaged: {source}")]
+    Corrupt {
+        /// Which object (storage key, or blob description).
+        object: String,
+        /// What is wrong with it.
+        #[source]
+        source: FormatError,
+    },
+    /// A blob the snapshot needs is not in any index.
+    #[error("blob {id} is missing from the repository (needed by {needed_by})")]
+    MissingBlob {
+        /// The blob.
+        id: Id,
+        /// What needs it (snapshot and path).
+        needed_by: String,
+    },
+    /// A snapshot reference did not match.
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    /// A snapshot prefix matched several.
+    #[error("snapshot prefix {prefix:?} is ambiguous: it matches {count} snapshots")]
+    AmbiguousSnapshot {
+        /// The prefix given.
+        prefix: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// A request that cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// A local file operation failed (reading the source, writing a restore).
+    #[error("{path}: {source}")]
+    Local {
+        /// The path.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A format-level failure outside any stored object (e.g. random source).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A background task died.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl RepoError {
+    /// True for problems reaching or unlocking the repository (exit code 3).
+    pub fn is_access_problem(&self) -> bool {
+        match self {
+            RepoError::NotARepository { .. } | RepoError::WrongPassphrase { .. } => true,
+            RepoError::Storage(e) => e.is_access_problem() || e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Wraps a local I/O error with its path.
+    pub fn local(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        RepoError::Local {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// Wraps a decoding error of a stored object.
+    pub fn corrupt(object: impl Into<String>, source: FormatError) -> Self {
+        RepoError::Corrupt {
+            object: object.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for repository results.
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;

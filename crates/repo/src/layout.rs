@@ -1,0 +1,56 @@
+//! Where each kind of object lives in storage (docs/FORMAT.md, "Layout").
+
+use lifeboat_format::Id;
+
+/// The repository config object.
+pub const CONFIG: &str = "config";
+/// Prefix of key slots.
+pub const KEYS: &str = "keys/";
+/// Prefix of pack files.
+pub const DATA: &str = "data/";
+/// Prefix of index files.
+pub const INDEX: &str = "index/";
+/// Prefix of snapshots.
+pub const SNAPSHOTS: &str = "snapshots/";
+
+/// Key of a key slot.
+pub fn key_slot(id: &Id) -> String {
+    format!("{KEYS}{id}")
+}
+
+/// Key of a pack: `data/<first two hex digits>/<id>`.
+pub fn pack(id: &Id) -> String {
+    let hex = id.to_hex();
+    format!("{DATA}{}/{hex}", &hex[..2])
+}
+
+/// Key of an index file.
+pub fn index(id: &Id) -> String {
+    format!("{INDEX}{id}")
+}
+
+/// Key of a snapshot.
+pub fn snapshot(id: &Id) -> String {
+    format!("{SNAPSHOTS}{id}")
+}
+
+/// Parses the id at the end of a listed key under `prefix` (any depth).
+pub fn id_from_key(key: &str, prefix: &str) -> Option<Id> {
+    let rest = key.strip_prefix(prefix)?;
+    rest.rsplit('/').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let id = Id::from_bytes([0xab; 32]);
+        assert!(pack(&id).starts_with("data/ab/abab"));
+        assert_eq!(id_from_key(&pack(&id), DATA), Some(id));
+        assert_eq!(id_from_key(&snapshot(&id), SNAPSHOTS), Some(id));
+        assert_eq!(id_from_key("snapshots/nothex", SNAPSHOTS), None);
+        assert_eq!(id_from_key(&index(&id), SNAPSHOTS), None);
+    }
+}

@@ -1,0 +1,337 @@
+//! Opening, unlocking and initialising a repository, and reading and
+//! writing its sealed objects.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use lifeboat_format::chunker::ChunkerParams;
+use lifeboat_format::compress::{Compression, Encoder};
+use lifeboat_format::config::{DEFAULT_PACK_SIZE, RepoConfig};
+use lifeboat_format::crypto::{MasterKey, random_bytes};
+use lifeboat_format::keyslot::{KdfCost, KeySlot, SlotOrigin};
+use lifeboat_format::object::{self, ObjectKind};
+use lifeboat_format::{FORMAT_VERSION, Id};
+use lifeboat_storage::{DynStorage, PutMode, StorageError};
+
+use crate::error::{RepoError, Result};
+use crate::layout;
+
+/// Options for [`Repository::init`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Argon2id cost of the first key slot.
+    pub kdf: KdfCost,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// Who is creating the repository.
+    pub origin: SlotOrigin,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            kdf: KdfCost::DEFAULT,
+            pack_size: DEFAULT_PACK_SIZE,
+            origin: local_origin(None),
+        }
+    }
+}
+
+/// The host and user running this process, for key slots and snapshots.
+pub fn local_origin(label: Option<String>) -> SlotOrigin {
+    SlotOrigin {
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw())),
+        label,
+    }
+}
+
+/// An unlocked repository.
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: DynStorage,
+    location: String,
+    key: MasterKey,
+    config: RepoConfig,
+    slot: Id,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.inner.location)
+    }
+}
+
+/// Runs a CPU-heavy closure off the async threads.
+pub(crate) async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RepoError::Task(e.to_string()))
+}
+
+impl Repository {
+    /// Creates a new repository at `storage`, protected by `passphrase`.
+    pub async fn init(
+        storage: DynStorage,
+        location: &str,
+        passphrase: &[u8],
+        options: InitOptions,
+    ) -> Result<Self> {
+        match storage.head(layout::CONFIG).await {
+            Ok(_) => {
+                return Err(RepoError::AlreadyInitialized {
+                    location: location.into(),
+                });
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let key = MasterKey::generate()?;
+        let seed = u64::from_le_bytes(random_bytes()?);
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: Id::random()?,
+            created: Utc::now(),
+            chunker: ChunkerParams::with_seed(seed),
+            pack_size: options.pack_size,
+        };
+        // Validate what we are about to write with the reader's own rules.
+        RepoConfig::from_json(&config.to_json()).map_err(RepoError::Format)?;
+
+        // The slot goes first: a crash before the config leaves nothing that
+        // looks like a repository, so `init` can simply be run again.
+        let slot = Id::random()?;
+        write_slot(
+            &storage,
+            &key,
+            passphrase,
+            &slot,
+            options.kdf,
+            options.origin,
+        )
+        .await?;
+        let mut enc = Encoder::new(Compression::DEFAULT)?;
+        let bytes = object::seal_object(
+            &key,
+            &mut enc,
+            ObjectKind::Config,
+            b"config",
+            &config.to_json(),
+        )?;
+        match storage
+            .put(layout::CONFIG, Bytes::from(bytes), PutMode::CreateOnly)
+            .await
+        {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => {
+                let _ = storage.delete(&layout::key_slot(&slot)).await;
+                return Err(RepoError::AlreadyInitialized {
+                    location: location.into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                storage,
+                location: location.into(),
+                key,
+                config,
+                slot,
+            }),
+        })
+    }
+
+    /// Opens and unlocks the repository at `storage` with `passphrase`.
+    pub async fn open(storage: DynStorage, location: &str, passphrase: &[u8]) -> Result<Self> {
+        let config_bytes = match storage.get(layout::CONFIG, None).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NotARepository {
+                    location: location.into(),
+                    reason: "it has no config object".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (key, slot, tried) = unlock(&storage, passphrase).await?;
+        let Some((key, slot)) = key.zip(slot) else {
+            return Err(RepoError::WrongPassphrase {
+                location: location.into(),
+                slots: tried,
+            });
+        };
+        let payload = object::open_object(&key, ObjectKind::Config, b"config", &config_bytes)
+            .map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
+        let config =
+            RepoConfig::from_json(&payload).map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                storage,
+                location: location.into(),
+                key,
+                config,
+                slot,
+            }),
+        })
+    }
+
+    /// The storage (with retry and limit wrappers).
+    pub fn storage(&self) -> &DynStorage {
+        &self.inner.storage
+    }
+
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.inner.key
+    }
+
+    /// The config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.inner.config
+    }
+
+    /// The key slot this session was unlocked with.
+    pub fn slot(&self) -> Id {
+        self.inner.slot
+    }
+
+    /// Seals and stores a content-addressed object; returns its id and size.
+    pub(crate) async fn save_object(
+        &self,
+        kind: ObjectKind,
+        payload: Vec<u8>,
+    ) -> Result<(Id, u64)> {
+        let key = self.inner.key.clone();
+        let (id, bytes) = cpu(move || {
+            let mut enc = Encoder::new(Compression::DEFAULT)?;
+            object::seal_object_with_id(&key, &mut enc, kind, &payload)
+        })
+        .await??;
+        let storage_key = match kind {
+            ObjectKind::Index => layout::index(&id),
+            ObjectKind::Snapshot => layout::snapshot(&id),
+            ObjectKind::Config => layout::CONFIG.to_string(),
+        };
+        let size = bytes.len() as u64;
+        match self
+            .inner
+            .storage
+            .put(&storage_key, Bytes::from(bytes), PutMode::CreateOnly)
+            .await
+        {
+            // Same name means same content: another writer (or our own lost
+            // retry) stored it already.
+            Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok((id, size)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Loads and verifies a content-addressed object.
+    pub(crate) async fn load_object(
+        &self,
+        kind: ObjectKind,
+        storage_key: &str,
+        id: &Id,
+    ) -> Result<Vec<u8>> {
+        let bytes = self.inner.storage.get(storage_key, None).await?;
+        let key = self.inner.key.clone();
+        let id = *id;
+        let sk = storage_key.to_string();
+        cpu(move || {
+            object::open_object_with_id(&key, kind, &id, &bytes)
+                .map_err(|e| RepoError::corrupt(sk, e))
+        })
+        .await?
+    }
+}
+
+/// Writes a new key slot wrapping `key`.
+pub(crate) async fn write_slot(
+    storage: &DynStorage,
+    key: &MasterKey,
+    passphrase: &[u8],
+    slot: &Id,
+    cost: KdfCost,
+    origin: SlotOrigin,
+) -> Result<()> {
+    let key = key.clone();
+    let pass = passphrase.to_vec();
+    let id = *slot;
+    let s = cpu(move || KeySlot::wrap(&key, &pass, &id, cost, origin, Utc::now())).await??;
+    storage
+        .put(
+            &layout::key_slot(slot),
+            Bytes::from(s.to_json()),
+            PutMode::CreateOnly,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Reads every key slot, in parallel.
+pub(crate) async fn read_slots(storage: &DynStorage) -> Result<Vec<(Id, Result<KeySlot>)>> {
+    let listed = storage.list(layout::KEYS).await?;
+    let ids: Vec<Id> = listed
+        .iter()
+        .filter_map(|m| layout::id_from_key(&m.key, layout::KEYS))
+        .collect();
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            let key = layout::key_slot(&id);
+            let slot = match storage.get(&key, None).await {
+                Ok(bytes) => KeySlot::from_json(&bytes).map_err(|e| RepoError::corrupt(key, e)),
+                Err(e) => Err(e.into()),
+            };
+            Ok::<_, RepoError>((id, slot))
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await
+}
+
+/// Tries every slot with the passphrase; returns the key, the slot that
+/// opened, and how many slots were tried.
+async fn unlock(
+    storage: &DynStorage,
+    passphrase: &[u8],
+) -> Result<(Option<MasterKey>, Option<Id>, usize)> {
+    let mut slots = read_slots(storage).await?;
+    // Newest first: the most recently added passphrase is the likeliest.
+    slots.sort_by_key(|(id, s)| (std::cmp::Reverse(s.as_ref().ok().map(|s| s.created)), *id));
+    let mut tried = 0;
+    let mut damaged = None;
+    for (id, slot) in slots {
+        let slot = match slot {
+            Ok(s) => s,
+            Err(e) => {
+                damaged = Some(e);
+                continue;
+            }
+        };
+        tried += 1;
+        let pass = passphrase.to_vec();
+        match cpu(move || slot.unwrap_key(&pass, &id)).await? {
+            Ok(key) => return Ok((Some(key), Some(id), tried)),
+            Err(lifeboat_format::FormatError::Authentication { .. }) => {}
+            Err(e) => damaged = Some(RepoError::corrupt(layout::key_slot(&id), e)),
+        }
+    }
+    match damaged {
+        Some(e) if tried == 0 => Err(e),
+        _ => Ok((None, None, tried)),
+    }
+}
