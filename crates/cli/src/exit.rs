@@ -56,6 +56,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
 /// A line of advice for the person at the terminal, when we have one.
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
+        if let Some(RepoError::Storage(s)) = cause.downcast_ref::<RepoError>() {
+            return storage_hint(s);
+        }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
             match r {
                 RepoError::WrongPassphrase { .. } => {
@@ -85,20 +88,20 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
             }
         }
         if let Some(s) = cause.downcast_ref::<StorageError>() {
-            match s {
-                StorageError::Unreachable { .. } | StorageError::Transient { .. } => {
-                    return Some(
-                        "check that the storage endpoint is up and reachable (AWS_ENDPOINT_URL for S3-compatible stores)",
-                    );
-                }
-                StorageError::PermissionDenied { .. } => {
-                    return Some(
-                        "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions",
-                    );
-                }
-                _ => {}
-            }
+            return storage_hint(s);
         }
     }
     None
+}
+
+fn storage_hint(s: &StorageError) -> Option<&'static str> {
+    match s {
+        StorageError::Unreachable { .. } | StorageError::Transient { .. } => Some(
+            "check that the storage endpoint is up and reachable (AWS_ENDPOINT_URL for S3-compatible stores)",
+        ),
+        StorageError::PermissionDenied { .. } => {
+            Some("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions")
+        }
+        _ => None,
+    }
 }

@@ -449,13 +449,6 @@ fn verify_pack(
         pack_problems: Vec::new(),
         bad_blobs: Vec::new(),
     };
-    let actual = Id::of_pack(bytes);
-    if actual != pack.id {
-        v.pack_problems.push(format!(
-            "pack content does not match its name (hash {}): it was altered or damaged",
-            actual.short()
-        ));
-    }
     if let Err(e) = read_trailer(key, bytes) {
         v.pack_problems
             .push(format!("pack trailer is unreadable: {e}"));
@@ -482,6 +475,14 @@ fn verify_pack(
         if let Err(m) = result {
             v.bad_blobs.push((e.id, m));
         }
+    }
+    // Damage outside every blob and the trailer still shows in the pack's hash.
+    let actual = Id::of_pack(bytes);
+    if actual != pack.id && v.bad_blobs.is_empty() && v.pack_problems.is_empty() {
+        v.pack_problems.push(format!(
+            "pack content does not match its name (hash {}): it was altered or damaged",
+            actual.short()
+        ));
     }
     v
 }

@@ -92,6 +92,40 @@ fn io(p: &Path) -> impl Fn(std::io::Error) -> RepoError + '_ {
     move |e| RepoError::local(p, e)
 }
 
+/// True if every byte is zero (compares 16 bytes at a time).
+fn is_zero(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(16);
+    let wide = chunks
+        .by_ref()
+        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0);
+    wide && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// Writes `data` at `offset` into a file that reads as zeros there (freshly
+/// sized), skipping file-system blocks that are all zeros so they stay holes.
+fn write_sparse(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    const BLOCK: u64 = 4096;
+    let mut pos = 0usize;
+    let mut run: Option<usize> = None;
+    while pos < data.len() {
+        let abs = offset + pos as u64;
+        let end = (pos + (BLOCK - abs % BLOCK) as usize).min(data.len());
+        match (is_zero(&data[pos..end]), run) {
+            (false, None) => run = Some(pos),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..pos], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(start) = run {
+        f.write_all_at(&data[start..], offset + start as u64)?;
+    }
+    Ok(())
+}
+
 /// Creates directories, symlinks and empty files of the right size.
 fn create_entries(
     target: &Path,
@@ -372,7 +406,7 @@ impl Repository {
                                     continue;
                                 }
                             };
-                            let zero = data.iter().all(|&x| x == 0);
+                            let zero = is_zero(&data);
                             for t in &b.targets {
                                 let p = &paths[t.file];
                                 let written = if zero {
@@ -381,7 +415,7 @@ impl Repository {
                                     OpenOptions::new()
                                         .write(true)
                                         .open(p)
-                                        .and_then(|f| f.write_all_at(&data, t.offset))
+                                        .and_then(|f| write_sparse(&f, &data, t.offset))
                                 };
                                 if let Err(e) = written
                                     && let Ok(mut f) = failures.lock()
@@ -425,5 +459,35 @@ impl Repository {
         summary.failed = failed;
         summary.duration_ms = started.elapsed().as_millis() as u64;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_writes_skip_zero_blocks_and_keep_content() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("f");
+        let f = File::create(&p).unwrap_or_else(|e| panic!("{e}"));
+        let mut data = vec![0u8; 3 << 20];
+        data[5] = 1;
+        data[(2 << 20) + 7] = 2;
+        let offset = 1000;
+        f.set_len(offset + data.len() as u64)
+            .unwrap_or_else(|e| panic!("{e}"));
+        write_sparse(&f, &data, offset).unwrap_or_else(|e| panic!("{e}"));
+        drop(f);
+        let back = fs::read(&p).unwrap_or_default();
+        assert_eq!(&back[offset as usize..], &data[..]);
+        let blocks = std::os::unix::fs::MetadataExt::blocks(
+            &fs::metadata(&p).unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert!(blocks * 512 <= 64 * 1024, "{blocks} blocks allocated");
+        assert!(is_zero(&[0; 33]));
+        assert!(!is_zero(&[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
+        ]));
     }
 }

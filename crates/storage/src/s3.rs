@@ -169,7 +169,28 @@ fn classify(key: &str, url: &str, e: object_store::Error) -> StorageError {
     }
 }
 
+/// The `<Code>` and `<Message>` of an S3 XML error body, if present.
+fn s3_error(text: &str) -> Option<String> {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find("</")? + start;
+        Some(text[start..end].to_string())
+    };
+    let code = tag("Code")?;
+    Some(match tag("Message") {
+        Some(m) => format!("{code}: {m}"),
+        None => code,
+    })
+}
+
+/// A one-line summary of an error text: the S3 error code and message when
+/// the body has one, else the first line, at most 400 characters.
 fn first_line(s: &str) -> String {
+    if let Some(e) = s3_error(s) {
+        let head = s.split(": <?xml").next().unwrap_or(s);
+        return format!("{} ({e})", head.lines().next().unwrap_or(head));
+    }
     let line = s.lines().next().unwrap_or(s);
     if line.len() > 400 {
         let mut cut = 400;
@@ -297,6 +318,17 @@ impl Storage for S3Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summarises_s3_error_bodies() {
+        let text = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n\
+                    <Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match</Message></Error>";
+        assert_eq!(
+            first_line(text),
+            "Server returned non-2xx status code: 403 Forbidden (SignatureDoesNotMatch: The signature does not match)"
+        );
+        assert_eq!(first_line("plain\nsecond"), "plain");
+    }
 
     #[test]
     fn finds_status_codes_in_messages() {

@@ -1,0 +1,214 @@
+//! Bad input: each case gets a clear message, a distinct exit code, and
+//! leaves the repository unharmed (or, for damage, named precisely).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::{Env, objects, packs, repo_contents};
+
+/// A repository holding one snapshot of two small files.
+fn setup() -> (Env, PathBuf, String) {
+    let env = Env::fs();
+    env.init();
+    let src = env.path().join("app");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("secret.env"), common::pseudo_random(200_000, 7)).unwrap();
+    fs::write(src.join("other.conf"), b"listen 8080\n").unwrap();
+    let snap = env.backup(&[&src]);
+    (env, src, snap["id"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn wrong_passphrase_exits_3_and_changes_nothing() {
+    let (env, _, _) = setup();
+    let before = repo_contents(&env.repo_dir());
+    let out = env.run_with(
+        &[("LIFEBOAT_PASSWORD", "not the passphrase")],
+        &["snapshots"],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("wrong passphrase"), "{}", out.stderr);
+    assert_eq!(repo_contents(&env.repo_dir()), before);
+    env.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn missing_repository_path_exits_3() {
+    let env = Env::fs();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(out.stderr.contains("lifeboat init"), "{}", out.stderr);
+    // An existing directory that is not a repository says so too.
+    fs::create_dir_all(env.repo_dir()).unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no lifeboat repository"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.repo_dir().join("config").exists());
+}
+
+#[test]
+fn init_over_an_existing_repository_is_refused() {
+    let (env, _, _) = setup();
+    let before = repo_contents(&env.repo_dir());
+    let out = env.run_with(
+        &[("LIFEBOAT_PASSWORD", "another passphrase")],
+        &["init", "--kdf-memory", "1"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("already holds a lifeboat repository"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(repo_contents(&env.repo_dir()), before);
+    env.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_is_named_with_its_snapshot_and_file() {
+    let (env, src, id) = setup();
+    // The largest pack holds the file data (directory listings live apart).
+    let pack = packs(&env.repo_dir()).remove(0);
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&pack, bytes).unwrap();
+
+    // The structure is intact, so a plain check passes…
+    env.ok(&["check"]);
+    // …and reading the data finds the damage, names the snapshot and the file.
+    let out = env.run(&["check", "--read-data"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&id[..8]),
+        "snapshot not named:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{}/secret.env", src.display())),
+        "file not named:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("other.conf"),
+        "undamaged file named:\n{}",
+        out.stderr
+    );
+
+    let json = env.run(&["--json", "check", "--read-data"]).json();
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let finding = &findings[0];
+    assert_eq!(finding["severity"], "error");
+    assert_eq!(
+        finding["affected"][0]["snapshot"].as_str().map(|s| &s[..8]),
+        Some(&id[..8])
+    );
+
+    // A restore brings back what is intact and names what is not.
+    let target = env.path().join("restored");
+    let out = env.run(&[
+        "restore",
+        "files",
+        &id,
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("secret.env"), "{}", out.stderr);
+    let other = target
+        .join(src.strip_prefix("/").unwrap())
+        .join("other.conf");
+    assert_eq!(fs::read(other).unwrap(), b"listen 8080\n");
+}
+
+#[test]
+fn a_deleted_pack_is_named_with_its_snapshot_and_file() {
+    let (env, src, id) = setup();
+    let pack = packs(&env.repo_dir()).remove(0);
+    fs::remove_file(&pack).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("missing"), "{}", out.stderr);
+    assert!(out.stderr.contains(&id[..8]), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{}/secret.env", src.display())),
+        "{}",
+        out.stderr
+    );
+    // Snapshots still list; the damage is confined.
+    env.ok(&["snapshots"]);
+}
+
+#[test]
+fn a_truncated_index_is_named_and_its_data_reported_unreachable() {
+    let (env, _src, id) = setup();
+    let index = objects(&env.repo_dir(), "index").remove(0);
+    let bytes = fs::read(&index).unwrap();
+    fs::write(&index, &bytes[..bytes.len() / 2]).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let name = index.file_name().unwrap().to_str().unwrap();
+    assert!(
+        out.stderr.contains(&format!("index/{name}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("unreadable"), "{}", out.stderr);
+    // The directory listings were indexed there too: the whole snapshot is affected.
+    assert!(out.stderr.contains(&id[..8]), "{}", out.stderr);
+    assert!(out.stderr.contains("not in any index"), "{}", out.stderr);
+    // The packs themselves are intact and reported as unindexed.
+    assert!(
+        out.stderr.contains("not listed in any index"),
+        "{}",
+        out.stderr
+    );
+    // Listing snapshots still works and warns about the index.
+    let ls = env.ok(&["snapshots"]);
+    assert!(ls.stdout.contains(&id[..8]));
+}
+
+#[test]
+fn a_snapshot_that_does_not_exist_is_a_usage_error() {
+    let (env, _, _) = setup();
+    let out = env.run(&[
+        "restore",
+        "files",
+        "deadbeef",
+        "--target",
+        "/tmp/never-created-by-lifeboat",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no snapshot matches"), "{}", out.stderr);
+    assert!(!std::path::Path::new("/tmp/never-created-by-lifeboat").exists());
+}
+
+#[test]
+fn missing_passphrase_without_a_terminal_is_a_usage_error() {
+    let env = Env::fs();
+    let out = Env {
+        vars: vec![],
+        ..env
+    }
+    .run(&["init"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no passphrase"), "{}", out.stderr);
+}
+
+#[test]
+fn unknown_flags_are_usage_errors() {
+    let env = Env::fs();
+    let out = env.run(&["backup", "files", "--no-such-flag", "/etc"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

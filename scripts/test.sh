@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, starts the S3 test servers on
+# 127.0.0.1, runs formatting and lint checks and every test, stops the servers.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export VENV=${LIFEBOAT_VENV:-$ROOT/.venv}
+export LOG_DIR=$ROOT/target/test-logs
+
+scripts/install-test-deps.sh
+# shellcheck source=lib/s3-test-server.sh
+. scripts/lib/s3-test-server.sh
+trap stop_s3_test_servers EXIT
+start_s3_test_servers
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked "$@"
