@@ -89,6 +89,17 @@ pub enum Command {
     /// Manage the passphrases that unlock the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Repair the repository's metadata.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild index entries from the packs themselves: indexes every pack
+    /// that no readable index file lists, then removes unreadable index files.
+    /// Use it when `check` reports a damaged index file.
+    Index,
 }
 
 /// Argon2id cost for new key slots.
@@ -165,6 +176,13 @@ pub struct BackupFilesArgs {
     /// Host name to record (default: this host).
     #[arg(long)]
     pub host: Option<String>,
+    /// Compare with this snapshot instead of the newest one of the same
+    /// paths and host: files unchanged since it are not read again.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
+    pub parent: Option<String>,
+    /// Read every file, even those unchanged since the last backup.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,27 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BackupCommand, Cli, Command, KeyCommand, RestoreCommand};
+use cli::{BackupCommand, Cli, Command, KeyCommand, RepairCommand, RestoreCommand};
+
+/// Caps glibc's malloc arenas at two.
+///
+/// Backup and restore hand multi-MiB buffers between many threads; with an
+/// arena per thread, glibc keeps the freed buffers of every arena resident and
+/// peak memory triples. Two arenas keep it flat at no measurable cost in speed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    // SAFETY: `mallopt` takes two plain integers, reads and writes no memory
+    // of ours, and only tunes the allocator. glibc marks it unsafe to call
+    // concurrently with allocator initialisation in other threads, so it runs
+    // first thing in `main`, while this is the only thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -25,10 +45,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCommand::List) => commands::key::list(g).await,
         Command::Key(KeyCommand::Add(a)) => commands::key::add(g, a).await,
         Command::Key(KeyCommand::Remove(a)) => commands::key::remove(g, a).await,
+        Command::Repair(RepairCommand::Index) => commands::repair::index(g).await,
     }
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

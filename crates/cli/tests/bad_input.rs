@@ -151,8 +151,8 @@ fn a_deleted_pack_is_named_with_its_snapshot_and_file() {
 }
 
 #[test]
-fn a_truncated_index_is_named_and_its_data_reported_unreachable() {
-    let (env, _src, id) = setup();
+fn a_truncated_index_is_named_and_repair_rebuilds_it_from_the_packs() {
+    let (env, src, id) = setup();
     let index = objects(&env.repo_dir(), "index").remove(0);
     let bytes = fs::read(&index).unwrap();
     fs::write(&index, &bytes[..bytes.len() / 2]).unwrap();
@@ -177,6 +177,26 @@ fn a_truncated_index_is_named_and_its_data_reported_unreachable() {
     // Listing snapshots still works and warns about the index.
     let ls = env.ok(&["snapshots"]);
     assert!(ls.stdout.contains(&id[..8]));
+
+    // The packs describe themselves: repair rebuilds the index from them.
+    let out = env.ok(&["--json", "repair", "index"]).json();
+    assert_eq!(out["indexed_packs"], 2, "{out}");
+    assert_eq!(out["removed_index_files"].as_array().map(Vec::len), Some(1));
+    let check = env.ok(&["check", "--read-data"]);
+    assert!(
+        check.stdout.contains("0 errors, 0 warnings"),
+        "{}",
+        check.stdout
+    );
+    let target = env.path().join("restored");
+    env.ok(&[
+        "restore",
+        "files",
+        &id,
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    common::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
 
 #[test]

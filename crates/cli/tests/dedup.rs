@@ -72,3 +72,58 @@ fn a_one_mib_insertion_into_a_256_mib_file_adds_only_a_few_chunks() {
     let restored = target.join(file.strip_prefix("/").unwrap());
     assert!(std::fs::read(&restored).unwrap() == edited);
 }
+
+#[test]
+fn unchanged_files_are_not_read_again_but_changed_ones_are_even_with_the_same_mtime() {
+    let env = Env::fs();
+    env.init();
+    let dir = env.path().join("cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.join(format!("f{i}.conf")), format!("value={i}\n")).unwrap();
+    }
+    let first = env.backup(&[&dir]);
+    assert_eq!(first["snapshot"]["summary"]["files_unchanged"], 0);
+
+    let second = env.backup(&[&dir]);
+    assert_eq!(second["snapshot"]["summary"]["files_unchanged"], 20);
+    assert_eq!(second["snapshot"]["parent"], first["id"]);
+
+    // Same size, same modification time, different content: only the
+    // status-change time gives it away.
+    let f = dir.join("f7.conf");
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    std::fs::write(&f, "value=X\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let third = env.backup(&[&dir]);
+    assert_eq!(third["snapshot"]["summary"]["files_unchanged"], 19);
+
+    // --force reads everything.
+    let out = env
+        .ok(&[
+            "--json",
+            "backup",
+            "files",
+            dir.to_str().unwrap(),
+            "--force",
+        ])
+        .json();
+    assert_eq!(out["snapshot"]["summary"]["files_unchanged"], 0);
+    assert!(out["snapshot"].get("parent").is_none());
+
+    let target = env.path().join("restored");
+    env.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    let restored = target.join(f.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(restored).unwrap(), "value=X\n");
+}

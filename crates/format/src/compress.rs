@@ -10,6 +10,11 @@ pub const ENCODING_RAW: u8 = 0;
 /// Tag byte: the payload is one zstd frame.
 pub const ENCODING_ZSTD: u8 = 1;
 
+/// The most bytes [`Encoder::encode_into`] appends for `len` input bytes.
+pub fn max_encoded_len(len: usize) -> usize {
+    1 + zstd::zstd_safe::compress_bound(len).max(len)
+}
+
 /// How hard to compress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -24,27 +29,36 @@ impl Compression {
     pub const DEFAULT: Compression = Compression::Zstd(3);
 }
 
-/// Encodes payloads; keeps one zstd context to reuse across calls.
+/// Size of the sample compressed to detect incompressible data.
+const SAMPLE: usize = 64 * 1024;
+
+/// Encodes payloads; keeps its zstd contexts to reuse across calls.
 pub struct Encoder {
     level: Compression,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    probe: Option<zstd::bulk::Compressor<'static>>,
+    scratch: Vec<u8>,
 }
 
 impl Encoder {
     /// Builds an encoder for the given level.
     pub fn new(level: Compression) -> Result<Self, FormatError> {
-        let zstd = match level {
-            Compression::Off => None,
-            Compression::Zstd(l) => {
-                Some(
-                    zstd::bulk::Compressor::new(l).map_err(|e| FormatError::Invalid {
-                        what: "compression level",
-                        reason: e.to_string(),
-                    })?,
-                )
-            }
+        let make = |l| {
+            zstd::bulk::Compressor::new(l).map_err(|e| FormatError::Invalid {
+                what: "compression level",
+                reason: e.to_string(),
+            })
         };
-        Ok(Self { level, zstd })
+        let (zstd, probe) = match level {
+            Compression::Off => (None, None),
+            Compression::Zstd(l) => (Some(make(l)?), Some(make(1)?)),
+        };
+        Ok(Self {
+            level,
+            zstd,
+            probe,
+            scratch: Vec::new(),
+        })
     }
 
     /// The level this encoder uses.
@@ -52,24 +66,44 @@ impl Encoder {
         self.level
     }
 
+    /// True when a fast trial compression of a sample of `data` saves less
+    /// than 2%: such data (already compressed media, encrypted files) is
+    /// stored raw without spending time on a full compression.
+    fn looks_incompressible(&mut self, data: &[u8]) -> bool {
+        if data.len() < 2 * SAMPLE {
+            return false;
+        }
+        let Some(probe) = self.probe.as_mut() else {
+            return false;
+        };
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(SAMPLE));
+        // Sample the middle: headers at the start compress better than the rest.
+        let mid = data.len() / 2 - SAMPLE / 2;
+        match probe.compress_to_buffer(&data[mid..mid + SAMPLE], &mut self.scratch) {
+            Ok(n) => n * 100 >= SAMPLE * 98,
+            Err(_) => false,
+        }
+    }
+
     /// Appends the encoding of `data` (tag byte plus payload) to `out`.
     ///
     /// Falls back to raw when compression does not make the payload smaller,
     /// so incompressible data costs one byte of overhead, never more.
     pub fn encode_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        let start = out.len();
-        if let Some(z) = self.zstd.as_mut() {
-            out.push(ENCODING_ZSTD);
-            let bound = zstd::zstd_safe::compress_bound(data.len());
-            out.reserve(bound);
-            let spare_start = out.len();
-            out.resize(spare_start + bound, 0);
-            match z.compress_to_buffer(data, &mut out[spare_start..]) {
-                Ok(n) if n < data.len() => {
-                    out.truncate(spare_start + n);
-                    return;
-                }
-                _ => out.truncate(start),
+        let skip = self.looks_incompressible(data);
+        if let Some(z) = self.zstd.as_mut().filter(|_| !skip) {
+            // zstd writes into the scratch buffer's spare capacity: no zero-filling.
+            self.scratch.clear();
+            self.scratch
+                .reserve(zstd::zstd_safe::compress_bound(data.len()));
+            if let Ok(n) = z.compress_to_buffer(data, &mut self.scratch)
+                && n < data.len()
+            {
+                out.push(ENCODING_ZSTD);
+                out.extend_from_slice(&self.scratch);
+                return;
             }
         }
         out.push(ENCODING_RAW);
@@ -157,6 +191,25 @@ mod tests {
         assert!(decode("t", &e, (1 << 20) + 1).is_err());
         assert!(decode("t", &[9, 1, 2], 2).is_err());
         assert!(decode("t", &[], 0).is_err());
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw_without_full_compression() {
+        let mut enc = Encoder::new(Compression::DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+        let mut x: u64 = 88172645463325252;
+        let noise: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(enc.looks_incompressible(&noise));
+        assert_eq!(enc.encode(&noise)[0], ENCODING_RAW);
+        let text = b"2026-11-22 10:00:00 INFO request ok id=42\n".repeat(30_000);
+        assert!(!enc.looks_incompressible(&text));
+        assert_eq!(enc.encode(&text)[0], ENCODING_ZSTD);
     }
 
     #[test]

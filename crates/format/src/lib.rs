@@ -14,6 +14,8 @@
 //! - [`pack`]: pack files holding encrypted blobs plus an encrypted trailer;
 //! - [`index`], [`tree`], [`snapshot`], [`config`]: payload codecs.
 
+#![forbid(unsafe_code)]
+
 pub mod chunker;
 pub mod compress;
 pub mod config;

@@ -33,6 +33,23 @@ pub const FOOTER_LEN: usize = 8;
 pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
 /// Largest decoded blob a reader accepts (256 MiB).
 pub const MAX_BLOB_SIZE: u32 = 256 << 20;
+fn check_blob_len(len: usize) -> Result<u32, FormatError> {
+    u32::try_from(len)
+        .ok()
+        .filter(|l| *l <= MAX_BLOB_SIZE)
+        .ok_or(FormatError::TooLarge {
+            what: "blob",
+            size: len as u64,
+            limit: MAX_BLOB_SIZE.into(),
+        })
+}
+
+/// The most bytes a blob of `raw_len` bytes can take in a pack (nonce, tag
+/// byte, worst-case zstd expansion, GCM tag).
+pub fn max_record_len(raw_len: usize) -> usize {
+    crate::compress::max_encoded_len(raw_len) + SEAL_OVERHEAD
+}
+
 /// Nonce counter reserved for the trailer.
 const TRAILER_COUNTER: u64 = u64::MAX;
 
@@ -164,8 +181,14 @@ pub struct FinishedPack {
 impl PackBuilder {
     /// Starts a pack with a fresh salt; `capacity` is a size hint in bytes.
     pub fn new(key: &MasterKey, capacity: usize) -> Result<Self, FormatError> {
+        Self::with_buffer(key, Vec::with_capacity(capacity + PACK_HEADER_LEN))
+    }
+
+    /// Starts a pack in a recycled buffer (its contents are discarded, its
+    /// capacity kept), so pipelines can reuse a fixed set of pack buffers.
+    pub fn with_buffer(key: &MasterKey, mut buf: Vec<u8>) -> Result<Self, FormatError> {
+        buf.clear();
         let salt: [u8; SALT_LEN] = random_bytes()?;
-        let mut buf = Vec::with_capacity(capacity + PACK_HEADER_LEN);
         buf.extend_from_slice(
             &PackHeader {
                 version: crate::FORMAT_VERSION,
@@ -187,6 +210,12 @@ impl PackBuilder {
         self.buf.len()
     }
 
+    /// True if a record of `record_len` bytes (nonce, encoded blob, tag)
+    /// fits without growing the buffer.
+    pub fn fits(&self, record_len: usize) -> bool {
+        self.buf.len() + record_len <= self.buf.capacity()
+    }
+
     /// True when no blob has been added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -206,19 +235,39 @@ impl PackBuilder {
         id: Id,
         data: &[u8],
     ) -> Result<u32, FormatError> {
-        let raw_length = u32::try_from(data.len())
-            .ok()
-            .filter(|l| *l <= MAX_BLOB_SIZE)
-            .ok_or(FormatError::TooLarge {
-                what: "blob",
-                size: data.len() as u64,
-                limit: MAX_BLOB_SIZE.into(),
-            })?;
+        let raw_length = check_blob_len(data.len())?;
+        self.append(blob_type, id, raw_length, |buf| {
+            encoder.encode_into(data, buf)
+        })
+    }
+
+    /// Encrypts and appends a blob already encoded with
+    /// [`Encoder::encode_into`] (so compression can run outside a lock).
+    pub fn add_encoded(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        raw_length: usize,
+        encoded: &[u8],
+    ) -> Result<u32, FormatError> {
+        let raw_length = check_blob_len(raw_length)?;
+        self.append(blob_type, id, raw_length, |buf| {
+            buf.extend_from_slice(encoded)
+        })
+    }
+
+    fn append(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        raw_length: u32,
+        write_plaintext: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<u32, FormatError> {
         let offset = self.buf.len();
         let counter = self.entries.len() as u64;
         self.buf.extend_from_slice(&counter_nonce(counter));
         let plain_start = self.buf.len();
-        encoder.encode_into(data, &mut self.buf);
+        write_plaintext(&mut self.buf);
         if let Err(e) =
             self.subkey
                 .seal_in_place(&mut self.buf, plain_start, &blob_aad(blob_type, &id))
@@ -431,6 +480,23 @@ mod tests {
         let n = bad.len();
         bad[n - 20] ^= 1;
         assert!(read_trailer(&key, &bad).is_err());
+    }
+
+    #[test]
+    fn pre_encoded_blobs_read_back_like_any_other() {
+        let key = MasterKey::from_bytes(&[5; 64]);
+        let mut enc = Encoder::new(Compression::DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+        let data = b"pre-encoded ".repeat(1000);
+        let mut encoded = Vec::new();
+        enc.encode_into(&data, &mut encoded);
+        let id = key.id_key().blob_id(BlobType::Data, &data);
+        let mut p = PackBuilder::new(&key, 1024).unwrap_or_else(|e| panic!("{e}"));
+        p.add_encoded(BlobType::Data, id, data.len(), &encoded)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pack = p.finish().unwrap_or_else(|e| panic!("{e}"));
+        let e = pack.entries[0];
+        let rec = &pack.bytes[e.offset as usize..e.end() as usize];
+        assert_eq!(open_blob(&key, &pack.salt, &e, rec).ok(), Some(data));
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Summary {
     pub symlinks: u64,
     /// Entries skipped (sockets, devices, unreadable files).
     pub skipped: u64,
+    /// Files found unchanged since the parent snapshot and not read again.
+    pub files_unchanged: u64,
     /// Total size of the files.
     pub bytes: u64,
     /// Blobs this backup added to the repository.
@@ -102,6 +104,9 @@ pub struct Snapshot {
     pub tags: Vec<String>,
     /// Root tree blob.
     pub root: Id,
+    /// The earlier snapshot whose unchanged files were reused, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Id>,
     /// Counts and sizes.
     #[serde(default)]
     pub summary: Summary,
@@ -140,6 +145,7 @@ mod tests {
             reason: Some("migration 42".into()),
             tags: vec!["t".into()],
             root: Id::from_bytes([1; 32]),
+            parent: None,
             summary: Summary::default(),
             program: "lifeboat test".into(),
         };

@@ -33,6 +33,13 @@ pub struct Node {
     pub mode: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Status-change time, nanoseconds since the Unix epoch (0 if unknown).
+    /// Not restored; lets the next backup recognise an unchanged file.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ctime_ns: i64,
+    /// Inode number on the source file system (0 if unknown), for the same purpose.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inode: u64,
     /// Owner user id.
     pub uid: u32,
     /// Owner group id.
@@ -52,6 +59,10 @@ pub struct Node {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 
@@ -120,6 +131,8 @@ mod tests {
             kind: NodeKind::File,
             mode: 0o644,
             mtime_ns: 1,
+            ctime_ns: 2,
+            inode: 3,
             uid: 0,
             gid: 0,
             size: 3,

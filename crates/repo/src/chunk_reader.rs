@@ -6,9 +6,11 @@
 //! found yet, so a typical chunk is read once and only the few bytes read
 //! past its cut are copied into the next buffer.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 
 use lifeboat_format::chunker::Chunker;
+
+use crate::pool::BufferPool;
 
 const BLOCK: usize = 1 << 20;
 
@@ -18,6 +20,7 @@ pub struct ChunkReader<'c, R> {
     chunker: &'c Chunker,
     buf: Vec<u8>,
     eof: bool,
+    pool: Option<&'c BufferPool>,
 }
 
 impl<'c, R: Read> ChunkReader<'c, R> {
@@ -28,25 +31,31 @@ impl<'c, R: Read> ChunkReader<'c, R> {
             chunker,
             buf: Vec::new(),
             eof: false,
+            pool: None,
         }
     }
 
+    /// Takes chunk buffers from `pool` (consumers give them back when done).
+    pub fn with_pool(src: R, chunker: &'c Chunker, pool: &'c BufferPool) -> Self {
+        let mut reader = Self::new(src, chunker);
+        reader.pool = Some(pool);
+        reader
+    }
+
+    /// Reads until the buffer holds `target` bytes or the stream ends.
+    /// Reads straight into spare capacity: nothing is zero-filled first, so a
+    /// small file touches only as many pages as it has bytes.
     fn fill_to(&mut self, target: usize) -> std::io::Result<()> {
-        while !self.eof && self.buf.len() < target {
-            let len = self.buf.len();
-            self.buf.resize(target, 0);
-            match self.src.read(&mut self.buf[len..]) {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(len + n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => self.buf.truncate(len),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
-            }
+        if self.eof || self.buf.len() >= target {
+            return Ok(());
+        }
+        let want = target - self.buf.len();
+        self.buf.reserve_exact(want);
+        let got = (&mut self.src)
+            .take(want as u64)
+            .read_to_end(&mut self.buf)?;
+        if got < want {
+            self.eof = true;
         }
         Ok(())
     }
@@ -66,13 +75,25 @@ impl<'c, R: Read> ChunkReader<'c, R> {
             // of the stream or at the maximum size.
             if cut < self.buf.len() || self.eof || self.buf.len() >= max {
                 let rest = &self.buf[cut..];
-                let mut next = Vec::with_capacity(target.max(rest.len()));
+                let want = target.max(rest.len());
+                let mut next = match self.pool {
+                    Some(p) => p.take(want),
+                    None => Vec::with_capacity(want),
+                };
                 next.extend_from_slice(rest);
                 let mut chunk = std::mem::replace(&mut self.buf, next);
                 chunk.truncate(cut);
                 return Ok(Some(chunk));
             }
             target = (target * 2).min(max);
+        }
+    }
+}
+
+impl<R> Drop for ChunkReader<'_, R> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pool {
+            p.give(std::mem::take(&mut self.buf));
         }
     }
 }

@@ -7,6 +7,8 @@
 //! Writes follow the format's order: packs, then index files, then the
 //! snapshot, so an interruption at any point leaves only unreferenced data.
 
+#![forbid(unsafe_code)]
+
 pub mod backup;
 mod blobs;
 pub mod check;
@@ -15,7 +17,9 @@ pub mod error;
 pub mod index;
 pub mod keys;
 pub mod layout;
+pub mod pool;
 pub mod progress;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod snapshots;

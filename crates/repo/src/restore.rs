@@ -30,10 +30,8 @@ use crate::repository::{Repository, cpu};
 use crate::snapshots::SnapshotEntry;
 use crate::walk::{PathFilter, WalkEntry};
 
-/// Read ranges of one pack are merged across gaps up to this size…
+/// Read ranges of one pack are merged across gaps up to this size.
 const MAX_GAP: u64 = 1 << 20;
-/// …as long as one request stays under this size.
-const MAX_RANGE: u64 = 32 << 20;
 
 /// How to restore.
 #[derive(Clone, Debug, Default)]
@@ -42,8 +40,11 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Restore only these paths (relative to the snapshot root; may start with `/`).
     pub include: Vec<PathBuf>,
-    /// Pack reads in flight (0 = automatic).
+    /// Pack reads in flight (0 = 4).
     pub concurrency: usize,
+    /// Largest single read in bytes (0 = 8 MiB). Memory use is about
+    /// `concurrency × max_read`.
+    pub max_read: u64,
 }
 
 /// What a restore did.
@@ -188,6 +189,7 @@ fn plan(
     index: &MasterIndex,
     entries: &[WalkEntry],
     files: &[usize],
+    max_read: u64,
 ) -> (Vec<RangeJob>, Vec<(usize, String)>) {
     let mut by_blob: HashMap<lifeboat_format::Id, (u32, BlobJob)> = HashMap::new();
     let mut missing = Vec::new();
@@ -231,7 +233,7 @@ fn plan(
         for b in blobs {
             let (s, e) = (u64::from(b.entry.offset), b.entry.end());
             match current.as_mut() {
-                Some(r) if s <= r.end + MAX_GAP && e - r.start <= MAX_RANGE => {
+                Some(r) if s <= r.end + MAX_GAP && e - r.start <= max_read => {
                     r.end = r.end.max(e);
                     r.blobs.push(b);
                 }
@@ -326,6 +328,11 @@ impl Repository {
         let target = target.to_path_buf();
         let entries = Arc::new(entries);
         let files = Arc::new(files);
+        let max_read = if options.max_read == 0 {
+            8 << 20
+        } else {
+            options.max_read
+        };
         let (ranges, missing, mut summary) = {
             let (t, e, f, ix) = (
                 target.clone(),
@@ -336,7 +343,7 @@ impl Repository {
             cpu(move || -> Result<_> {
                 let mut summary = RestoreSummary::default();
                 create_entries(&t, &e, &f, &mut summary)?;
-                let (ranges, missing) = plan(&ix, &e, &f);
+                let (ranges, missing) = plan(&ix, &e, &f, max_read);
                 Ok((ranges, missing, summary))
             })
             .await??
@@ -351,7 +358,7 @@ impl Repository {
                 .collect(),
         );
         let concurrency = if options.concurrency == 0 {
-            8
+            4
         } else {
             options.concurrency
         };

@@ -10,10 +10,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use lifeboat_format::BlobType;
 use lifeboat_format::Id;
+use lifeboat_format::compress::{Encoder, max_encoded_len};
+use lifeboat_format::crypto::SEAL_OVERHEAD;
 use lifeboat_format::index::{IndexFile, IndexPack};
 use lifeboat_format::object::ObjectKind;
-use lifeboat_format::pack::{FinishedPack, PackBuilder};
+use lifeboat_format::pack::{FinishedPack, PACK_HEADER_LEN, PackBuilder, max_record_len};
 use lifeboat_storage::{PutMode, StorageError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
 use crate::layout;
+use crate::pool::{BufferPool, Permit, Permits};
 use crate::repository::Repository;
 
 /// Packs per index file while a long backup runs, so that an interrupted
@@ -44,27 +48,44 @@ pub struct UploadStats {
 
 /// Handle to the background upload task.
 pub struct Uploader {
-    tx: mpsc::Sender<FinishedPack>,
+    outlet: PackOutlet,
     task: JoinHandle<Result<UploadStats>>,
+}
+
+/// Where worker threads send finished packs, and where they get recycled
+/// pack buffers from.
+#[derive(Clone, Debug)]
+pub struct PackOutlet {
+    tx: mpsc::Sender<(FinishedPack, Permit)>,
+    pool: BufferPool,
+    permits: Permits,
 }
 
 impl Uploader {
     /// Starts uploading with at most `concurrency` packs in flight.
     pub fn start(repo: Repository, concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
-        let (tx, rx) = mpsc::channel(concurrency);
-        let task = tokio::spawn(run(repo, rx, concurrency));
-        Self { tx, task }
+        let (tx, rx) = mpsc::channel(1);
+        // Pack buffers alive at once (each holds a permit from the moment it
+        // is started until its upload ends): one being filled for each sink
+        // (file data, then directory listings), and `concurrency` uploading.
+        let permits = Permits::new(concurrency + 1);
+        let pool = BufferPool::new(concurrency + 1);
+        let task = tokio::spawn(run(repo, rx, concurrency, pool.clone()));
+        Self {
+            outlet: PackOutlet { tx, pool, permits },
+            task,
+        }
     }
 
-    /// A sender for worker threads (use `blocking_send` from them).
-    pub fn sender(&self) -> mpsc::Sender<FinishedPack> {
-        self.tx.clone()
+    /// The outlet for worker threads.
+    pub fn outlet(&self) -> PackOutlet {
+        self.outlet.clone()
     }
 
     /// Waits for every pack and the final index file.
     pub async fn finish(self) -> Result<UploadStats> {
-        drop(self.tx);
+        drop(self.outlet);
         self.task
             .await
             .map_err(|e| RepoError::Task(e.to_string()))?
@@ -77,7 +98,7 @@ struct Uploaded {
     raw_bytes: u64,
 }
 
-async fn upload(repo: &Repository, pack: FinishedPack) -> Result<Uploaded> {
+async fn upload(repo: &Repository, pack: FinishedPack, pool: &BufferPool) -> Result<Uploaded> {
     let FinishedPack {
         id,
         salt,
@@ -86,14 +107,19 @@ async fn upload(repo: &Repository, pack: FinishedPack) -> Result<Uploaded> {
         raw_bytes,
     } = pack;
     let size = bytes.len() as u64;
+    let bytes = Bytes::from(bytes);
     match repo
         .storage()
-        .put(&layout::pack(&id), Bytes::from(bytes), PutMode::CreateOnly)
+        .put(&layout::pack(&id), bytes.clone(), PutMode::CreateOnly)
         .await
     {
         // The name is the hash of the bytes: an existing pack is this pack.
         Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),
+    }
+    // The store has let go of its references: recycle the buffer.
+    if let Ok(buffer) = bytes.try_into_mut() {
+        pool.give(buffer.into());
     }
     Ok(Uploaded {
         pack: IndexPack {
@@ -123,8 +149,9 @@ async fn write_index(
 
 async fn run(
     repo: Repository,
-    mut rx: mpsc::Receiver<FinishedPack>,
+    mut rx: mpsc::Receiver<(FinishedPack, Permit)>,
     concurrency: usize,
+    pool: BufferPool,
 ) -> Result<UploadStats> {
     let mut stats = UploadStats::default();
     let mut pending = IndexFile::default();
@@ -133,9 +160,13 @@ async fn run(
     while open || !inflight.is_empty() {
         tokio::select! {
             next = rx.recv(), if open && inflight.len() < concurrency => match next {
-                Some(pack) => {
-                    let repo = repo.clone();
-                    inflight.push(async move { upload(&repo, pack).await });
+                Some((pack, permit)) => {
+                    let (repo, pool) = (repo.clone(), pool.clone());
+                    inflight.push(async move {
+                        let done = upload(&repo, pack, &pool).await;
+                        drop(permit);
+                        done
+                    });
                 }
                 None => open = false,
             },
@@ -156,53 +187,97 @@ async fn run(
     Ok(stats)
 }
 
-/// A worker thread's pack in progress; hands full packs to the uploader.
+/// The pack in progress, shared by the worker threads: they compress (and
+/// hash) in parallel, then append under a short lock, where the blob is
+/// encrypted in place. A full pack is handed to the uploader under the lock,
+/// so while the uploader is busy no further pack buffer is started: memory
+/// stays at one pack being filled, one queued, and those uploading.
 pub struct PackSink {
     repo: Repository,
-    builder: Option<PackBuilder>,
     target: usize,
-    tx: mpsc::Sender<FinishedPack>,
+    outlet: PackOutlet,
+    open: Mutex<Option<(PackBuilder, Permit)>>,
 }
 
 impl PackSink {
-    /// A sink sending to `tx`, cutting packs at the repository's pack size.
-    pub fn new(repo: Repository, tx: mpsc::Sender<FinishedPack>) -> Self {
+    /// A sink sending to `outlet`, cutting packs at the repository's pack size.
+    pub fn new(repo: Repository, outlet: PackOutlet) -> Self {
         let target = repo.config().pack_size as usize;
         Self {
             repo,
-            builder: None,
             target,
-            tx,
+            outlet,
+            open: Mutex::new(None),
         }
     }
 
-    /// Compresses, encrypts and packs one blob. Blocks while the uploader is
-    /// busy (this is what bounds memory). Call from a worker thread only.
-    pub fn add(
-        &mut self,
-        encoder: &mut lifeboat_format::compress::Encoder,
-        blob_type: lifeboat_format::BlobType,
+    /// Encrypts and packs one blob already encoded with
+    /// [`lifeboat_format::compress::Encoder::encode_into`]. Thread-safe;
+    /// blocks while the uploader is busy.
+    pub fn add_encoded(
+        &self,
+        blob_type: BlobType,
         id: Id,
-        data: &[u8],
+        raw_length: usize,
+        encoded: &[u8],
     ) -> Result<()> {
-        let builder = match self.builder.as_mut() {
+        let record = encoded.len() + SEAL_OVERHEAD;
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| RepoError::Task("a pack writer thread panicked".into()))?;
+        // Never let a pack buffer grow (and reallocate): send the pack first.
+        if open
+            .as_ref()
+            .is_some_and(|(b, _)| !b.is_empty() && !b.fits(record))
+        {
+            self.send(open.take())?;
+        }
+        let (builder, _) = match open.as_mut() {
             Some(b) => b,
-            None => self
-                .builder
-                .insert(PackBuilder::new(self.repo.key(), self.target + (1 << 20))?),
+            None => {
+                // Waits while the uploader still holds every pack buffer.
+                let permit = self.outlet.permits.acquire();
+                // A fixed capacity (a full pack and a typical chunk) lets every
+                // recycled buffer be reused as is; a larger blob gets more room.
+                let capacity = PACK_HEADER_LEN + self.target + record.max(max_record_len(2 << 20));
+                let buffer = self.outlet.pool.take(capacity);
+                open.insert((PackBuilder::with_buffer(self.repo.key(), buffer)?, permit))
+            }
         };
-        builder.add(encoder, blob_type, id, data)?;
+        builder.add_encoded(blob_type, id, raw_length, encoded)?;
         if builder.len() >= self.target {
-            self.flush()?;
+            self.send(open.take())?;
         }
         Ok(())
     }
 
+    /// Compresses, encrypts and packs one blob.
+    pub fn add(
+        &self,
+        encoder: &mut Encoder,
+        blob_type: BlobType,
+        id: Id,
+        data: &[u8],
+    ) -> Result<()> {
+        let mut encoded = Vec::with_capacity(max_encoded_len(data.len()));
+        encoder.encode_into(data, &mut encoded);
+        self.add_encoded(blob_type, id, data.len(), &encoded)
+    }
+
     /// Sends the pack in progress, if any.
-    pub fn flush(&mut self) -> Result<()> {
-        if let Some(b) = self.builder.take().filter(|b| !b.is_empty()) {
+    pub fn flush(&self) -> Result<()> {
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| RepoError::Task("a pack writer thread panicked".into()))?;
+        self.send(open.take())
+    }
+
+    fn send(&self, open: Option<(PackBuilder, Permit)>) -> Result<()> {
+        if let Some((b, permit)) = open.filter(|(b, _)| !b.is_empty()) {
             let pack = b.finish()?;
-            self.tx.blocking_send(pack).map_err(|_| {
+            self.outlet.tx.blocking_send((pack, permit)).map_err(|_| {
                 RepoError::Task("the uploader stopped (see the error above)".into())
             })?;
         }

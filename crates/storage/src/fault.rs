@@ -26,7 +26,8 @@ pub enum Fault {
 #[derive(Debug)]
 pub struct FaultStorage {
     inner: DynStorage,
-    pending: Mutex<Option<(Fault, u64)>>,
+    /// (fault, operations to let through first, operations to fail)
+    pending: Mutex<Option<(Fault, u64, u64)>>,
     calls: AtomicU64,
 }
 
@@ -42,7 +43,17 @@ impl FaultStorage {
 
     /// Fails the next `count` operations with `fault`.
     pub fn inject(&self, fault: Fault, count: u64) {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some((fault, count));
+        self.inject_after(0, fault, count);
+    }
+
+    /// Lets `skip` operations through, then fails `count` with `fault`.
+    pub fn inject_after(&self, skip: u64, fault: Fault, count: u64) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some((fault, skip, count));
+    }
+
+    /// Disarms any pending fault.
+    pub fn heal(&self) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Operations seen so far.
@@ -53,10 +64,14 @@ impl FaultStorage {
     fn check(&self, key: &str) -> Result<(), StorageError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((fault, left)) = *p else {
+        let Some((fault, skip, left)) = *p else {
             return Ok(());
         };
-        *p = (left > 1).then_some((fault, left - 1));
+        if skip > 0 {
+            *p = Some((fault, skip - 1, left));
+            return Ok(());
+        }
+        *p = (left > 1).then_some((fault, 0, left - 1));
         Err(match fault {
             Fault::Transient => StorageError::Transient {
                 key: key.into(),

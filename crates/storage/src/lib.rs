@@ -10,6 +10,8 @@
 //! S3-compatible store), and [`memory::MemoryStorage`] for unit tests, plus
 //! [`fault::FaultStorage`] which injects failures for tests of the layers above.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod fault;
 pub mod fs;

@@ -4,6 +4,7 @@ use anyhow::{Result, bail};
 use lifeboat_format::compress::Compression;
 use lifeboat_format::snapshot::BackupKind;
 use lifeboat_repo::BackupOptions;
+use lifeboat_repo::backup::Parent;
 
 use crate::cli::{BackupFilesArgs, CompressionArg, Global, Kind};
 use crate::commands::open_repo;
@@ -38,12 +39,19 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
         tags: args.tags.clone(),
         compression: compression(args.compression),
         threads: args.threads,
+        // Pack buffers in memory: one being filled plus those uploading. A
+        // local write is quick, so one at a time keeps up.
         uploads: if repo.storage().capabilities().remote {
             4
         } else {
-            2
+            1
         },
         host: args.host.clone(),
+        parent: match (&args.parent, args.force) {
+            (_, true) => Parent::Disabled,
+            (Some(p), false) => Parent::Snapshot(p.clone()),
+            (None, false) => Parent::Auto,
+        },
     };
     let result = repo
         .backup_files(&args.paths, &options, reporter.sink())
@@ -55,9 +63,10 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
         output::json(&result)?;
     } else if !g.quiet {
         println!(
-            "snapshot {} saved: {} files, {} dirs, {} in {}; added {} new data ({} stored)",
+            "snapshot {} saved: {} files ({} unchanged), {} dirs, {} in {}; added {} new data ({} stored)",
             result.id.short(),
             s.files,
+            s.files_unchanged,
             s.dirs,
             output::size(s.bytes),
             output::secs(s.duration_ms),

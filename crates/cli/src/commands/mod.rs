@@ -5,6 +5,7 @@ pub mod check;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 

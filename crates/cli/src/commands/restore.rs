@@ -13,14 +13,13 @@ pub async fn files(g: &Global, args: &RestoreFilesArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
     let snap = repo.find_snapshot(&args.snapshot, &reporter.sink()).await?;
+    let remote = repo.storage().capabilities().remote;
     let options = RestoreOptions {
         overwrite: args.overwrite,
         include: args.include.clone(),
-        concurrency: if repo.storage().capabilities().remote {
-            16
-        } else {
-            8
-        },
+        // Memory is about concurrency × max_read: 128 MiB remote, 32 MiB local.
+        concurrency: if remote { 8 } else { 4 },
+        max_read: if remote { 16 << 20 } else { 8 << 20 },
     };
     let summary = repo
         .restore_files(&snap, &args.target, &options, reporter.sink())

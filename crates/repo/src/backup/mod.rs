@@ -1,7 +1,10 @@
 //! `backup files`: snapshot files and directories into the repository.
 
+mod parent;
 mod pipeline;
 mod scan;
+
+pub use parent::Parent;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,7 +21,7 @@ use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, cpu, local_origin};
-use crate::uploader::{Claims, PackSink, Uploader};
+use crate::uploader::{Claims, PackOutlet, PackSink, Uploader};
 use pipeline::{FileResult, PipelineContext, store_files};
 use scan::Scan;
 
@@ -39,6 +42,8 @@ pub struct BackupOptions {
     pub uploads: usize,
     /// Host name recorded in the snapshot (default: this host).
     pub host: Option<String>,
+    /// Snapshot whose unchanged files are reused without reading them.
+    pub parent: Parent,
 }
 
 impl Default for BackupOptions {
@@ -51,6 +56,7 @@ impl Default for BackupOptions {
             threads: 0,
             uploads: 2,
             host: None,
+            parent: Parent::Auto,
         }
     }
 }
@@ -97,36 +103,52 @@ impl Repository {
             let progress = progress.clone();
             cpu(move || Scan::run(&paths, &progress)).await??
         };
+        let origin = local_origin(None);
+        let host = options.host.clone().unwrap_or(origin.host);
+        let roots: Vec<String> = scan.roots.iter().map(|p| p.display().to_string()).collect();
+        progress.event(Event::Phase("reading the parent snapshot"));
+        let parent = parent::load(self, &index, &options.parent, &host, &roots, &progress).await?;
+        let parent_id = parent.as_ref().map(|p| p.id);
         progress.event(Event::Phase("backing up"));
         let uploader = Uploader::start(self.clone(), options.uploads);
         let built = {
             let repo = self.clone();
-            let packs = uploader.sender();
+            let packs = uploader.outlet();
             let options = options.clone();
             let progress = progress.clone();
-            cpu(move || store_and_build_trees(&repo, &index, scan, &options, packs, &progress))
-                .await?
+            cpu(move || {
+                store_and_build_trees(
+                    &repo,
+                    &index,
+                    scan,
+                    parent.as_ref(),
+                    &options,
+                    packs,
+                    &progress,
+                )
+            })
+            .await?
         };
         // Always wait for the uploader, so no upload is left running.
         let uploaded = uploader.finish().await;
         let built = built?;
         let uploaded = uploaded?;
 
-        let origin = local_origin(None);
         let mut summary = built.summary;
         summary.new_blobs = uploaded.blobs;
         summary.new_bytes = uploaded.raw_bytes;
         summary.stored_bytes = uploaded.stored_bytes;
         let mut snapshot = Snapshot {
             time,
-            host: options.host.clone().unwrap_or(origin.host),
+            host,
             user: origin.user,
             source: SourceKind::Files,
-            paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            paths: roots,
             kind: options.kind,
             reason: options.reason.clone(),
             tags: options.tags.clone(),
             root: built.root,
+            parent: parent_id,
             summary,
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         };
@@ -152,8 +174,9 @@ fn store_and_build_trees(
     repo: &Repository,
     index: &MasterIndex,
     mut scan: Scan,
+    parent: Option<&parent::ParentFiles>,
     options: &BackupOptions,
-    packs: tokio::sync::mpsc::Sender<lifeboat_format::pack::FinishedPack>,
+    packs: PackOutlet,
     progress: &DynProgress,
 ) -> Result<Built> {
     let chunker = Chunker::new(repo.config().chunker)?;
@@ -163,12 +186,31 @@ fn store_and_build_trees(
     } else {
         options.threads
     };
-    let file_nodes = scan.files();
+    let mut summary = Summary::default();
+    // Files unchanged since the parent snapshot keep its chunk lists unread.
+    let mut file_nodes = Vec::new();
+    for n in scan.files() {
+        match parent.and_then(|p| p.unchanged(&scan.nodes[n], index)) {
+            Some(content) => {
+                let node = &mut scan.nodes[n];
+                node.content = content;
+                summary.files += 1;
+                summary.files_unchanged += 1;
+                summary.bytes += node.size;
+                progress.event(Event::Advance {
+                    items: 1,
+                    bytes: node.size,
+                });
+            }
+            None => file_nodes.push(n),
+        }
+    }
     let jobs: Vec<(usize, PathBuf)> = file_nodes
         .iter()
         .enumerate()
         .map(|(slot, &n)| (slot, scan.nodes[n].path.clone()))
         .collect();
+    let data_sink = PackSink::new(repo.clone(), packs.clone());
     let ctx = PipelineContext {
         repo,
         index,
@@ -177,13 +219,12 @@ fn store_and_build_trees(
         compression: options.compression,
         readers: 2.min(jobs.len()),
         workers,
-        packs: packs.clone(),
+        sink: &data_sink,
         progress,
     };
     let results = store_files(&ctx, jobs, file_nodes.len())?;
-    drop(ctx);
+    data_sink.flush()?;
 
-    let mut summary = Summary::default();
     let mut skipped = Vec::new();
     for (&n, r) in file_nodes.iter().zip(results) {
         let node = &mut scan.nodes[n];
@@ -204,7 +245,8 @@ fn store_and_build_trees(
 
     // Trees bottom-up: children always have larger indices than parents.
     let mut encoder = Encoder::new(options.compression)?;
-    let mut sink = PackSink::new(repo.clone(), packs);
+    // Directory listings go to packs of their own, apart from file data.
+    let sink = PackSink::new(repo.clone(), packs);
     let id_key = repo.key().id_key();
     for i in (0..scan.nodes.len()).rev() {
         match scan.nodes[i].kind {
@@ -229,6 +271,8 @@ fn store_and_build_trees(
                 kind: child.kind,
                 mode: child.mode,
                 mtime_ns: child.mtime_ns,
+                ctime_ns: child.ctime_ns,
+                inode: child.inode,
                 uid: child.uid,
                 gid: child.gid,
                 size: child.size,

@@ -13,13 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::{bounded, unbounded};
 use lifeboat_format::chunker::Chunker;
 use lifeboat_format::compress::{Compression, Encoder};
-use lifeboat_format::pack::FinishedPack;
 use lifeboat_format::{BlobType, Id};
-use tokio::sync::mpsc;
 
 use crate::chunk_reader::ChunkReader;
 use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
+use crate::pool::BufferPool;
 use crate::progress::{DynProgress, Event};
 use crate::repository::Repository;
 use crate::uploader::{Claims, PackSink};
@@ -33,7 +32,7 @@ pub(crate) struct PipelineContext<'a> {
     pub compression: Compression,
     pub readers: usize,
     pub workers: usize,
-    pub packs: mpsc::Sender<FinishedPack>,
+    pub sink: &'a PackSink,
     pub progress: &'a DynProgress,
 }
 
@@ -93,8 +92,12 @@ pub(crate) fn store_files(
         let _ = job_tx.send(f);
     }
     drop(job_tx);
-    let (chunk_tx, chunk_rx) = bounded::<ChunkMsg>(ctx.workers * 2);
+    let (chunk_tx, chunk_rx) = bounded::<ChunkMsg>(ctx.workers);
     let (msg_tx, msg_rx) = unbounded::<Msg>();
+    // Every chunk buffer in flight comes back here: queued, being packed, or
+    // being filled by a reader.
+    let buffers = BufferPool::new(ctx.workers * 2 + ctx.readers);
+    let buffers = &buffers;
 
     std::thread::scope(|s| {
         for _ in 0..ctx.readers.max(1) {
@@ -102,7 +105,7 @@ pub(crate) fn store_files(
             let chunks = chunk_tx.clone();
             let msgs = msg_tx.clone();
             let abort = &abort;
-            s.spawn(move || read_files(ctx, jobs, chunks, msgs, abort));
+            s.spawn(move || read_files(ctx, jobs, chunks, msgs, abort, buffers));
         }
         drop(chunk_tx);
         for _ in 0..ctx.workers.max(1) {
@@ -110,7 +113,7 @@ pub(crate) fn store_files(
             let msgs = msg_tx.clone();
             let abort = &abort;
             s.spawn(move || {
-                if let Err(e) = pack_chunks(ctx, chunks, &msgs) {
+                if let Err(e) = pack_chunks(ctx, chunks, &msgs, buffers) {
                     abort.store(true, Ordering::Relaxed);
                     let _ = msgs.send(Msg::Fatal(e));
                 }
@@ -128,6 +131,7 @@ fn read_files(
     chunks: crossbeam_channel::Sender<ChunkMsg>,
     msgs: crossbeam_channel::Sender<Msg>,
     abort: &AtomicBool,
+    buffers: &BufferPool,
 ) {
     for (slot, path) in jobs.iter() {
         if abort.load(Ordering::Relaxed) {
@@ -146,7 +150,7 @@ fn read_files(
         let mut seq = 0;
         let mut size = 0u64;
         let mut failed = None;
-        for chunk in ChunkReader::new(file, ctx.chunker) {
+        for chunk in ChunkReader::with_pool(file, ctx.chunker, buffers) {
             match chunk {
                 Ok(data) => {
                     size += data.len() as u64;
@@ -177,14 +181,18 @@ fn pack_chunks(
     ctx: &PipelineContext<'_>,
     chunks: crossbeam_channel::Receiver<ChunkMsg>,
     msgs: &crossbeam_channel::Sender<Msg>,
+    buffers: &BufferPool,
 ) -> Result<()> {
     let mut encoder = Encoder::new(ctx.compression)?;
-    let mut sink = PackSink::new(ctx.repo.clone(), ctx.packs.clone());
+    let mut encoded = Vec::new();
     let id_key = ctx.repo.key().id_key();
     for ChunkMsg { slot, seq, data } in chunks.iter() {
         let id = id_key.blob_id(BlobType::Data, &data);
         if ctx.claims.claim(ctx.index, id) {
-            sink.add(&mut encoder, BlobType::Data, id, &data)?;
+            encoded.clear();
+            encoder.encode_into(&data, &mut encoded);
+            ctx.sink
+                .add_encoded(BlobType::Data, id, data.len(), &encoded)?;
         }
         let _ = msgs.send(Msg::Chunk {
             slot,
@@ -192,8 +200,9 @@ fn pack_chunks(
             id,
             len: data.len() as u64,
         });
+        buffers.give(data);
     }
-    sink.flush()
+    Ok(())
 }
 
 fn collect(

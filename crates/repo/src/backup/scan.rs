@@ -19,6 +19,8 @@ pub(crate) struct ScanNode {
     pub kind: NodeKind,
     pub mode: u32,
     pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
     pub uid: u32,
     pub gid: u32,
     pub size: u64,
@@ -37,12 +39,12 @@ pub(crate) struct ScanNode {
 pub(crate) struct Scan {
     pub nodes: Vec<ScanNode>,
     pub skipped: u64,
+    /// The paths given, made absolute, in the order given.
+    pub roots: Vec<PathBuf>,
 }
 
-fn mtime_ns(m: &Metadata) -> i64 {
-    m.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec())
+fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// Builds a node from `lstat` metadata; `None` for sockets, devices and FIFOs.
@@ -62,7 +64,9 @@ fn node(name: Vec<u8>, path: &Path, m: &Metadata) -> Result<Option<ScanNode>> {
         name,
         kind,
         mode: m.mode() & 0o7777,
-        mtime_ns: mtime_ns(m),
+        mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
+        ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
+        inode: m.ino(),
         uid: m.uid(),
         gid: m.gid(),
         size: if kind == NodeKind::File { m.len() } else { 0 },
@@ -108,6 +112,7 @@ impl Scan {
         scan.nodes.push(root);
         for p in paths {
             let abs = normalize(p)?;
+            scan.roots.push(abs.clone());
             let meta = fs::symlink_metadata(&abs).map_err(|e| RepoError::local(&abs, e))?;
             // Record each ancestor directory with its own metadata.
             let mut parent = 0;

@@ -1,0 +1,41 @@
+//! `lifeboat repair index`
+
+use anyhow::{Result, bail};
+
+use crate::cli::Global;
+use crate::commands::open_repo;
+use crate::output::{self, Reporter};
+
+/// Rebuilds missing index entries from pack trailers.
+pub async fn index(g: &Global) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let report = repo.repair_index(reporter.sink()).await;
+    reporter.finish();
+    let report = report?;
+    if g.json {
+        output::json(&report)?;
+    } else if !g.quiet {
+        println!(
+            "{} unindexed pack(s) found, {} indexed ({} blobs){}; {} damaged index file(s) removed",
+            report.unindexed_packs,
+            report.indexed_packs,
+            report.blobs,
+            report
+                .new_index
+                .map(|id| format!(" in index {}", id.short()))
+                .unwrap_or_default(),
+            report.removed_index_files.len()
+        );
+    }
+    if !report.unreadable_packs.is_empty() {
+        for p in &report.unreadable_packs {
+            reporter.note(&format!("error: pack trailer unreadable: {p}"));
+        }
+        bail!(
+            "{} pack(s) could not be indexed; run `lifeboat check --read-data` to see what they affect",
+            report.unreadable_packs.len()
+        );
+    }
+    Ok(())
+}

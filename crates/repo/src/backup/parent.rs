@@ -1,0 +1,113 @@
+//! The parent snapshot: the previous backup of the same paths on the same
+//! host, whose unchanged files are reused without being read again.
+//!
+//! A file counts as unchanged when its size, modification time, status-change
+//! time and inode all equal the parent's record, and every chunk the parent
+//! lists is still in the index. The status-change time cannot be set by
+//! programs, so tools that preserve modification times (`cp -p`, `rsync -t`)
+//! do not fool the comparison.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use lifeboat_format::Id;
+use lifeboat_format::snapshot::SourceKind;
+use lifeboat_format::tree::{Node, NodeKind};
+
+use crate::error::Result;
+use crate::index::MasterIndex;
+use crate::progress::{DynProgress, Event};
+use crate::repository::Repository;
+use crate::walk::PathFilter;
+
+use super::scan::ScanNode;
+
+/// Which snapshot to compare against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Parent {
+    /// The newest snapshot of the same paths on the same host.
+    #[default]
+    Auto,
+    /// None: read every file.
+    Disabled,
+    /// This snapshot (id, prefix or `latest`).
+    Snapshot(String),
+}
+
+/// The parent's files by path (relative to `/`).
+pub(crate) struct ParentFiles {
+    pub id: Id,
+    files: HashMap<PathBuf, Node>,
+}
+
+impl ParentFiles {
+    /// The parent's chunk list for `node` if the file is unchanged.
+    pub(crate) fn unchanged(&self, node: &ScanNode, index: &MasterIndex) -> Option<Vec<Id>> {
+        let rel = node.path.strip_prefix("/").ok()?;
+        let p = self.files.get(rel)?;
+        let same = p.size == node.size
+            && p.mtime_ns == node.mtime_ns
+            && p.ctime_ns == node.ctime_ns
+            && p.ctime_ns != 0
+            && p.inode == node.inode
+            && p.content.iter().all(|id| index.contains(id));
+        same.then(|| p.content.clone())
+    }
+}
+
+/// Finds and loads the parent snapshot's files. A parent that cannot be read
+/// is reported as a warning and the backup reads every file instead.
+pub(crate) async fn load(
+    repo: &Repository,
+    index: &MasterIndex,
+    parent: &Parent,
+    host: &str,
+    roots: &[String],
+    progress: &DynProgress,
+) -> Result<Option<ParentFiles>> {
+    let entry = match parent {
+        Parent::Disabled => return Ok(None),
+        Parent::Snapshot(r) => repo.find_snapshot(r, progress).await?,
+        Parent::Auto => {
+            let mut wanted = roots.to_vec();
+            wanted.sort();
+            let found = repo
+                .list_snapshots(progress)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|e| {
+                    let mut paths = e.snapshot.paths.clone();
+                    paths.sort();
+                    e.snapshot.source == SourceKind::Files
+                        && e.snapshot.host == host
+                        && paths == wanted
+                });
+            match found {
+                Some(e) => e,
+                None => return Ok(None),
+            }
+        }
+    };
+    let label = format!("parent snapshot {}", entry.id.short());
+    match repo
+        .walk_snapshot(index, &entry.snapshot.root, &PathFilter::default(), &label)
+        .await
+    {
+        Ok(entries) => Ok(Some(ParentFiles {
+            id: entry.id,
+            files: entries
+                .into_iter()
+                .filter(|e| e.node.kind == NodeKind::File)
+                .map(|e| (e.path, e.node))
+                .collect(),
+        })),
+        Err(e) if e.is_access_problem() => Err(e),
+        Err(e) => {
+            progress.event(Event::Warning(format!(
+                "{label} cannot be read ({e}); reading every file instead"
+            )));
+            Ok(None)
+        }
+    }
+}

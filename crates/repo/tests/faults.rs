@@ -1,0 +1,109 @@
+//! Storage failures in the middle of a backup: the backup fails cleanly, no
+//! snapshot appears, the repository stays consistent, and the next backup works.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeboat_format::keyslot::KdfCost;
+use lifeboat_repo::progress::none;
+use lifeboat_repo::{
+    BackupOptions, CheckOptions, InitOptions, RepoError, Repository, RestoreOptions,
+};
+use lifeboat_storage::fault::{Fault, FaultStorage};
+use lifeboat_storage::memory::MemoryStorage;
+use lifeboat_storage::retry::{RetryPolicy, RetryStorage};
+use lifeboat_storage::{DynStorage, StorageError};
+
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_mid_backup_leaves_a_consistent_repository() {
+    let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
+    let policy = RetryPolicy {
+        max_retries: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+    };
+    let storage: DynStorage = Arc::new(RetryStorage::new(faulty.clone(), policy));
+    let init = InitOptions {
+        kdf: KdfCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        pack_size: 1 << 20,
+        ..InitOptions::default()
+    };
+    let repo = Repository::init(storage, "memory", b"pw", init)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        std::fs::write(dir.path().join(format!("f{i}")), noise(3 << 20, i + 1)).unwrap();
+    }
+    let paths = vec![dir.path().to_path_buf()];
+
+    // Transient failures are retried and the backup succeeds…
+    faulty.inject_after(5, Fault::Transient, 2);
+    repo.backup_files(&paths, &BackupOptions::default(), none())
+        .await
+        .unwrap();
+    let first = repo.list_snapshots(&none()).await.unwrap();
+    assert_eq!(first.len(), 1);
+
+    // …a permanent failure part-way fails it, writing no snapshot.
+    std::fs::write(dir.path().join("new"), noise(4 << 20, 99)).unwrap();
+    faulty.inject_after(3, Fault::Denied, u64::MAX);
+    let err = repo
+        .backup_files(&paths, &BackupOptions::default(), none())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::Storage(StorageError::PermissionDenied { .. })
+        ),
+        "{err:?}"
+    );
+    faulty.heal();
+    assert_eq!(repo.list_snapshots(&none()).await.unwrap().len(), 1);
+    let report = repo
+        .check(CheckOptions { read_data: true }, none())
+        .await
+        .unwrap();
+    assert_eq!(report.errors(), 0, "{:?}", report.findings);
+
+    // The next backup completes and restores exactly.
+    let done = repo
+        .backup_files(&paths, &BackupOptions::default(), none())
+        .await
+        .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let entry = repo
+        .find_snapshot(&done.id.to_hex(), &none())
+        .await
+        .unwrap();
+    let summary = repo
+        .restore_files(&entry, target.path(), &RestoreOptions::default(), none())
+        .await
+        .unwrap();
+    assert!(summary.failed.is_empty());
+    let restored = target.path().join(dir.path().strip_prefix("/").unwrap());
+    for name in ["f0", "f5", "new"] {
+        assert_eq!(
+            std::fs::read(restored.join(name)).unwrap(),
+            std::fs::read(dir.path().join(name)).unwrap()
+        );
+    }
+}
