@@ -6,7 +6,9 @@
 # (bench/gen-data.py), then for each of RUNS rounds and each tool:
 #   1. backup into a fresh local repository with the page cache dropped (cold),
 #   2. backup again (nothing changed),
-#   3. restore the latest snapshot into an empty directory (cache dropped).
+#   3. restore the latest snapshot into an empty directory (cache dropped),
+#      timed until the data is on disk: lifeboat syncs before it exits,
+#      restic does not, so both are timed together with a `sync`.
 # It prints wall time, CPU time (user+sys), peak RSS and stored bytes of every
 # step, then the medians and lifeboat/restic ratios.
 #
@@ -64,7 +66,7 @@ for run in $(seq 1 "$RUNS"); do
       stored lifeboat stored "$run" "$repo"
       measure lifeboat backup-again "$run" "$LB" -q backup files "$DATA"
       drop_caches
-      measure lifeboat restore "$run" "$LB" -q restore files latest --target "$target"
+      measure lifeboat restore "$run" sh -c '"$0" -q restore files latest --target "$1" && sync' "$LB" "$target"
     else
       restic -r "$repo" --cache-dir "$OUT/restic-cache" init -q
       drop_caches
@@ -72,7 +74,8 @@ for run in $(seq 1 "$RUNS"); do
       stored restic stored "$run" "$repo"
       measure restic backup-again "$run" restic -r "$repo" --cache-dir "$OUT/restic-cache" -q backup "$DATA"
       drop_caches
-      measure restic restore "$run" restic -r "$repo" --cache-dir "$OUT/restic-cache" -q restore latest --target "$target"
+      measure restic restore "$run" sh -c 'restic -r "$0" --cache-dir "$1" -q restore latest --target "$2" && sync' \
+        "$repo" "$OUT/restic-cache" "$target"
     fi
     if ! diff -rq "$DATA" "$target$DATA" >/dev/null; then
       echo "error: $tool restored data differs from the source" >&2
