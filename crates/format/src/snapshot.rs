@@ -40,6 +40,8 @@ impl BackupKind {
 pub enum SourceKind {
     /// Files and directories (`backup files`).
     Files,
+    /// A PostgreSQL physical base backup (`backup postgres --pgdata`).
+    Postgres,
     /// A kind this build does not know (written by a newer lifeboat).
     #[serde(other)]
     Unknown,
@@ -50,6 +52,7 @@ impl SourceKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             SourceKind::Files => "files",
+            SourceKind::Postgres => "postgres",
             SourceKind::Unknown => "unknown",
         }
     }
@@ -112,6 +115,83 @@ pub struct Snapshot {
     pub summary: Summary,
     /// Program and version that wrote it.
     pub program: String,
+    /// What a PostgreSQL base backup recorded (source `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresBackup>,
+}
+
+/// One database of the cluster at backup time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseInfo {
+    /// Name.
+    pub name: String,
+    /// Object id.
+    pub oid: u32,
+    /// `pg_database_size`, bytes.
+    pub size_bytes: u64,
+    /// Tables with their estimated row counts (`pg_class.reltuples`).
+    pub tables: Vec<TableEstimate>,
+}
+
+/// A table's estimated size.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableEstimate {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Estimated rows (-1 when never analysed).
+    pub rows_estimate: i64,
+}
+
+/// A tablespace outside the data directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TablespaceInfo {
+    /// Object id (the name of its link in `pg_tblspc`).
+    pub oid: u32,
+    /// Name.
+    pub name: String,
+    /// Location on the source host.
+    pub location: String,
+}
+
+/// Metadata of a PostgreSQL physical base backup. LSNs are `X/Y` strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresBackup {
+    /// The cluster's system identifier (a u64, as a decimal string).
+    pub system_id: String,
+    /// `server_version_num`, e.g. 150008.
+    pub version_num: u32,
+    /// `server_version`, e.g. "15.8 (Debian 15.8-0+deb12u1)".
+    pub version: String,
+    /// Timeline the backup started on.
+    pub timeline: u32,
+    /// WAL position where replay must start.
+    pub start_lsn: String,
+    /// WAL position where the backup becomes consistent.
+    pub stop_lsn: String,
+    /// When `pg_backup_start` returned.
+    pub start_time: Option<DateTime<Utc>>,
+    /// When `pg_backup_stop` returned.
+    pub stop_time: Option<DateTime<Utc>>,
+    /// First WAL segment the backup needs.
+    pub start_wal: String,
+    /// Last WAL segment the backup needs.
+    pub stop_wal: String,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Whether the cluster has data checksums.
+    pub data_checksums: bool,
+    /// Pages that failed checksum verification while being read.
+    pub checksum_failures: u64,
+    /// Tablespaces, stored under `tablespaces/<oid>/` in the tree.
+    pub tablespaces: Vec<TablespaceInfo>,
+    /// Databases with their sizes and table estimates.
+    pub databases: Vec<DatabaseInfo>,
 }
 
 impl Snapshot {
@@ -146,6 +226,7 @@ mod tests {
             tags: vec!["t".into()],
             root: Id::from_bytes([1; 32]),
             parent: None,
+            postgres: None,
             summary: Summary::default(),
             program: "lifeboat test".into(),
         };

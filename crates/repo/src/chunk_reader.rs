@@ -1,4 +1,5 @@
-//! Splits a byte stream into content-defined chunks without copying them.
+//! Splits a byte stream into chunks without copying them: content-defined
+//! (FastCDC) cuts, or fixed-size blocks for page-structured files.
 //!
 //! Each chunk is returned as its own `Vec` (moved down the pipeline as is).
 //! The reader fills only as much as it needs to find the next cut: it starts
@@ -14,10 +15,19 @@ use crate::pool::BufferPool;
 
 const BLOCK: usize = 1 << 20;
 
+/// How to cut.
+#[derive(Clone, Copy, Debug)]
+pub enum Cut<'c> {
+    /// Content-defined cut points.
+    ContentDefined(&'c Chunker),
+    /// Blocks of exactly this many bytes (the last one may be shorter).
+    Fixed(usize),
+}
+
 /// Iterates over the chunks of a reader.
 pub struct ChunkReader<'c, R> {
     src: R,
-    chunker: &'c Chunker,
+    cut: Cut<'c>,
     buf: Vec<u8>,
     eof: bool,
     pool: Option<&'c BufferPool>,
@@ -26,9 +36,14 @@ pub struct ChunkReader<'c, R> {
 impl<'c, R: Read> ChunkReader<'c, R> {
     /// Chunks `src` with `chunker`.
     pub fn new(src: R, chunker: &'c Chunker) -> Self {
+        Self::cutting(src, Cut::ContentDefined(chunker))
+    }
+
+    /// Chunks `src` as `cut` says.
+    pub fn cutting(src: R, cut: Cut<'c>) -> Self {
         Self {
             src,
-            chunker,
+            cut,
             buf: Vec::new(),
             eof: false,
             pool: None,
@@ -36,8 +51,8 @@ impl<'c, R: Read> ChunkReader<'c, R> {
     }
 
     /// Takes chunk buffers from `pool` (consumers give them back when done).
-    pub fn with_pool(src: R, chunker: &'c Chunker, pool: &'c BufferPool) -> Self {
-        let mut reader = Self::new(src, chunker);
+    pub fn with_pool(src: R, cut: Cut<'c>, pool: &'c BufferPool) -> Self {
+        let mut reader = Self::cutting(src, cut);
         reader.pool = Some(pool);
         reader
     }
@@ -62,14 +77,32 @@ impl<'c, R: Read> ChunkReader<'c, R> {
 
     /// The next chunk, or `None` at the end of the stream.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let max = self.chunker.max_size();
-        let mut target = (self.chunker.params().min_size as usize + BLOCK).min(max);
+        let chunker = match self.cut {
+            Cut::ContentDefined(c) => c,
+            Cut::Fixed(size) => {
+                let size = size.max(1);
+                let mut block = match self.pool {
+                    Some(p) => p.take(size),
+                    None => Vec::with_capacity(size),
+                };
+                let got = (&mut self.src).take(size as u64).read_to_end(&mut block)?;
+                if got == 0 {
+                    if let Some(p) = self.pool {
+                        p.give(block);
+                    }
+                    return Ok(None);
+                }
+                return Ok(Some(block));
+            }
+        };
+        let max = chunker.max_size();
+        let mut target = (chunker.params().min_size as usize + BLOCK).min(max);
         loop {
             self.fill_to(target)?;
             if self.buf.is_empty() {
                 return Ok(None);
             }
-            let cut = self.chunker.cut(&self.buf);
+            let cut = chunker.cut(&self.buf);
             // A cut before the end of what we have is final (FastCDC decides
             // at each byte from the bytes before it); so is any cut at the end
             // of the stream or at the maximum size.
@@ -155,6 +188,26 @@ mod tests {
             .flat_map(|c| c.unwrap_or_default())
             .collect();
         assert_eq!(joined, d);
+    }
+
+    #[test]
+    fn fixed_blocks_are_aligned_and_cover_the_input() {
+        let d = data(1_000_000);
+        let got: Vec<Vec<u8>> = ChunkReader::cutting(
+            Trickle {
+                data: &d,
+                step: 5000,
+            },
+            Cut::Fixed(256 * 1024),
+        )
+        .map(|c| c.unwrap_or_default())
+        .collect();
+        assert_eq!(
+            got.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![262144, 262144, 262144, 213568]
+        );
+        assert_eq!(got.concat(), d);
+        assert_eq!(ChunkReader::cutting(&b""[..], Cut::Fixed(8192)).count(), 0);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod snapshots;
 pub mod uploader;
 pub mod walk;
 
-pub use backup::{BackupOptions, BackupResult};
+pub use backup::{BackupOptions, BackupResult, TreeBackup};
 pub use check::{CheckOptions, CheckReport, Finding, Severity};
 pub use error::{RepoError, Result};
 pub use repository::{InitOptions, Repository};

@@ -1,29 +1,42 @@
-//! `backup files`: snapshot files and directories into the repository.
+//! Backups of directory trees: `backup files`, and the file part of a
+//! PostgreSQL base backup.
+//!
+//! A backup runs in phases so that callers can act between them (a base
+//! backup calls `pg_backup_stop` after the files are stored and adds the
+//! `backup_label` it returns): [`Repository::start_backup`] loads the index,
+//! scans the source and finds the parent snapshot; [`TreeBackup::store_files`]
+//! runs the parallel data pipeline; [`TreeBackup::add_file`] adds small files
+//! from memory; [`TreeBackup::finish`] writes the directory trees, waits for
+//! every pack and index file, and only then writes the snapshot.
 
 mod parent;
 mod pipeline;
 mod scan;
+pub mod source;
 
-pub use parent::Parent;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lifeboat_format::chunker::Chunker;
 use lifeboat_format::compress::{Compression, Encoder};
-use lifeboat_format::snapshot::{BackupKind, Snapshot, SourceKind, Summary};
+use lifeboat_format::snapshot::{BackupKind, Snapshot, Summary};
 use lifeboat_format::tree::{Node, NodeKind, Tree};
 use lifeboat_format::{BlobType, Id};
 use serde::Serialize;
+
+pub use parent::Parent;
+use parent::ParentFiles;
+use pipeline::{FileJob, FileResult, PipelineContext, store_files};
+use scan::{Scan, ScanNode};
+pub use source::{AllFiles, Chunking, FilePolicy, Include, SourceRoot, TreeSource};
 
 use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, cpu, local_origin};
-use crate::uploader::{Claims, PackOutlet, PackSink, Uploader};
-use pipeline::{FileResult, PipelineContext, store_files};
-use scan::Scan;
+use crate::uploader::{Claims, PackSink, Uploader};
 
 /// How to take a backup.
 #[derive(Clone, Debug)]
@@ -70,6 +83,8 @@ pub struct BackupResult {
     pub snapshot: Snapshot,
     /// Entries that could not be backed up (also reported as warnings).
     pub skipped: Vec<String>,
+    /// Problems found in the data that was backed up (e.g. bad page checksums).
+    pub problems: Vec<String>,
 }
 
 fn cores() -> usize {
@@ -78,115 +93,278 @@ fn cores() -> usize {
         .unwrap_or(2)
 }
 
+/// A backup in progress (see the module documentation for the phases).
+pub struct TreeBackup {
+    repo: Repository,
+    options: BackupOptions,
+    progress: DynProgress,
+    source: TreeSource,
+    index: Arc<MasterIndex>,
+    claims: Arc<Claims>,
+    scan: Scan,
+    parent: Option<Arc<ParentFiles>>,
+    uploader: Uploader,
+    started: Instant,
+    time: DateTime<Utc>,
+    host: String,
+    summary: Summary,
+    skipped: Vec<String>,
+    problems: Vec<String>,
+}
+
 impl Repository {
-    /// Backs up `paths` (files, directories, symlinks; directories
-    /// recursively) and writes a snapshot. Unreadable entries are skipped with
-    /// a warning and listed in the result; the snapshot is still written.
+    /// Backs up files and directories (each at its absolute path) and writes
+    /// a snapshot. Unreadable entries are skipped with a warning and listed in
+    /// the result; the snapshot is still written.
     pub async fn backup_files(
         &self,
         paths: &[PathBuf],
         options: &BackupOptions,
         progress: DynProgress,
     ) -> Result<BackupResult> {
-        if paths.is_empty() {
-            return Err(RepoError::Invalid(
-                "nothing to back up: no paths given".into(),
-            ));
-        }
+        let source = TreeSource::files(paths)?;
+        let mut backup = self.start_backup(source, options, progress).await?;
+        backup.store_files().await?;
+        backup.finish(|_| {}).await
+    }
+
+    /// Loads the index, scans `source` and finds the parent snapshot.
+    pub async fn start_backup(
+        &self,
+        source: TreeSource,
+        options: &BackupOptions,
+        progress: DynProgress,
+    ) -> Result<TreeBackup> {
         let started = Instant::now();
         let time = Utc::now();
         progress.event(Event::Phase("loading index"));
-        let index = self.load_index(&progress).await?.index;
+        let index = Arc::new(self.load_index(&progress).await?.index);
         progress.event(Event::Phase("scanning"));
         let scan = {
-            let paths = paths.to_vec();
-            let progress = progress.clone();
-            cpu(move || Scan::run(&paths, &progress)).await??
+            let (source, progress) = (source.clone(), progress.clone());
+            cpu(move || Scan::run(&source, &progress)).await??
         };
-        let origin = local_origin(None);
-        let host = options.host.clone().unwrap_or(origin.host);
-        let roots: Vec<String> = scan.roots.iter().map(|p| p.display().to_string()).collect();
+        let host = options
+            .host
+            .clone()
+            .unwrap_or_else(|| local_origin(None).host);
         progress.event(Event::Phase("reading the parent snapshot"));
-        let parent = parent::load(self, &index, &options.parent, &host, &roots, &progress).await?;
-        let parent_id = parent.as_ref().map(|p| p.id);
-        progress.event(Event::Phase("backing up"));
-        let uploader = Uploader::start(self.clone(), options.uploads);
-        let built = {
-            let repo = self.clone();
-            let packs = uploader.outlet();
-            let options = options.clone();
-            let progress = progress.clone();
-            cpu(move || {
-                store_and_build_trees(
-                    &repo,
-                    &index,
-                    scan,
-                    parent.as_ref(),
-                    &options,
-                    packs,
-                    &progress,
-                )
-            })
+        let parent = parent::load(self, &index, &options.parent, &host, &source, &progress)
             .await?
-        };
-        // Always wait for the uploader, so no upload is left running.
-        let uploaded = uploader.finish().await;
-        let built = built?;
-        let uploaded = uploaded?;
-
-        let mut summary = built.summary;
-        summary.new_blobs = uploaded.blobs;
-        summary.new_bytes = uploaded.raw_bytes;
-        summary.stored_bytes = uploaded.stored_bytes;
-        let mut snapshot = Snapshot {
+            .map(Arc::new);
+        let skipped = scan.skipped;
+        Ok(TreeBackup {
+            repo: self.clone(),
+            options: options.clone(),
+            progress,
+            source,
+            index,
+            claims: Arc::new(Claims::default()),
+            scan,
+            parent,
+            uploader: Uploader::start(self.clone(), options.uploads),
+            started,
             time,
             host,
-            user: origin.user,
-            source: SourceKind::Files,
-            paths: roots,
-            kind: options.kind,
-            reason: options.reason.clone(),
-            tags: options.tags.clone(),
-            root: built.root,
-            parent: parent_id,
-            summary,
-            program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
-        };
-        snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
-        progress.event(Event::Phase("saving snapshot"));
-        let (id, size) = self.save_snapshot(&snapshot).await?;
-        snapshot.summary.stored_bytes += size;
-        Ok(BackupResult {
-            id,
-            snapshot,
-            skipped: built.skipped,
+            summary: Summary {
+                skipped,
+                ..Summary::default()
+            },
+            skipped: Vec::new(),
+            problems: Vec::new(),
         })
     }
 }
 
-struct Built {
-    root: Id,
-    summary: Summary,
-    skipped: Vec<String>,
+impl TreeBackup {
+    /// When the backup started.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.time
+    }
+
+    /// Reads and stores every file the scan found (reusing the parent
+    /// snapshot's chunks for unchanged files).
+    pub async fn store_files(&mut self) -> Result<()> {
+        self.progress.event(Event::Phase("backing up"));
+        let scan = std::mem::take(&mut self.scan);
+        let repo = self.repo.clone();
+        let (index, claims, parent) =
+            (self.index.clone(), self.claims.clone(), self.parent.clone());
+        let (options, progress, policy) = (
+            self.options.clone(),
+            self.progress.clone(),
+            self.source.policy.clone(),
+        );
+        let outlet = self.uploader.outlet();
+        let (scan, outcome) = cpu(move || {
+            let mut scan = scan;
+            let r = store(
+                &repo,
+                &index,
+                &claims,
+                &mut scan,
+                parent.as_deref(),
+                policy.as_ref(),
+                &options,
+                outlet,
+                &progress,
+            );
+            (scan, r)
+        })
+        .await?;
+        self.scan = scan;
+        let outcome = outcome?;
+        self.summary.files += outcome.files;
+        self.summary.files_unchanged += outcome.unchanged;
+        self.summary.bytes += outcome.bytes;
+        self.summary.skipped += outcome.failed.len() as u64;
+        self.skipped.extend(outcome.failed);
+        self.problems.extend(outcome.problems);
+        Ok(())
+    }
+
+    /// Adds a file with the given content at `at` (relative to the tree's
+    /// root; missing directories are created like the root's).
+    pub async fn add_file(&mut self, at: &Path, content: Vec<u8>, mode: u32) -> Result<()> {
+        let name = at
+            .file_name()
+            .ok_or_else(|| RepoError::Invalid(format!("{} is not a file path", at.display())))?
+            .to_os_string();
+        let parent = at.parent().map(Path::to_path_buf).unwrap_or_default();
+        let len = content.len() as u64;
+        let repo = self.repo.clone();
+        let (index, claims) = (self.index.clone(), self.claims.clone());
+        let outlet = self.uploader.outlet();
+        let compression = self.options.compression;
+        let ids = cpu(move || -> Result<Vec<Id>> {
+            let chunker = Chunker::new(repo.config().chunker)?;
+            let mut encoder = Encoder::new(compression)?;
+            let sink = PackSink::new(repo.clone(), outlet);
+            let id_key = repo.key().id_key();
+            let mut ids = Vec::new();
+            let mut rest = content.as_slice();
+            while !rest.is_empty() {
+                let n = chunker.cut(rest);
+                let id = id_key.blob_id(BlobType::Data, &rest[..n]);
+                if claims.claim(&index, id) {
+                    sink.add(&mut encoder, BlobType::Data, id, &rest[..n])?;
+                }
+                ids.push(id);
+                rest = &rest[n..];
+            }
+            sink.flush()?;
+            Ok(ids)
+        })
+        .await??;
+        let template = self.scan.nodes[0].clone();
+        let dir = self.scan.ensure_dir(&parent, &template);
+        let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let node = ScanNode {
+            name: std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
+            kind: NodeKind::File,
+            mode,
+            mtime_ns: now,
+            ctime_ns: 0,
+            inode: 0,
+            size: len,
+            target: None,
+            children: Default::default(),
+            path: PathBuf::new(),
+            content: ids,
+            subtree: None,
+            ..template
+        };
+        self.scan.add_child(dir, node);
+        self.summary.files += 1;
+        self.summary.bytes += len;
+        Ok(())
+    }
+
+    /// Writes the directory trees, waits for every upload and index file,
+    /// then writes the snapshot, which `describe` may complete (for example
+    /// with PostgreSQL metadata).
+    pub async fn finish(mut self, describe: impl FnOnce(&mut Snapshot)) -> Result<BackupResult> {
+        let scan = std::mem::take(&mut self.scan);
+        let repo = self.repo.clone();
+        let (index, claims) = (self.index.clone(), self.claims.clone());
+        let outlet = self.uploader.outlet();
+        let compression = self.options.compression;
+        let built =
+            cpu(move || build_trees(&repo, &index, &claims, scan, compression, outlet)).await?;
+        // Always wait for the uploader, so no upload is left running.
+        let uploaded = self.uploader.finish().await;
+        let (root, counts) = built?;
+        let uploaded = uploaded?;
+        let origin = local_origin(None);
+        let mut summary = self.summary;
+        summary.dirs = counts.dirs;
+        summary.symlinks = counts.symlinks;
+        summary.new_blobs = uploaded.blobs;
+        summary.new_bytes = uploaded.raw_bytes;
+        summary.stored_bytes = uploaded.stored_bytes;
+        let mut snapshot = Snapshot {
+            time: self.time,
+            host: self.host,
+            user: origin.user,
+            source: self.source.kind.clone(),
+            paths: self.source.paths.clone(),
+            kind: self.options.kind,
+            reason: self.options.reason.clone(),
+            tags: self.options.tags.clone(),
+            root,
+            parent: self.parent.as_ref().map(|p| p.id),
+            summary,
+            program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+            postgres: None,
+        };
+        describe(&mut snapshot);
+        snapshot.summary.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.progress.event(Event::Phase("saving snapshot"));
+        let (id, size) = self.repo.save_snapshot(&snapshot).await?;
+        snapshot.summary.stored_bytes += size;
+        Ok(BackupResult {
+            id,
+            snapshot,
+            skipped: self.skipped,
+            problems: self.problems,
+        })
+    }
 }
 
-fn store_and_build_trees(
+/// What storing the files found.
+struct Stored {
+    files: u64,
+    unchanged: u64,
+    bytes: u64,
+    failed: Vec<String>,
+    problems: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store(
     repo: &Repository,
     index: &MasterIndex,
-    mut scan: Scan,
-    parent: Option<&parent::ParentFiles>,
+    claims: &Claims,
+    scan: &mut Scan,
+    parent: Option<&ParentFiles>,
+    policy: &dyn FilePolicy,
     options: &BackupOptions,
-    packs: PackOutlet,
+    outlet: crate::uploader::PackOutlet,
     progress: &DynProgress,
-) -> Result<Built> {
+) -> Result<Stored> {
     let chunker = Chunker::new(repo.config().chunker)?;
-    let claims = Claims::default();
     let workers = if options.threads == 0 {
         cores()
     } else {
         options.threads
     };
-    let mut summary = Summary::default();
+    let mut out = Stored {
+        files: 0,
+        unchanged: 0,
+        bytes: 0,
+        failed: Vec::new(),
+        problems: Vec::new(),
+    };
     // Files unchanged since the parent snapshot keep its chunk lists unread.
     let mut file_nodes = Vec::new();
     for n in scan.files() {
@@ -194,9 +372,9 @@ fn store_and_build_trees(
             Some(content) => {
                 let node = &mut scan.nodes[n];
                 node.content = content;
-                summary.files += 1;
-                summary.files_unchanged += 1;
-                summary.bytes += node.size;
+                out.files += 1;
+                out.unchanged += 1;
+                out.bytes += node.size;
                 progress.event(Event::Advance {
                     items: 1,
                     bytes: node.size,
@@ -205,60 +383,92 @@ fn store_and_build_trees(
             None => file_nodes.push(n),
         }
     }
-    let jobs: Vec<(usize, PathBuf)> = file_nodes
+    let jobs: Vec<FileJob> = file_nodes
         .iter()
         .enumerate()
-        .map(|(slot, &n)| (slot, scan.nodes[n].path.clone()))
+        .map(|(slot, &n)| {
+            let node = &scan.nodes[n];
+            FileJob {
+                slot,
+                path: node.path.clone(),
+                root: node.root,
+                rel: node.rel.clone(),
+                chunking: policy.chunking(node.root, &node.rel),
+            }
+        })
         .collect();
-    let data_sink = PackSink::new(repo.clone(), packs.clone());
+    let data_sink = PackSink::new(repo.clone(), outlet);
     let ctx = PipelineContext {
         repo,
         index,
-        claims: &claims,
+        claims,
         chunker: &chunker,
+        policy,
         compression: options.compression,
-        readers: 2.min(jobs.len()),
+        readers: 2.min(jobs.len()).max(1),
         workers,
         sink: &data_sink,
         progress,
     };
     let results = store_files(&ctx, jobs, file_nodes.len())?;
     data_sink.flush()?;
-
-    let mut skipped = Vec::new();
     for (&n, r) in file_nodes.iter().zip(results) {
         let node = &mut scan.nodes[n];
         match r {
-            FileResult::Stored { content, size } => {
+            FileResult::Stored {
+                content,
+                size,
+                problems,
+            } => {
                 node.content = content;
                 node.size = size;
-                summary.files += 1;
-                summary.bytes += size;
+                out.files += 1;
+                out.bytes += size;
+                out.problems.extend(problems);
             }
             FileResult::Failed(e) => {
                 node.failed = true;
-                skipped.push(e);
+                out.failed.push(e);
             }
         }
     }
-    summary.skipped = scan.skipped + skipped.len() as u64;
+    Ok(out)
+}
 
-    // Trees bottom-up: children always have larger indices than parents.
-    let mut encoder = Encoder::new(options.compression)?;
+struct Counts {
+    dirs: u64,
+    symlinks: u64,
+}
+
+/// Writes the tree blobs bottom-up (children always have larger indices than
+/// their parents) into packs of their own; returns the root tree's id.
+fn build_trees(
+    repo: &Repository,
+    index: &MasterIndex,
+    claims: &Claims,
+    mut scan: Scan,
+    compression: Compression,
+    outlet: crate::uploader::PackOutlet,
+) -> Result<(Id, Counts)> {
+    let mut counts = Counts {
+        dirs: 0,
+        symlinks: 0,
+    };
+    let mut encoder = Encoder::new(compression)?;
     // Directory listings go to packs of their own, apart from file data.
-    let sink = PackSink::new(repo.clone(), packs);
+    let sink = PackSink::new(repo.clone(), outlet);
     let id_key = repo.key().id_key();
     for i in (0..scan.nodes.len()).rev() {
         match scan.nodes[i].kind {
             NodeKind::Dir => {}
             NodeKind::Symlink => {
-                summary.symlinks += 1;
+                counts.symlinks += 1;
                 continue;
             }
             NodeKind::File => continue,
         }
         if i != 0 {
-            summary.dirs += 1;
+            counts.dirs += 1;
         }
         let mut tree = Tree::default();
         for &c in scan.nodes[i].children.values() {
@@ -294,9 +504,5 @@ fn store_and_build_trees(
     let root = scan.nodes[0]
         .subtree
         .ok_or_else(|| RepoError::Invalid("the scan produced no root directory".into()))?;
-    Ok(Built {
-        root,
-        summary,
-        skipped,
-    })
+    Ok((root, counts))
 }

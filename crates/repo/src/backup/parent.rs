@@ -1,31 +1,32 @@
-//! The parent snapshot: the previous backup of the same paths on the same
+//! The parent snapshot: the previous backup of the same source on the same
 //! host, whose unchanged files are reused without being read again.
 //!
 //! A file counts as unchanged when its size, modification time, status-change
-//! time and inode all equal the parent's record, and every chunk the parent
-//! lists is still in the index. The status-change time cannot be set by
-//! programs, so tools that preserve modification times (`cp -p`, `rsync -t`)
-//! do not fool the comparison.
+//! time and inode all equal the parent's record, its status-change time is
+//! older than the parent backup's start (so the parent cannot have read a
+//! version that was still being written within the same clock tick), and
+//! every chunk the parent lists is still in the index. The status-change time
+//! cannot be set by programs, so tools that preserve modification times
+//! (`cp -p`, `rsync -t`) do not fool the comparison.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use lifeboat_format::Id;
-use lifeboat_format::snapshot::SourceKind;
 use lifeboat_format::tree::{Node, NodeKind};
 
+use super::scan::ScanNode;
+use super::source::TreeSource;
 use crate::error::Result;
 use crate::index::MasterIndex;
 use crate::progress::{DynProgress, Event};
 use crate::repository::Repository;
 use crate::walk::PathFilter;
 
-use super::scan::ScanNode;
-
 /// Which snapshot to compare against.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Parent {
-    /// The newest snapshot of the same paths on the same host.
+    /// The newest snapshot of the same source on the same host.
     #[default]
     Auto,
     /// None: read every file.
@@ -34,21 +35,26 @@ pub enum Parent {
     Snapshot(String),
 }
 
-/// The parent's files by path (relative to `/`).
+/// Margin between a file's last change and the parent's start, covering
+/// coarse file-system timestamps.
+const SAFETY_NS: i64 = 1_000_000_000;
+
+/// The parent's files by path in the tree.
 pub(crate) struct ParentFiles {
     pub id: Id,
+    started_ns: i64,
     files: HashMap<PathBuf, Node>,
 }
 
 impl ParentFiles {
     /// The parent's chunk list for `node` if the file is unchanged.
     pub(crate) fn unchanged(&self, node: &ScanNode, index: &MasterIndex) -> Option<Vec<Id>> {
-        let rel = node.path.strip_prefix("/").ok()?;
-        let p = self.files.get(rel)?;
+        let p = self.files.get(&node.at)?;
         let same = p.size == node.size
             && p.mtime_ns == node.mtime_ns
             && p.ctime_ns == node.ctime_ns
             && p.ctime_ns != 0
+            && p.ctime_ns < self.started_ns - SAFETY_NS
             && p.inode == node.inode
             && p.content.iter().all(|id| index.contains(id));
         same.then(|| p.content.clone())
@@ -62,14 +68,14 @@ pub(crate) async fn load(
     index: &MasterIndex,
     parent: &Parent,
     host: &str,
-    roots: &[String],
+    source: &TreeSource,
     progress: &DynProgress,
 ) -> Result<Option<ParentFiles>> {
     let entry = match parent {
         Parent::Disabled => return Ok(None),
         Parent::Snapshot(r) => repo.find_snapshot(r, progress).await?,
         Parent::Auto => {
-            let mut wanted = roots.to_vec();
+            let mut wanted = source.paths.clone();
             wanted.sort();
             let found = repo
                 .list_snapshots(progress)
@@ -79,9 +85,7 @@ pub(crate) async fn load(
                 .find(|e| {
                     let mut paths = e.snapshot.paths.clone();
                     paths.sort();
-                    e.snapshot.source == SourceKind::Files
-                        && e.snapshot.host == host
-                        && paths == wanted
+                    e.snapshot.source == source.kind && e.snapshot.host == host && paths == wanted
                 });
             match found {
                 Some(e) => e,
@@ -96,6 +100,11 @@ pub(crate) async fn load(
     {
         Ok(entries) => Ok(Some(ParentFiles {
             id: entry.id,
+            started_ns: entry
+                .snapshot
+                .time
+                .timestamp_nanos_opt()
+                .unwrap_or(i64::MIN),
             files: entries
                 .into_iter()
                 .filter(|e| e.node.kind == NodeKind::File)

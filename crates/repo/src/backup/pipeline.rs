@@ -2,9 +2,8 @@
 //! hash, deduplicate, compress, encrypt and pack the chunks, and the calling
 //! thread collects each file's chunk list in order.
 //!
-//! Memory is bounded by the channels: a fixed number of chunks wait between
-//! readers and workers, and each worker holds one pack in progress while the
-//! uploader accepts at most its concurrency in finished packs.
+//! Memory is bounded: a fixed number of chunk buffers circulate between
+//! readers and workers, and pack buffers are limited by the uploader's permits.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -15,7 +14,8 @@ use lifeboat_format::chunker::Chunker;
 use lifeboat_format::compress::{Compression, Encoder};
 use lifeboat_format::{BlobType, Id};
 
-use crate::chunk_reader::ChunkReader;
+use super::source::{Chunking, FilePolicy};
+use crate::chunk_reader::{ChunkReader, Cut};
 use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
 use crate::pool::BufferPool;
@@ -29,6 +29,7 @@ pub(crate) struct PipelineContext<'a> {
     pub index: &'a MasterIndex,
     pub claims: &'a Claims,
     pub chunker: &'a Chunker,
+    pub policy: &'a dyn FilePolicy,
     pub compression: Compression,
     pub readers: usize,
     pub workers: usize,
@@ -36,11 +37,29 @@ pub(crate) struct PipelineContext<'a> {
     pub progress: &'a DynProgress,
 }
 
+/// One file to store.
+pub(crate) struct FileJob {
+    /// Index of the result.
+    pub slot: usize,
+    /// Where to read it.
+    pub path: PathBuf,
+    /// Its root and place below it (for the policy).
+    pub root: usize,
+    pub rel: PathBuf,
+    /// How to cut it.
+    pub chunking: Chunking,
+}
+
 /// One file's outcome.
 #[derive(Debug)]
 pub(crate) enum FileResult {
-    /// Its chunks, in order, and the bytes actually read.
-    Stored { content: Vec<Id>, size: u64 },
+    /// Its chunks, in order, the bytes actually read, and what the policy's
+    /// inspection found wrong in them.
+    Stored {
+        content: Vec<Id>,
+        size: u64,
+        problems: Vec<String>,
+    },
     /// It could not be read; the message says why.
     Failed(String),
 }
@@ -57,6 +76,10 @@ enum Msg {
         seq: usize,
         id: Id,
         len: u64,
+    },
+    Problem {
+        slot: usize,
+        text: String,
     },
     FileDone {
         slot: usize,
@@ -76,20 +99,20 @@ struct Acc {
     received: usize,
     done: Option<(usize, u64)>,
     failed: Option<String>,
+    problems: Vec<String>,
 }
 
-/// Stores every file in `files` (`(slot, path)` pairs, slot = index into the
-/// result). Returns one result per slot.
+/// Stores every job's file. Returns one result per slot.
 pub(crate) fn store_files(
     ctx: &PipelineContext<'_>,
-    files: Vec<(usize, PathBuf)>,
+    jobs: Vec<FileJob>,
     slots: usize,
 ) -> Result<Vec<FileResult>> {
     let abort = AtomicBool::new(false);
-    let (job_tx, job_rx) = unbounded::<(usize, PathBuf)>();
-    for f in files {
+    let (job_tx, job_rx) = unbounded::<FileJob>();
+    for j in jobs {
         // The receiver is alive in this scope; a send cannot fail.
-        let _ = job_tx.send(f);
+        let _ = job_tx.send(j);
     }
     drop(job_tx);
     let (chunk_tx, chunk_rx) = bounded::<ChunkMsg>(ctx.workers);
@@ -127,32 +150,40 @@ pub(crate) fn store_files(
 
 fn read_files(
     ctx: &PipelineContext<'_>,
-    jobs: crossbeam_channel::Receiver<(usize, PathBuf)>,
+    jobs: crossbeam_channel::Receiver<FileJob>,
     chunks: crossbeam_channel::Sender<ChunkMsg>,
     msgs: crossbeam_channel::Sender<Msg>,
     abort: &AtomicBool,
     buffers: &BufferPool,
 ) {
-    for (slot, path) in jobs.iter() {
+    for job in jobs.iter() {
         if abort.load(Ordering::Relaxed) {
             return;
         }
-        let file = match File::open(&path) {
+        let slot = job.slot;
+        let file = match File::open(&job.path) {
             Ok(f) => f,
             Err(e) => {
                 let _ = msgs.send(Msg::FileFailed {
                     slot,
-                    error: format!("cannot open {}: {e}", path.display()),
+                    error: format!("cannot open {}: {e}", job.path.display()),
                 });
                 continue;
             }
         };
+        let cut = match job.chunking {
+            Chunking::ContentDefined => Cut::ContentDefined(ctx.chunker),
+            Chunking::Fixed(n) => Cut::Fixed(n as usize),
+        };
         let mut seq = 0;
         let mut size = 0u64;
         let mut failed = None;
-        for chunk in ChunkReader::with_pool(file, ctx.chunker, buffers) {
+        for chunk in ChunkReader::with_pool(file, cut, buffers) {
             match chunk {
                 Ok(data) => {
+                    for text in ctx.policy.inspect(job.root, &job.rel, size, &data) {
+                        let _ = msgs.send(Msg::Problem { slot, text });
+                    }
                     size += data.len() as u64;
                     if chunks.send(ChunkMsg { slot, seq, data }).is_err() {
                         return;
@@ -160,7 +191,7 @@ fn read_files(
                     seq += 1;
                 }
                 Err(e) => {
-                    failed = Some(format!("cannot read {}: {e}", path.display()));
+                    failed = Some(format!("cannot read {}: {e}", job.path.display()));
                     break;
                 }
             }
@@ -227,6 +258,10 @@ fn collect(
                     bytes: len,
                 });
             }
+            Msg::Problem { slot, text } => {
+                ctx.progress.event(Event::Warning(text.clone()));
+                acc[slot].problems.push(text);
+            }
             Msg::FileDone { slot, chunks, size } => {
                 acc[slot].done = Some((chunks, size));
                 ctx.progress.event(Event::Advance { items: 1, bytes: 0 });
@@ -252,6 +287,7 @@ fn collect(
             (None, Some((n, size))) if a.received == n && a.ids.len() == n => FileResult::Stored {
                 content: a.ids.into_iter().flatten().collect(),
                 size,
+                problems: a.problems,
             },
             (None, _) => FileResult::Failed("the file was not completely processed".into()),
         })

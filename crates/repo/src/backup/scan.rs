@@ -1,4 +1,4 @@
-//! Walks the paths to back up and records what is there, before any data is read.
+//! Walks the roots of a source and records what is there, before any data is read.
 
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use lifeboat_format::Id;
 use lifeboat_format::tree::NodeKind;
 
+use super::source::{FilePolicy, Include, TreeSource};
 use crate::error::{RepoError, Result};
 use crate::progress::{DynProgress, Event};
 
-/// One file system entry found by the scan.
+/// One file system entry found by the scan (or added afterwards).
 #[derive(Debug, Clone)]
 pub(crate) struct ScanNode {
     pub name: Vec<u8>,
@@ -26,7 +27,13 @@ pub(crate) struct ScanNode {
     pub size: u64,
     pub target: Option<Vec<u8>>,
     pub children: BTreeMap<Vec<u8>, usize>,
+    /// Where it is on this machine (empty for added files).
     pub path: PathBuf,
+    /// Which root it was found under, and where below it.
+    pub root: usize,
+    pub rel: PathBuf,
+    /// Where it goes in the snapshot tree.
+    pub at: PathBuf,
     /// Filled by the pipeline (files) or the tree builder (directories).
     pub content: Vec<Id>,
     pub subtree: Option<Id>,
@@ -34,13 +41,12 @@ pub(crate) struct ScanNode {
     pub failed: bool,
 }
 
-/// Everything found: node 0 is `/`; children always come after their parent.
+/// Everything found: node 0 is the tree's root; children always come after
+/// their parent.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     pub nodes: Vec<ScanNode>,
     pub skipped: u64,
-    /// The paths given, made absolute, in the order given.
-    pub roots: Vec<PathBuf>,
 }
 
 fn nanos(secs: i64, nsec: i64) -> i64 {
@@ -73,71 +79,100 @@ fn node(name: Vec<u8>, path: &Path, m: &Metadata) -> Result<Option<ScanNode>> {
         target,
         children: BTreeMap::new(),
         path: path.to_path_buf(),
+        root: 0,
+        rel: PathBuf::new(),
+        at: PathBuf::new(),
         content: Vec::new(),
         subtree: None,
         failed: false,
     }))
 }
 
-/// Makes `p` absolute and resolves symlinks in its parent directories, but
-/// not in its last component (a symlink given on the command line is stored
-/// as a symlink).
-fn normalize(p: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(p).map_err(|e| RepoError::local(p, e))?;
-    match (abs.parent(), abs.file_name()) {
-        (Some(parent), Some(name)) => Ok(fs::canonicalize(parent)
-            .map_err(|e| RepoError::local(parent, e))?
-            .join(name)),
-        _ => fs::canonicalize(&abs).map_err(|e| RepoError::local(&abs, e)),
-    }
-}
-
 impl Scan {
-    fn add_child(&mut self, parent: usize, child: ScanNode) -> usize {
+    /// Adds `child` below `parent` (or returns the node already there).
+    pub(crate) fn add_child(&mut self, parent: usize, mut child: ScanNode) -> usize {
         if let Some(&existing) = self.nodes[parent].children.get(&child.name) {
             return existing;
         }
+        child.at = self.nodes[parent]
+            .at
+            .join(std::ffi::OsStr::from_bytes(&child.name));
         let idx = self.nodes.len();
         self.nodes[parent].children.insert(child.name.clone(), idx);
         self.nodes.push(child);
         idx
     }
 
-    /// Scans `paths` (which must exist) and everything below them.
-    pub(crate) fn run(paths: &[PathBuf], progress: &DynProgress) -> Result<Self> {
+    /// The directory at `at`, creating missing ones like `template`.
+    pub(crate) fn ensure_dir(&mut self, at: &Path, template: &ScanNode) -> usize {
+        let mut idx = 0;
+        for c in at.components() {
+            let name = c.as_os_str().as_bytes().to_vec();
+            idx = match self.nodes[idx].children.get(&name) {
+                Some(&i) => i,
+                None => {
+                    let mut dir = template.clone();
+                    dir.name = name;
+                    dir.kind = NodeKind::Dir;
+                    dir.size = 0;
+                    dir.target = None;
+                    dir.children = BTreeMap::new();
+                    dir.path = PathBuf::new();
+                    self.add_child(idx, dir)
+                }
+            };
+        }
+        idx
+    }
+
+    /// Scans every root of `source` and everything below it.
+    pub(crate) fn run(source: &TreeSource, progress: &DynProgress) -> Result<Self> {
         let mut scan = Scan::default();
         let root_meta = fs::symlink_metadata("/").map_err(|e| RepoError::local("/", e))?;
         let root = node(Vec::new(), Path::new("/"), &root_meta)?
             .ok_or_else(|| RepoError::Invalid("/ is not a directory".into()))?;
         scan.nodes.push(root);
-        for p in paths {
-            let abs = normalize(p)?;
-            scan.roots.push(abs.clone());
-            let meta = fs::symlink_metadata(&abs).map_err(|e| RepoError::local(&abs, e))?;
-            // Record each ancestor directory with its own metadata.
+        for (ri, r) in source.roots.iter().enumerate() {
+            let meta = fs::symlink_metadata(&r.path).map_err(|e| RepoError::local(&r.path, e))?;
+            let unsupported = || {
+                RepoError::Invalid(format!(
+                    "{} is a socket, device or FIFO; only files, directories and symlinks can be backed up",
+                    r.path.display()
+                ))
+            };
+            let top = node(Vec::new(), &r.path, &meta)?.ok_or_else(unsupported)?;
+            // The directories above the root: real ones, or made like the root.
             let mut parent = 0;
-            let mut so_far = PathBuf::from("/");
-            let comps: Vec<_> = abs.components().skip(1).collect();
-            for (i, c) in comps.iter().enumerate() {
-                so_far.push(c);
+            let comps: Vec<_> = r.at.components().collect();
+            let mut real = PathBuf::from("/");
+            for c in comps.iter().take(comps.len().saturating_sub(1)) {
+                real.push(c);
                 let name = c.as_os_str().as_bytes().to_vec();
-                let m = if i + 1 == comps.len() {
-                    meta.clone()
+                let mut n = if r.real_ancestors {
+                    let m = fs::symlink_metadata(&real).map_err(|e| RepoError::local(&real, e))?;
+                    node(name.clone(), &real, &m)?.ok_or_else(unsupported)?
                 } else {
-                    fs::symlink_metadata(&so_far).map_err(|e| RepoError::local(&so_far, e))?
+                    let mut n = top.clone();
+                    n.kind = NodeKind::Dir;
+                    n.path = PathBuf::new();
+                    n.size = 0;
+                    n.target = None;
+                    n
                 };
-                let Some(n) = node(name, &so_far, &m)? else {
-                    return Err(RepoError::Invalid(format!(
-                        "{} is a socket, device or FIFO; only files, directories and symlinks can be backed up",
-                        so_far.display()
-                    )));
-                };
+                n.name = name;
+                n.root = ri;
                 parent = scan.add_child(parent, n);
             }
-            if comps.is_empty() {
-                parent = 0;
-            }
-            scan.walk(parent, progress);
+            let idx = match comps.last() {
+                Some(last) => {
+                    let mut n = top;
+                    n.name = last.as_os_str().as_bytes().to_vec();
+                    n.root = ri;
+                    scan.add_child(parent, n)
+                }
+                None => 0,
+            };
+            scan.walk(idx, ri, source.policy.as_ref(), progress);
         }
         let files = scan.files();
         let bytes = files.iter().map(|&i| scan.nodes[i].size).sum();
@@ -149,14 +184,14 @@ impl Scan {
     }
 
     /// Walks below `start` depth-first in name order.
-    fn walk(&mut self, start: usize, progress: &DynProgress) {
+    fn walk(&mut self, start: usize, root: usize, policy: &dyn FilePolicy, progress: &DynProgress) {
         let mut stack = vec![start];
         while let Some(idx) = stack.pop() {
-            match self.nodes[idx].kind {
-                NodeKind::File | NodeKind::Symlink => continue,
-                NodeKind::Dir => {}
+            if self.nodes[idx].kind != NodeKind::Dir {
+                continue;
             }
             let dir = self.nodes[idx].path.clone();
+            let dir_rel = self.nodes[idx].rel.clone();
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) => {
@@ -186,6 +221,8 @@ impl Scan {
             for (name, path) in found {
                 let meta = match fs::symlink_metadata(&path) {
                     Ok(m) => m,
+                    // Gone since the listing (temporary files come and go).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
                         self.skipped += 1;
                         progress.event(Event::Warning(format!(
@@ -195,10 +232,19 @@ impl Scan {
                         continue;
                     }
                 };
+                let rel = dir_rel.join(std::ffi::OsStr::from_bytes(&name));
+                let include = policy.include(root, &rel, &meta);
+                if include == Include::No {
+                    continue;
+                }
                 match node(name, &path, &meta) {
-                    Ok(Some(n)) => {
+                    Ok(Some(mut n)) => {
+                        n.root = root;
+                        n.rel = rel;
                         let child = self.add_child(idx, n);
-                        subdirs.push(child);
+                        if include == Include::Yes {
+                            subdirs.push(child);
+                        }
                     }
                     Ok(None) => {
                         self.skipped += 1;
@@ -218,10 +264,12 @@ impl Scan {
         }
     }
 
-    /// Indices of the regular files, in scan order.
+    /// Indices of the regular files read from disk, in scan order.
     pub(crate) fn files(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].kind == NodeKind::File)
+            .filter(|&i| {
+                self.nodes[i].kind == NodeKind::File && !self.nodes[i].path.as_os_str().is_empty()
+            })
             .collect()
     }
 }
