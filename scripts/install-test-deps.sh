@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs that cargo does not: the S3 test server
-# (moto, in a virtualenv under .venv/). Idempotent and quick when done before.
+# Installs what the test suite needs that cargo does not: PostgreSQL (server,
+# client and contrib programs, from Debian's packages, if no version is
+# installed) and the S3 test server (moto, in a virtualenv under .venv/).
+# Idempotent and quick when done before.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${LIFEBOAT_VENV:-$ROOT/.venv}
@@ -11,3 +13,12 @@ if ! "$VENV/bin/python" -c "import moto, boto3; assert moto.__version__ == '$MOT
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" boto3
 fi
+
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  echo "installing PostgreSQL from Debian's packages" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql postgresql-contrib >/dev/null
+fi
+

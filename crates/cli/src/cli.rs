@@ -92,6 +92,57 @@ pub enum Command {
     /// Repair the repository's metadata.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// PostgreSQL WAL archiving: archive_command and restore_command.
+    #[command(subcommand)]
+    Wal(WalCommand),
+    /// What the repository holds.
+    #[command(subcommand)]
+    Info(InfoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Archive one WAL file (archive_command = 'lifeboat wal push %p').
+    /// Exits 0 only once it is durably stored. Also archives the next
+    /// waiting segments ahead of time.
+    Push(WalPushArgs),
+    /// Restore one WAL file (restore_command = 'lifeboat wal fetch %f %p').
+    /// Exits 0 when restored, 1 when the archive does not have it, and 200
+    /// on any other error, so PostgreSQL stops recovery instead of ending it early.
+    Fetch(WalFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The file, as PostgreSQL's %p (relative to the data directory).
+    pub path: PathBuf,
+    /// The cluster's data directory (default: $PGDATA, else the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+    /// Also archive up to this many of the next waiting segments.
+    #[arg(long, default_value_t = 8)]
+    pub ahead: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WalFetchArgs {
+    /// The file name PostgreSQL asks for (%f).
+    pub name: String,
+    /// Where to write it (%p, relative to the data directory).
+    pub path: PathBuf,
+    /// The data directory being recovered (default: $PGDATA, else the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+    /// Prefetch up to this many following segments into the spool.
+    #[arg(long, default_value_t = 8)]
+    pub prefetch: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InfoCommand {
+    /// PostgreSQL clusters: base backups, recoverable windows per timeline,
+    /// WAL gaps and archive lag.
+    Postgres,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +202,8 @@ pub enum CompressionArg {
 pub enum BackupCommand {
     /// Back up files and directories (config files, .env files, any tree).
     Files(BackupFilesArgs),
+    /// Back up a PostgreSQL cluster: a physical base backup with --pgdata.
+    Postgres(BackupPostgresArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +211,13 @@ pub struct BackupFilesArgs {
     /// Files and directories to back up (directories recursively).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: BackupCommon,
+}
+
+/// Options every kind of backup takes.
+#[derive(Debug, Args)]
+pub struct BackupCommon {
     /// Why this backup is taken.
     #[arg(long, value_enum, default_value = "manual")]
     pub kind: Kind,
@@ -177,12 +237,29 @@ pub struct BackupFilesArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// Compare with this snapshot instead of the newest one of the same
-    /// paths and host: files unchanged since it are not read again.
+    /// source and host: files unchanged since it are not read again.
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
     pub parent: Option<String>,
     /// Read every file, even those unchanged since the last backup.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupPostgresArgs {
+    /// The data directory of the running server (a physical base backup; the
+    /// tool must run on the database host).
+    #[arg(long, value_name = "DIR", required_unless_present = "logical")]
+    pub pgdata: Option<PathBuf>,
+    /// Connection string (libpq key=value or URL). Missing parts come from
+    /// PGHOST/PGPORT/PGUSER/PGDATABASE and the server's postmaster.pid.
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+    /// A logical backup over SQL only (managed PostgreSQL).
+    #[arg(long)]
+    pub logical: bool,
+    #[command(flatten)]
+    pub common: BackupCommon,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +275,88 @@ pub struct LsArgs {
 pub enum RestoreCommand {
     /// Restore files of a file snapshot into a directory.
     Files(RestoreFilesArgs),
+    /// Restore a PostgreSQL base backup into a new data directory and recover
+    /// it to the end of the archived WAL or to a point in time.
+    Postgres(RestorePostgresArgs),
+}
+
+/// Where recovery stops.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TargetKeyword {
+    /// The end of the backup: the earliest consistent point.
+    Immediate,
+    /// All the archived WAL.
+    Latest,
+}
+
+/// What the server does at the target.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TargetActionArg {
+    /// Open for writes on a new timeline.
+    Promote,
+    /// Stay in recovery, paused, for inspection.
+    Pause,
+    /// Shut down.
+    Shutdown,
+}
+
+#[derive(Debug, Args)]
+pub struct RestorePostgresArgs {
+    /// Base backup to start from (id or prefix), or "latest" to let lifeboat
+    /// pick the newest base backup that ends before the target.
+    pub snapshot: String,
+    /// New data directory (created; must be empty unless --delta).
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: PathBuf,
+    /// Recover to this time: "2026-02-23 10:00:00+01", RFC 3339, or without a
+    /// zone (read as UTC).
+    #[arg(long, value_name = "TIMESTAMP", group = "goal")]
+    pub target_time: Option<String>,
+    /// Recover to this WAL position (X/Y).
+    #[arg(long, value_name = "LSN", group = "goal")]
+    pub target_lsn: Option<String>,
+    /// Recover to the end of this transaction.
+    #[arg(long, value_name = "XID", group = "goal")]
+    pub target_xid: Option<u64>,
+    /// Recover to this named restore point (pg_create_restore_point).
+    #[arg(long, value_name = "NAME", group = "goal")]
+    pub target_name: Option<String>,
+    /// Recover to the end of the backup (immediate) or of the archive (latest).
+    #[arg(long, value_enum, value_name = "WHERE", group = "goal")]
+    pub target: Option<TargetKeyword>,
+    /// Timeline to follow: a number, or "latest" (the default).
+    #[arg(long, value_name = "TIMELINE")]
+    pub target_timeline: Option<String>,
+    /// What the server does at the target.
+    #[arg(long, value_enum, default_value = "promote")]
+    pub target_action: TargetActionArg,
+    /// Start the server and wait until it reaches the target.
+    #[arg(long)]
+    pub start: bool,
+    /// Port for --start (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Unix socket directory for --start.
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    pub socket_dir: PathBuf,
+    /// How long --start waits for recovery, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Restore into an existing data directory, rewriting only what differs.
+    #[arg(long)]
+    pub delta: bool,
+    /// Switch WAL archiving off in the restored cluster (for copies that must
+    /// not archive into this repository: drills, inspections). By default a
+    /// restored cluster keeps the source's archive settings, so the new
+    /// timeline it starts after recovery is archived too.
+    #[arg(long)]
+    pub no_archive: bool,
+    /// Restore tablespace OID into DIR instead of its original location (repeatable).
+    #[arg(long = "tablespace-map", value_name = "OID=DIR")]
+    pub tablespace_map: Vec<String>,
+    /// A logical restore (managed PostgreSQL).
+    #[arg(long)]
+    pub logical: bool,
 }
 
 #[derive(Debug, Args)]

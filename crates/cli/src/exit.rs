@@ -1,8 +1,10 @@
 //! Exit codes and hints (DESIGN.md section 5).
 //!
 //! 0 success · 1 failure · 2 bad usage · 3 repository unusable (not found,
-//! unreachable, access denied, wrong passphrase).
+//! unreachable, access denied, wrong passphrase). `wal fetch` adds its own
+//! codes for PostgreSQL (see `commands::wal`).
 
+use lifeboat_postgres::PgError;
 use lifeboat_repo::RepoError;
 use lifeboat_storage::StorageError;
 
@@ -10,7 +12,7 @@ use lifeboat_storage::StorageError;
 pub const OK: u8 = 0;
 /// Failure: damaged or missing data, I/O errors, refused operations.
 pub const FAILURE: u8 = 1;
-/// Bad usage: invalid arguments or references.
+/// Bad usage: invalid arguments or references, impossible targets.
 pub const USAGE: u8 = 2;
 /// The repository cannot be used: missing, unreachable, denied, wrong passphrase.
 pub const ACCESS: u8 = 3;
@@ -28,6 +30,17 @@ fn storage_code(e: &StorageError) -> u8 {
     }
 }
 
+fn repo_code(r: &RepoError) -> u8 {
+    match r {
+        _ if r.is_access_problem() => ACCESS,
+        RepoError::Invalid(_)
+        | RepoError::SnapshotNotFound(_)
+        | RepoError::AmbiguousSnapshot { .. } => USAGE,
+        RepoError::Storage(s) => storage_code(s),
+        _ => FAILURE,
+    }
+}
+
 /// The exit code for an error, from the most specific cause in its chain.
 pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -36,15 +49,14 @@ pub fn code(err: &anyhow::Error) -> u8 {
         {
             return USAGE;
         }
+        match cause.downcast_ref::<PgError>() {
+            Some(PgError::OutsideWindow(_) | PgError::Invalid(_)) => return USAGE,
+            Some(PgError::Repo(r)) => return repo_code(r),
+            Some(_) => return FAILURE,
+            None => {}
+        }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
-            return match r {
-                _ if r.is_access_problem() => ACCESS,
-                RepoError::Invalid(_)
-                | RepoError::SnapshotNotFound(_)
-                | RepoError::AmbiguousSnapshot { .. } => USAGE,
-                RepoError::Storage(s) => storage_code(s),
-                _ => FAILURE,
-            };
+            return repo_code(r);
         }
         if let Some(s) = cause.downcast_ref::<StorageError>() {
             return storage_code(s);
@@ -53,45 +65,24 @@ pub fn code(err: &anyhow::Error) -> u8 {
     FAILURE
 }
 
-/// A line of advice for the person at the terminal, when we have one.
-pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
-    for cause in err.chain() {
-        if let Some(RepoError::Storage(s)) = cause.downcast_ref::<RepoError>() {
-            return storage_hint(s);
+fn repo_hint(r: &RepoError) -> Option<&'static str> {
+    match r {
+        RepoError::Storage(s) => storage_hint(s),
+        RepoError::WrongPassphrase { .. } => Some(
+            "check LIFEBOAT_PASSWORD / LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD_COMMAND; `lifeboat key list` shows the slots",
+        ),
+        RepoError::NotARepository { .. } => Some(
+            "check LIFEBOAT_REPOSITORY (or --repo); to create a repository there, run `lifeboat init`",
+        ),
+        RepoError::AlreadyInitialized { .. } => Some(
+            "nothing was changed; point LIFEBOAT_REPOSITORY at an empty location to create a new repository",
+        ),
+        RepoError::Corrupt { .. } | RepoError::MissingBlob { .. } => {
+            Some("run `lifeboat check --read-data` to see everything that is affected")
         }
-        if let Some(r) = cause.downcast_ref::<RepoError>() {
-            match r {
-                RepoError::WrongPassphrase { .. } => {
-                    return Some(
-                        "check LIFEBOAT_PASSWORD / LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD_COMMAND; `lifeboat key list` shows the slots",
-                    );
-                }
-                RepoError::NotARepository { .. } => {
-                    return Some(
-                        "check LIFEBOAT_REPOSITORY (or --repo); to create a repository there, run `lifeboat init`",
-                    );
-                }
-                RepoError::AlreadyInitialized { .. } => {
-                    return Some(
-                        "nothing was changed; point LIFEBOAT_REPOSITORY at an empty location to create a new repository",
-                    );
-                }
-                RepoError::Corrupt { .. } | RepoError::MissingBlob { .. } => {
-                    return Some(
-                        "run `lifeboat check --read-data` to see everything that is affected",
-                    );
-                }
-                RepoError::SnapshotNotFound(_) => {
-                    return Some("`lifeboat snapshots` lists the snapshots");
-                }
-                _ => {}
-            }
-        }
-        if let Some(s) = cause.downcast_ref::<StorageError>() {
-            return storage_hint(s);
-        }
+        RepoError::SnapshotNotFound(_) => Some("`lifeboat snapshots` lists the snapshots"),
+        _ => None,
     }
-    None
 }
 
 fn storage_hint(s: &StorageError) -> Option<&'static str> {
@@ -104,4 +95,29 @@ fn storage_hint(s: &StorageError) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// A line of advice for the person at the terminal, when we have one.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    for cause in err.chain() {
+        if let Some(p) = cause.downcast_ref::<PgError>() {
+            return match p {
+                PgError::Repo(r) => repo_hint(r),
+                PgError::OutsideWindow(_) => {
+                    Some("`lifeboat info postgres` shows the recoverable windows")
+                }
+                PgError::Sql { .. } => {
+                    Some("check --db (or PGHOST/PGPORT/PGUSER) and that the server is running")
+                }
+                _ => None,
+            };
+        }
+        if let Some(r) = cause.downcast_ref::<RepoError>() {
+            return repo_hint(r);
+        }
+        if let Some(s) = cause.downcast_ref::<StorageError>() {
+            return storage_hint(s);
+        }
+    }
+    None
 }

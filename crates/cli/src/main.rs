@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BackupCommand, Cli, Command, KeyCommand, RepairCommand, RestoreCommand};
+use cli::{
+    BackupCommand, Cli, Command, InfoCommand, KeyCommand, RepairCommand, RestoreCommand, WalCommand,
+};
 
 /// Caps glibc's malloc arenas at two.
 ///
@@ -33,20 +35,28 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
     match &cli.command {
         Command::Init(a) => commands::init::run(g, a).await,
         Command::Backup(BackupCommand::Files(a)) => commands::backup::files(g, a).await,
+        Command::Backup(BackupCommand::Postgres(a)) => commands::backup::postgres(g, a).await,
         Command::Snapshots => commands::snapshots::run(g).await,
         Command::Ls(a) => commands::ls::run(g, a).await,
         Command::Restore(RestoreCommand::Files(a)) => commands::restore::files(g, a).await,
+        Command::Restore(RestoreCommand::Postgres(a)) => {
+            commands::restore_postgres::run(g, a).await
+        }
         Command::Check(a) => commands::check::run(g, a).await,
         Command::Key(KeyCommand::List) => commands::key::list(g).await,
         Command::Key(KeyCommand::Add(a)) => commands::key::add(g, a).await,
         Command::Key(KeyCommand::Remove(a)) => commands::key::remove(g, a).await,
         Command::Repair(RepairCommand::Index) => commands::repair::index(g).await,
+        Command::Info(InfoCommand::Postgres) => commands::info::postgres(g).await,
+        Command::Wal(WalCommand::Push(a)) => return commands::wal::push(g, a).await,
+        Command::Wal(WalCommand::Fetch(a)) => return Ok(commands::wal::fetch(g, a).await),
     }
+    .map(|()| exit::OK)
 }
 
 fn main() -> ExitCode {
@@ -73,7 +83,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             if let Some(h) = exit::hint(&e) {

@@ -38,6 +38,8 @@ pub enum ObjectKind {
     Index,
     /// A snapshot (`snapshots/<id>`).
     Snapshot,
+    /// A PostgreSQL WAL file (`wal/<system id>/<file name>/<summary>`).
+    Wal,
 }
 
 impl ObjectKind {
@@ -47,6 +49,7 @@ impl ObjectKind {
             ObjectKind::Config => 1,
             ObjectKind::Index => 2,
             ObjectKind::Snapshot => 3,
+            ObjectKind::Wal => 4,
         }
     }
 
@@ -56,6 +59,7 @@ impl ObjectKind {
             1 => Ok(ObjectKind::Config),
             2 => Ok(ObjectKind::Index),
             3 => Ok(ObjectKind::Snapshot),
+            4 => Ok(ObjectKind::Wal),
             other => Err(FormatError::Invalid {
                 what: "object",
                 reason: format!("unknown object kind {other}"),
@@ -69,6 +73,7 @@ impl ObjectKind {
             ObjectKind::Config => "config",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Wal => "WAL file",
         }
     }
 }

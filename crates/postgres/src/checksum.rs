@@ -13,10 +13,10 @@ pub const RELSEG_BLOCKS: u32 = 131_072;
 
 /// Initial states of the 32 parallel sums (PostgreSQL's `checksumBaseOffsets`).
 const BASE_OFFSETS: [u32; N_SUMS] = [
-    0x5B1F36E9, 0xB8525960, 0x02AB50AA, 0x1DE66D2A, 0x79FF467A, 0x9BB9F8A3, 0x217E7CD2, 0x83E13D2C, 0xF8D4474F,
-    0xE39EB970, 0x42C6AE16, 0x993216FA, 0x7B093B5D, 0x98DAFF3C, 0xF718902A, 0x0B1C9CDB, 0xE58F764B, 0x187636BC,
-    0x5D7B3BB1, 0xE73DE7DE, 0x92BEC979, 0xCCA6C0B2, 0x304A0979, 0x85AA43D4, 0x783125BB, 0x6CA8EAA2, 0xE407EAC6,
-    0x4B5CFC3E, 0x9FBF8C76, 0x15CA20BE, 0xF2CA9FD3, 0x959BD756,
+    0x5B1F36E9, 0xB8525960, 0x02AB50AA, 0x1DE66D2A, 0x79FF467A, 0x9BB9F8A3, 0x217E7CD2, 0x83E13D2C,
+    0xF8D4474F, 0xE39EB970, 0x42C6AE16, 0x993216FA, 0x7B093B5D, 0x98DAFF3C, 0xF718902A, 0x0B1C9CDB,
+    0xE58F764B, 0x187636BC, 0x5D7B3BB1, 0xE73DE7DE, 0x92BEC979, 0xCCA6C0B2, 0x304A0979, 0x85AA43D4,
+    0x783125BB, 0x6CA8EAA2, 0xE407EAC6, 0x4B5CFC3E, 0x9FBF8C76, 0x15CA20BE, 0xF2CA9FD3, 0x959BD756,
 ];
 
 fn comp(sum: u32, value: u32) -> u32 {
@@ -110,7 +110,10 @@ pub fn relation_segment(path: &std::path::Path) -> Option<u32> {
         return None;
     }
     let parent = path.parent()?;
-    let in_db = parent.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    let in_db = parent
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
     let dir = parent.file_name()?.to_str()?;
     let is_rel_dir = dir == "global"
         || (in_db == Some("base") && dir.bytes().all(|b| b.is_ascii_digit()))
@@ -133,10 +136,16 @@ mod tests {
         let sum = page_checksum(&page, 7);
         page[8..10].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(verify_page(&page, 7, Lsn(0x1000)), PageCheck::Ok);
-        assert!(matches!(verify_page(&page, 8, Lsn(0x1000)), PageCheck::Bad { .. }));
+        assert!(matches!(
+            verify_page(&page, 8, Lsn(0x1000)),
+            PageCheck::Bad { .. }
+        ));
         assert_eq!(verify_page(&page, 8, Lsn(0x40)), PageCheck::Skipped);
         page[100] ^= 1;
-        assert!(matches!(verify_page(&page, 7, Lsn(0x1000)), PageCheck::Bad { .. }));
+        assert!(matches!(
+            verify_page(&page, 7, Lsn(0x1000)),
+            PageCheck::Bad { .. }
+        ));
     }
 
     #[test]
@@ -145,7 +154,10 @@ mod tests {
         assert_eq!(relation_segment(Path::new("base/5/16384.2")), Some(2));
         assert_eq!(relation_segment(Path::new("base/5/16384_fsm")), Some(0));
         assert_eq!(relation_segment(Path::new("global/1262")), Some(0));
-        assert_eq!(relation_segment(Path::new("PG_15_202209061/16390/16400_vm")), Some(0));
+        assert_eq!(
+            relation_segment(Path::new("PG_15_202209061/16390/16400_vm")),
+            Some(0)
+        );
         assert_eq!(relation_segment(Path::new("base/5/PG_VERSION")), None);
         assert_eq!(relation_segment(Path::new("base/5/pg_filenode.map")), None);
         assert_eq!(relation_segment(Path::new("global/pg_control")), None);

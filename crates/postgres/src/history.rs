@@ -22,9 +22,20 @@ pub fn parse(text: &str) -> Result<Vec<Branch>, String> {
             continue;
         }
         let mut fields = line.split_whitespace();
-        let bad = || format!("line {}: {line:?} is not `parent switchpoint reason`", n + 1);
-        let parent = fields.next().and_then(|f| f.parse::<u32>().ok()).ok_or_else(bad)?;
-        let switch = fields.next().and_then(|f| f.parse::<Lsn>().ok()).ok_or_else(bad)?;
+        let bad = || {
+            format!(
+                "line {}: {line:?} is not `parent switchpoint reason`",
+                n + 1
+            )
+        };
+        let parent = fields
+            .next()
+            .and_then(|f| f.parse::<u32>().ok())
+            .ok_or_else(bad)?;
+        let switch = fields
+            .next()
+            .and_then(|f| f.parse::<Lsn>().ok())
+            .ok_or_else(bad)?;
         out.push(Branch { parent, switch });
     }
     Ok(out)
@@ -38,7 +49,19 @@ mod tests {
     fn parses_postgres_history_files() {
         let text = "1\t0/3000158\tbefore 2026-11-22 10:00:00+00\n\n2\t0/5000000\tno recovery target specified\n";
         let b = parse(text).unwrap_or_default();
-        assert_eq!(b, vec![Branch { parent: 1, switch: Lsn(0x300_0158) }, Branch { parent: 2, switch: Lsn(0x500_0000) }]);
+        assert_eq!(
+            b,
+            vec![
+                Branch {
+                    parent: 1,
+                    switch: Lsn(0x300_0158)
+                },
+                Branch {
+                    parent: 2,
+                    switch: Lsn(0x500_0000)
+                }
+            ]
+        );
         assert!(parse("x y z").is_err());
     }
 }

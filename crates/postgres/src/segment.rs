@@ -35,7 +35,9 @@ pub enum SegmentError {
     #[error("the file does not start with a WAL segment header")]
     NotWal,
     /// The header's size fields are not plausible.
-    #[error("the segment header declares a {seg_size}-byte segment with {blcksz}-byte pages, but the file has {len} bytes")]
+    #[error(
+        "the segment header declares a {seg_size}-byte segment with {blcksz}-byte pages, but the file has {len} bytes"
+    )]
     BadSize {
         /// Declared segment size.
         seg_size: u32,
@@ -82,7 +84,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentError> {
     if bytes.len() < LONG_HEADER {
         return Err(SegmentError::TooShort(bytes.len()));
     }
-    let magic = u16_at(bytes);
+    let magic = u16_at(bytes, 0);
     let info = u16_at(bytes, 2);
     if magic & 0xFF00 != 0xD100 || info & XLP_LONG_HEADER == 0 {
         return Err(SegmentError::NotWal);
@@ -143,7 +145,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn header_len(&self, page_start: usize) -> usize {
-        if page_start == 0 { LONG_HEADER } else { SHORT_HEADER }
+        if page_start == 0 {
+            LONG_HEADER
+        } else {
+            SHORT_HEADER
+        }
     }
 
     /// True if the page at `page_start` is a valid page of this segment.
@@ -209,7 +215,7 @@ pub fn scan(bytes: &[u8], h: &SegmentHeader) -> SegmentSummary {
     let mut record = Vec::new();
     loop {
         pos = align8(pos);
-        if pos % blcksz == 0 && pos >= bytes.len() {
+        if pos.is_multiple_of(blcksz) && pos >= bytes.len() {
             break;
         }
         // At a page boundary the next bytes are a page header.
@@ -238,25 +244,30 @@ pub fn scan(bytes: &[u8], h: &SegmentHeader) -> SegmentSummary {
         if rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH {
             break;
         }
-        let interesting = (rmid == RM_XACT_ID && matches!(info & XLOG_XACT_OPMASK, 0x00 | 0x20 | 0x30 | 0x40))
+        let interesting = (rmid == RM_XACT_ID
+            && matches!(info & XLOG_XACT_OPMASK, 0x00 | 0x20 | 0x30 | 0x40))
             || (rmid == RM_XLOG_ID && info & 0xF0 == XLOG_RESTORE_POINT);
-        if interesting && let Some(main) = main_data(&record) {
-            if main.len() >= 8 {
-                let mut t = [0u8; 8];
-                t.copy_from_slice(&main[..8]);
-                let time_us = i64::from_le_bytes(t).saturating_add(PG_EPOCH_OFFSET_US);
-                if rmid == RM_XACT_ID {
-                    out.first_xact_us.get_or_insert(time_us);
-                    out.last_xact_us = Some(out.last_xact_us.map_or(time_us, |l| l.max(time_us)));
-                } else {
-                    let name_bytes = &main[8..main.len().min(8 + 64)];
-                    let end = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
-                    out.restore_points.push(RestorePoint {
-                        name: String::from_utf8_lossy(&name_bytes[..end]).into_owned(),
-                        lsn,
-                        time_us,
-                    });
-                }
+        if interesting
+            && let Some(main) = main_data(&record)
+            && main.len() >= 8
+        {
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&main[..8]);
+            let time_us = i64::from_le_bytes(t).saturating_add(PG_EPOCH_OFFSET_US);
+            if rmid == RM_XACT_ID {
+                out.first_xact_us.get_or_insert(time_us);
+                out.last_xact_us = Some(out.last_xact_us.map_or(time_us, |l| l.max(time_us)));
+            } else {
+                let name_bytes = &main[8..main.len().min(8 + 64)];
+                let end = name_bytes
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(name_bytes.len());
+                out.restore_points.push(RestorePoint {
+                    name: String::from_utf8_lossy(&name_bytes[..end]).into_owned(),
+                    lsn,
+                    time_us,
+                });
             }
         }
         pos = next;
@@ -278,8 +289,8 @@ fn main_data(record: &[u8]) -> Option<&[u8]> {
                 let len = u32_at(record.get(p..p + 5)?, 1) as usize;
                 return record.get(record.len().checked_sub(len)?..);
             }
-            253 => p += 3, // replication origin
-            252 => p += 5, // top-level transaction id
+            253 => p += 3,    // replication origin
+            252 => p += 5,    // top-level transaction id
             _ => return None, // block references: not a record we read
         }
     }
@@ -354,11 +365,14 @@ mod tests {
         assert_eq!(h.sysid, 42);
         assert_eq!(h.seg_size, 1 << 20);
         assert_eq!(h.pageaddr, Lsn(0x0300_0000));
-        assert_eq!(parse_header(&seg[..100]), Err(SegmentError::BadSize {
-            seg_size: 1 << 20,
-            blcksz: 8192,
-            len: 100
-        }));
+        assert_eq!(
+            parse_header(&seg[..100]),
+            Err(SegmentError::BadSize {
+                seg_size: 1 << 20,
+                blcksz: 8192,
+                len: 100
+            })
+        );
         assert_eq!(parse_header(&[0u8; 64]), Err(SegmentError::NotWal));
         assert_eq!(parse_header(b"short"), Err(SegmentError::TooShort(5)));
     }

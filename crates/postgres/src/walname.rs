@@ -92,7 +92,9 @@ impl WalFile {
     pub fn name(&self, seg_size: u64) -> String {
         match *self {
             WalFile::Segment { tli, segno } => segment_name(tli, segno, seg_size),
-            WalFile::Partial { tli, segno } => format!("{}.partial", segment_name(tli, segno, seg_size)),
+            WalFile::Partial { tli, segno } => {
+                format!("{}.partial", segment_name(tli, segno, seg_size))
+            }
             WalFile::History { tli } => format!("{tli:08X}.history"),
             WalFile::BackupHistory { tli, segno, offset } => {
                 format!("{}.{offset:08X}.backup", segment_name(tli, segno, seg_size))
@@ -123,7 +125,9 @@ pub fn looks_like_wal(name: &str) -> bool {
         return hex(b, 8);
     }
     if let Some(b) = name.strip_suffix(".backup") {
-        return b.split_once('.').is_some_and(|(s, o)| hex(s, 24) && hex(o, 8));
+        return b
+            .split_once('.')
+            .is_some_and(|(s, o)| hex(s, 24) && hex(o, 8));
     }
     hex(name, 24)
 }
@@ -137,9 +141,21 @@ mod tests {
     #[test]
     fn round_trips_every_kind() {
         for (name, want) in [
-            ("000000010000000000000003", WalFile::Segment { tli: 1, segno: 3 }),
-            ("0000000200000001000000FF", WalFile::Segment { tli: 2, segno: 256 + 255 }),
-            ("000000010000000000000003.partial", WalFile::Partial { tli: 1, segno: 3 }),
+            (
+                "000000010000000000000003",
+                WalFile::Segment { tli: 1, segno: 3 },
+            ),
+            (
+                "0000000200000001000000FF",
+                WalFile::Segment {
+                    tli: 2,
+                    segno: 256 + 255,
+                },
+            ),
+            (
+                "000000010000000000000003.partial",
+                WalFile::Partial { tli: 1, segno: 3 },
+            ),
             ("0000000A.history", WalFile::History { tli: 10 }),
             (
                 "000000010000000000000002.00000028.backup",
@@ -159,7 +175,14 @@ mod tests {
 
     #[test]
     fn refuses_other_names_and_out_of_range_segments() {
-        for bad in ["", "RECOVERYXLOG", "00000001000000000000000", "000000010000000000000100", "x.history", "../000000010000000000000003"] {
+        for bad in [
+            "",
+            "RECOVERYXLOG",
+            "00000001000000000000000",
+            "000000010000000000000100",
+            "x.history",
+            "../000000010000000000000003",
+        ] {
             assert_eq!(WalFile::parse(bad, MB16), None, "{bad}");
         }
         assert!(!looks_like_wal("postgresql.conf"));

@@ -224,7 +224,12 @@ impl Repository {
         let storage_key = match kind {
             ObjectKind::Index => layout::index(&id),
             ObjectKind::Snapshot => layout::snapshot(&id),
-            ObjectKind::Config => layout::CONFIG.to_string(),
+            ObjectKind::Config | ObjectKind::Wal => {
+                return Err(RepoError::Invalid(format!(
+                    "{} objects are not content-addressed",
+                    kind.name()
+                )));
+            }
         };
         let size = bytes.len() as u64;
         match self

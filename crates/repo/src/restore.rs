@@ -2,24 +2,29 @@
 //!
 //! Plan, then apply: the snapshot's trees give every file and the chunks it
 //! needs; chunks are grouped by pack and read with few large ranged requests
-//! (many in parallel); each chunk is verified (authenticated decryption and
-//! id check) and written at its offsets with positional writes. All-zero
-//! chunks are not written, so sparse files stay sparse. Metadata (mode,
-//! owner when running as root, mtime) is applied last, directories deepest
-//! first, and the target file system is synced before returning.
+//! (several in parallel); each chunk is verified (authenticated decryption
+//! and id check) and written at its offsets with positional writes. All-zero
+//! blocks of new files are not written, so sparse files stay sparse. Metadata
+//! (mode, owner when running as root, mtime) is applied last, directories
+//! deepest first, and the target file systems are synced before returning.
+//!
+//! A delta restore (into a directory holding an older copy) reads each
+//! existing file, skips every chunk that already matches, rewrites only the
+//! rest, and removes what the snapshot does not have.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
+use lifeboat_format::id::IdKey;
 use lifeboat_format::pack::{PackEntry, open_blob_with};
 use lifeboat_format::tree::{Node, NodeKind};
+use lifeboat_format::{BlobType, Id};
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
@@ -33,8 +38,11 @@ use crate::walk::{PathFilter, WalkEntry};
 /// Read ranges of one pack are merged across gaps up to this size.
 const MAX_GAP: u64 = 1 << 20;
 
+/// Maps a path of the snapshot tree to where it is restored (`None`: not restored).
+pub type PathMap = Arc<dyn Fn(&Path) -> Option<PathBuf> + Send + Sync>;
+
 /// How to restore.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RestoreOptions {
     /// Allow restoring into a non-empty directory (existing files are replaced).
     pub overwrite: bool,
@@ -45,6 +53,23 @@ pub struct RestoreOptions {
     /// Largest single read in bytes (0 = 8 MiB). Memory use is about
     /// `concurrency × max_read`.
     pub max_read: u64,
+    /// Where each path goes (default: below the target, at its tree path).
+    pub map: Option<PathMap>,
+    /// Keep matching content of existing files and rewrite only what differs.
+    pub delta: bool,
+    /// With `delta`: directories in which everything the snapshot does not
+    /// have is removed.
+    pub delta_roots: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("overwrite", &self.overwrite)
+            .field("include", &self.include)
+            .field("delta", &self.delta)
+            .finish()
+    }
 }
 
 /// What a restore did.
@@ -58,6 +83,10 @@ pub struct RestoreSummary {
     pub symlinks: u64,
     /// Bytes of file content.
     pub bytes: u64,
+    /// Bytes actually written (less than `bytes` in a delta restore).
+    pub bytes_written: u64,
+    /// Entries removed by a delta restore.
+    pub removed: u64,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
     /// Files that could not be restored completely, with the reason.
@@ -79,6 +108,14 @@ struct RangeJob {
     start: u64,
     end: u64,
     blobs: Vec<BlobJob>,
+}
+
+/// One file to write: where, and whether it started empty (so all-zero
+/// blocks can be left as holes).
+struct FileOut {
+    entry: usize,
+    path: PathBuf,
+    fresh: bool,
 }
 
 fn is_empty_dir(p: &Path) -> Result<bool> {
@@ -127,97 +164,139 @@ fn write_sparse(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates directories, symlinks and empty files of the right size.
+/// Creates directories and symlinks, and opens every file at its size.
 fn create_entries(
-    target: &Path,
     entries: &[WalkEntry],
-    files: &[usize],
+    dests: &[Option<PathBuf>],
+    delta: bool,
     summary: &mut RestoreSummary,
-) -> Result<()> {
-    for e in entries {
-        let p = target.join(&e.path);
+) -> Result<Vec<FileOut>> {
+    let mut files = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let Some(p) = &dests[i] else { continue };
+        let existing = fs::symlink_metadata(p).ok();
         match e.node.kind {
             NodeKind::Dir => {
-                match fs::symlink_metadata(&p) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
-                        fs::remove_file(&p).map_err(io(&p))?;
-                        fs::create_dir(&p).map_err(io(&p))?;
+                match &existing {
+                    Some(m) if m.is_dir() => {}
+                    Some(_) => {
+                        fs::remove_file(p).map_err(io(p))?;
+                        fs::create_dir(p).map_err(io(p))?;
                     }
-                    Err(_) => fs::create_dir_all(&p).map_err(io(&p))?,
+                    None => fs::create_dir_all(p).map_err(io(p))?,
                 }
                 summary.dirs += 1;
             }
             NodeKind::Symlink => {
-                if fs::symlink_metadata(&p).is_ok() {
-                    fs::remove_file(&p).map_err(io(&p))?;
-                }
                 let t = e
                     .node
                     .target
                     .as_ref()
                     .map(|t| t.as_bytes())
                     .unwrap_or_default();
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &p).map_err(io(&p))?;
+                let same = existing
+                    .as_ref()
+                    .is_some_and(|m| m.file_type().is_symlink())
+                    && fs::read_link(p).is_ok_and(|cur| cur.as_os_str().as_bytes() == t);
+                if !same {
+                    match &existing {
+                        Some(m) if m.is_dir() => fs::remove_dir_all(p).map_err(io(p))?,
+                        Some(_) => fs::remove_file(p).map_err(io(p))?,
+                        None => {
+                            if let Some(parent) = p.parent() {
+                                fs::create_dir_all(parent).map_err(io(parent))?;
+                            }
+                        }
+                    }
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), p).map_err(io(p))?;
+                }
                 summary.symlinks += 1;
             }
-            NodeKind::File => {}
+            NodeKind::File => {
+                if let Some(parent) = p.parent() {
+                    fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                let keep = delta && existing.as_ref().is_some_and(|m| m.is_file());
+                if let Some(m) = &existing
+                    && m.is_dir()
+                {
+                    fs::remove_dir_all(p).map_err(io(p))?;
+                }
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(!keep)
+                    .open(p)
+                    .map_err(io(p))?;
+                f.set_len(e.node.size).map_err(io(p))?;
+                files.push(FileOut {
+                    entry: i,
+                    path: p.clone(),
+                    fresh: !keep,
+                });
+                summary.files += 1;
+                summary.bytes += e.node.size;
+            }
         }
     }
-    for &i in files {
-        let e = &entries[i];
-        let p = target.join(&e.path);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .map_err(io(&p))?;
-        f.set_len(e.node.size).map_err(io(&p))?;
-        summary.files += 1;
-        summary.bytes += e.node.size;
-    }
-    Ok(())
+    Ok(files)
 }
 
-/// Groups every chunk of every file by pack, then into merged read ranges.
-/// Returns the ranges and the files whose chunks are missing from the index.
+/// True if the existing file already holds blob `id` (of `len` bytes) at `offset`.
+fn already_there(
+    file: &mut Option<File>,
+    id_key: &IdKey,
+    id: &Id,
+    offset: u64,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let Some(f) = file.as_mut() else { return false };
+    buf.resize(len, 0);
+    f.read_exact_at(buf, offset).is_ok() && id_key.blob_id(BlobType::Data, buf) == *id
+}
+
+/// Groups every chunk still to write by pack, then into merged read ranges.
+/// Returns the ranges, the files whose chunks are missing from the index, and
+/// the bytes a delta restore found already in place.
 fn plan(
     index: &MasterIndex,
+    id_key: &IdKey,
     entries: &[WalkEntry],
-    files: &[usize],
+    files: &[FileOut],
     max_read: u64,
-) -> (Vec<RangeJob>, Vec<(usize, String)>) {
-    let mut by_blob: HashMap<lifeboat_format::Id, (u32, BlobJob)> = HashMap::new();
+) -> (Vec<RangeJob>, Vec<(usize, String)>, u64) {
+    let mut by_blob: HashMap<Id, (u32, BlobJob)> = HashMap::new();
     let mut missing = Vec::new();
-    for (fi, &ei) in files.iter().enumerate() {
+    let mut kept = 0u64;
+    let mut buf = Vec::new();
+    for (fi, f) in files.iter().enumerate() {
+        let mut existing = (!f.fresh).then(|| File::open(&f.path).ok()).flatten();
         let mut offset = 0u64;
-        for id in &entries[ei].node.content {
-            match index.get(id) {
-                Some(loc) => {
-                    let job = by_blob.entry(*id).or_insert_with(|| {
-                        (
-                            loc.pack,
-                            BlobJob {
-                                entry: loc.entry,
-                                targets: Vec::new(),
-                            },
-                        )
-                    });
-                    job.1.targets.push(Target { file: fi, offset });
-                    offset += u64::from(loc.entry.raw_length);
-                }
-                None => {
-                    missing.push((
-                        fi,
-                        format!("chunk {} is missing from the repository index", id.short()),
-                    ));
-                    break;
-                }
+        for id in &entries[f.entry].node.content {
+            let Some(loc) = index.get(id) else {
+                missing.push((
+                    fi,
+                    format!("chunk {} is missing from the repository index", id.short()),
+                ));
+                break;
+            };
+            let len = loc.entry.raw_length as usize;
+            if already_there(&mut existing, id_key, id, offset, len, &mut buf) {
+                kept += len as u64;
+            } else {
+                let job = by_blob.entry(*id).or_insert_with(|| {
+                    (
+                        loc.pack,
+                        BlobJob {
+                            entry: loc.entry,
+                            targets: Vec::new(),
+                        },
+                    )
+                });
+                job.1.targets.push(Target { file: fi, offset });
             }
+            offset += len as u64;
         }
     }
     let mut by_pack: HashMap<u32, Vec<BlobJob>> = HashMap::new();
@@ -250,11 +329,11 @@ fn plan(
         }
         ranges.extend(current);
     }
-    (ranges, missing)
+    (ranges, missing, kept)
 }
 
 /// Applies mode, owner and mtime; directories deepest first.
-fn apply_metadata(target: &Path, entries: &[WalkEntry]) -> Result<()> {
+fn apply_metadata(entries: &[WalkEntry], dests: &[Option<PathBuf>]) -> Result<()> {
     let root = rustix::process::geteuid().is_root();
     let set = |p: &Path, n: &Node| -> Result<()> {
         if root {
@@ -272,22 +351,54 @@ fn apply_metadata(target: &Path, entries: &[WalkEntry]) -> Result<()> {
         }
         Ok(())
     };
-    for e in entries.iter().filter(|e| e.node.kind != NodeKind::Dir) {
-        set(&target.join(&e.path), &e.node)?;
+    let mut dirs = Vec::new();
+    for (e, d) in entries.iter().zip(dests) {
+        let Some(p) = d else { continue };
+        if e.node.kind == NodeKind::Dir {
+            dirs.push((p, e));
+        } else {
+            set(p, &e.node)?;
+        }
     }
-    let mut dirs: Vec<&WalkEntry> = entries
-        .iter()
-        .filter(|e| e.node.kind == NodeKind::Dir)
-        .collect();
-    dirs.sort_by_key(|e| std::cmp::Reverse(e.path.components().count()));
-    for e in dirs {
-        set(&target.join(&e.path), &e.node)?;
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (p, e) in dirs {
+        set(p, &e.node)?;
     }
     Ok(())
 }
 
+/// Removes everything below `roots` that is not one of `keep`.
+fn remove_extras(roots: &[PathBuf], keep: &HashSet<PathBuf>) -> Result<u64> {
+    let mut removed = 0;
+    for root in roots {
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if keep.contains(&p) {
+                    if is_dir {
+                        stack.push(p);
+                    }
+                } else {
+                    if is_dir {
+                        fs::remove_dir_all(&p).map_err(io(&p))?;
+                    } else {
+                        fs::remove_file(&p).map_err(io(&p))?;
+                    }
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 impl Repository {
-    /// Restores `snapshot` into `target`.
+    /// Restores `snapshot` into `target` (or where `options.map` says).
     pub async fn restore_files(
         &self,
         snapshot: &SnapshotEntry,
@@ -296,7 +407,7 @@ impl Repository {
         progress: DynProgress,
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
-        if !options.overwrite && !is_empty_dir(target)? {
+        if !options.overwrite && !options.delta && !is_empty_dir(target)? {
             return Err(RepoError::Invalid(format!(
                 "restore target {} is not empty; choose an empty or new directory, or pass --overwrite to replace files in it",
                 target.display()
@@ -315,48 +426,53 @@ impl Repository {
                 &label,
             )
             .await?;
-        let files: Vec<usize> = (0..entries.len())
-            .filter(|&i| entries[i].node.kind == NodeKind::File)
+        let dests: Vec<Option<PathBuf>> = entries
+            .iter()
+            .map(|e| match &options.map {
+                Some(m) => m(&e.path),
+                None => Some(target.join(&e.path)),
+            })
             .collect();
-        let total: u64 = files.iter().map(|&i| entries[i].node.size).sum();
+        let total: u64 = entries
+            .iter()
+            .zip(&dests)
+            .filter(|(e, d)| e.node.kind == NodeKind::File && d.is_some())
+            .map(|(e, _)| e.node.size)
+            .sum();
         progress.event(Event::Phase("restoring"));
         progress.event(Event::Total {
-            items: files.len() as u64,
+            items: entries.len() as u64,
             bytes: total,
         });
 
-        let target = target.to_path_buf();
         let entries = Arc::new(entries);
-        let files = Arc::new(files);
+        let dests = Arc::new(dests);
         let max_read = if options.max_read == 0 {
             8 << 20
         } else {
             options.max_read
         };
-        let (ranges, missing, mut summary) = {
-            let (t, e, f, ix) = (
-                target.clone(),
+        let delta = options.delta;
+        let (files, ranges, missing, mut summary) = {
+            let (e, d, ix, idk) = (
                 entries.clone(),
-                files.clone(),
+                dests.clone(),
                 index.clone(),
+                self.key().id_key(),
             );
             cpu(move || -> Result<_> {
                 let mut summary = RestoreSummary::default();
-                create_entries(&t, &e, &f, &mut summary)?;
-                let (ranges, missing) = plan(&ix, &e, &f, max_read);
-                Ok((ranges, missing, summary))
+                let files = create_entries(&e, &d, delta, &mut summary)?;
+                let (ranges, missing, kept) = plan(&ix, &idk, &e, &files, max_read);
+                summary.bytes_written = summary.bytes.saturating_sub(kept);
+                Ok((files, ranges, missing, summary))
             })
             .await??
         };
 
         let failures: Arc<Mutex<HashMap<usize, String>>> =
             Arc::new(Mutex::new(missing.into_iter().collect()));
-        let paths: Arc<Vec<PathBuf>> = Arc::new(
-            files
-                .iter()
-                .map(|&i| target.join(&entries[i].path))
-                .collect(),
-        );
+        let files = Arc::new(files);
         let concurrency = if options.concurrency == 0 {
             4
         } else {
@@ -364,9 +480,9 @@ impl Repository {
         };
         let mut runs = futures::stream::iter(ranges)
             .map(|r| {
-                let (index, paths, failures, progress) = (
+                let (index, files, failures, progress) = (
                     index.clone(),
-                    paths.clone(),
+                    files.clone(),
                     failures.clone(),
                     progress.clone(),
                 );
@@ -415,14 +531,20 @@ impl Repository {
                             };
                             let zero = is_zero(&data);
                             for t in &b.targets {
-                                let p = &paths[t.file];
-                                let written = if zero {
+                                let out = &files[t.file];
+                                let written = if zero && out.fresh {
                                     Ok(())
                                 } else {
                                     OpenOptions::new()
                                         .write(true)
-                                        .open(p)
-                                        .and_then(|f| write_sparse(&f, &data, t.offset))
+                                        .open(&out.path)
+                                        .and_then(|f| {
+                                            if out.fresh {
+                                                write_sparse(&f, &data, t.offset)
+                                            } else {
+                                                f.write_all_at(&data, t.offset)
+                                            }
+                                        })
                                 };
                                 if let Err(e) = written
                                     && let Ok(mut f) = failures.lock()
@@ -448,19 +570,31 @@ impl Repository {
 
         progress.event(Event::Phase("setting metadata"));
         {
-            let (t, e) = (target.clone(), entries.clone());
-            cpu(move || -> Result<()> {
-                apply_metadata(&t, &e)?;
-                let dir = File::open(&t).map_err(io(&t))?;
-                rustix::fs::syncfs(&dir).map_err(|e| RepoError::local(&t, e.into()))?;
-                Ok(())
+            let (e, d) = (entries.clone(), dests.clone());
+            let mut roots = vec![target.to_path_buf()];
+            roots.extend(options.delta_roots.iter().cloned());
+            let delta_roots = if delta {
+                options.delta_roots.clone()
+            } else {
+                Vec::new()
+            };
+            summary.removed = cpu(move || -> Result<u64> {
+                let keep: HashSet<PathBuf> = d.iter().flatten().cloned().collect();
+                let removed = remove_extras(&delta_roots, &keep)?;
+                apply_metadata(&e, &d)?;
+                for r in &roots {
+                    if let Ok(dir) = File::open(r) {
+                        rustix::fs::syncfs(&dir).map_err(|e| RepoError::local(r, e.into()))?;
+                    }
+                }
+                Ok(removed)
             })
             .await??;
         }
         let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
         let mut failed: Vec<String> = failures
             .into_iter()
-            .map(|(fi, why)| format!("{}: {why}", entries[files[fi]].path.display()))
+            .map(|(fi, why)| format!("{}: {why}", entries[files[fi].entry].path.display()))
             .collect();
         failed.sort();
         summary.failed = failed;

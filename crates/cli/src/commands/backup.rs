@@ -1,13 +1,15 @@
-//! `lifeboat backup files`
+//! `lifeboat backup files` and `lifeboat backup postgres`
 
 use anyhow::{Result, bail};
 use lifeboat_format::compress::Compression;
 use lifeboat_format::snapshot::BackupKind;
-use lifeboat_repo::BackupOptions;
+use lifeboat_postgres::basebackup::{BaseBackupOptions, base_backup};
 use lifeboat_repo::backup::Parent;
+use lifeboat_repo::{BackupOptions, BackupResult, Repository};
 
-use crate::cli::{BackupFilesArgs, CompressionArg, Global, Kind};
+use crate::cli::{BackupCommon, BackupFilesArgs, BackupPostgresArgs, CompressionArg, Global, Kind};
 use crate::commands::open_repo;
+use crate::exit::UsageError;
 use crate::output::{self, Reporter};
 
 /// The snapshot kind chosen on the command line.
@@ -29,16 +31,14 @@ pub fn compression(c: CompressionArg) -> Compression {
     }
 }
 
-/// Backs up files and directories.
-pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
-    let repo = open_repo(g).await?;
-    let reporter = Reporter::new(g);
-    let options = BackupOptions {
-        kind: kind(args.kind),
-        reason: args.reason.clone(),
-        tags: args.tags.clone(),
-        compression: compression(args.compression),
-        threads: args.threads,
+/// The generic backup options from the command line.
+fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
+    BackupOptions {
+        kind: kind(c.kind),
+        reason: c.reason.clone(),
+        tags: c.tags.clone(),
+        compression: compression(c.compression),
+        threads: c.threads,
         // Pack buffers in memory: one being filled plus those uploading. A
         // local write is quick, so one at a time keeps up.
         uploads: if repo.storage().capabilities().remote {
@@ -46,21 +46,19 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
         } else {
             1
         },
-        host: args.host.clone(),
-        parent: match (&args.parent, args.force) {
+        host: c.host.clone(),
+        parent: match (&c.parent, c.force) {
             (_, true) => Parent::Disabled,
             (Some(p), false) => Parent::Snapshot(p.clone()),
             (None, false) => Parent::Auto,
         },
-    };
-    let result = repo
-        .backup_files(&args.paths, &options, reporter.sink())
-        .await;
-    reporter.finish();
-    let result = result?;
+    }
+}
+
+fn report(g: &Global, result: &BackupResult) -> Result<()> {
     let s = &result.snapshot.summary;
     if g.json {
-        output::json(&result)?;
+        output::json(result)?;
     } else if !g.quiet {
         println!(
             "snapshot {} saved: {} files ({} unchanged), {} dirs, {} in {}; added {} new data ({} stored)",
@@ -73,6 +71,25 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
             output::size(s.new_bytes),
             output::size(s.stored_bytes),
         );
+        if let Some(pg) = &result.snapshot.postgres {
+            println!(
+                "PostgreSQL {} cluster {}: timeline {}, WAL {} to {} ({} .. {})",
+                pg.version,
+                pg.system_id,
+                pg.timeline,
+                pg.start_lsn,
+                pg.stop_lsn,
+                pg.start_wal,
+                pg.stop_wal
+            );
+        }
+    }
+    if !result.problems.is_empty() {
+        bail!(
+            "snapshot {} was saved, but {} problem(s) were found in the data read (see the warnings above)",
+            result.id.short(),
+            result.problems.len()
+        );
     }
     if s.skipped > 0 {
         bail!(
@@ -82,4 +99,39 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Backs up files and directories.
+pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let result = repo
+        .backup_files(&args.paths, &options(&repo, &args.common), reporter.sink())
+        .await;
+    reporter.finish();
+    report(g, &result?)
+}
+
+/// Takes a PostgreSQL base backup.
+pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
+    if args.logical {
+        bail!(UsageError(
+            "logical backups (--logical) are not available yet; take a physical backup with --pgdata".into()
+        ));
+    }
+    let Some(pgdata) = &args.pgdata else {
+        bail!(UsageError(
+            "--pgdata is required for a physical backup".into()
+        ));
+    };
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let opts = BaseBackupOptions {
+        pgdata: pgdata.clone(),
+        conninfo: args.db.clone(),
+        backup: options(&repo, &args.common),
+    };
+    let result = base_backup(&repo, &opts, reporter.sink()).await;
+    reporter.finish();
+    report(g, &result?)
 }

@@ -2,12 +2,15 @@
 
 pub mod backup;
 pub mod check;
+pub mod info;
 pub mod init;
 pub mod key;
 pub mod ls;
 pub mod repair;
 pub mod restore;
+pub mod restore_postgres;
 pub mod snapshots;
+pub mod wal;
 
 use anyhow::Result;
 use lifeboat_repo::{RepoError, Repository};

@@ -20,6 +20,7 @@ pub async fn files(g: &Global, args: &RestoreFilesArgs) -> Result<()> {
         // Memory is about concurrency × max_read: 128 MiB remote, 32 MiB local.
         concurrency: if remote { 8 } else { 4 },
         max_read: if remote { 16 << 20 } else { 8 << 20 },
+        ..RestoreOptions::default()
     };
     let summary = repo
         .restore_files(&snap, &args.target, &options, reporter.sink())

@@ -2,6 +2,8 @@
 //! directory or on the S3 test server, running the real `lifeboat` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -105,6 +107,9 @@ impl Env {
                 c.env_remove(k);
             }
         }
+        if let Ok(bin) = std::env::var("LIFEBOAT_PG_BIN") {
+            c.env("LIFEBOAT_PG_BIN", bin);
+        }
         c.env("LIFEBOAT_REPOSITORY", &self.repo);
         for (k, v) in &self.vars {
             c.env(k, v);
@@ -125,6 +130,25 @@ impl Env {
             c.env(k, v);
         }
         Out::from(c.args(args).output().unwrap())
+    }
+
+    /// Runs `lifeboat ARGS` as the postgres user (as PostgreSQL's archiver does).
+    pub fn run_as_postgres(&self, args: &[&str]) -> Out {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", env!("CARGO_BIN_EXE_lifeboat")]);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LIFEBOAT_") || k.starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        if let Ok(bin) = std::env::var("LIFEBOAT_PG_BIN") {
+            c.env("LIFEBOAT_PG_BIN", bin);
+        }
+        c.env("LIFEBOAT_REPOSITORY", &self.repo);
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        Out::from(c.args(args).stdin(Stdio::null()).output().unwrap())
     }
 
     /// Runs and asserts success.

@@ -182,6 +182,11 @@ impl TreeBackup {
         self.time
     }
 
+    /// Problems the source policy found in the data read so far.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
     /// Reads and stores every file the scan found (reusing the parent
     /// snapshot's chunks for unchanged files).
     pub async fn store_files(&mut self) -> Result<()> {
@@ -256,8 +261,10 @@ impl TreeBackup {
             Ok(ids)
         })
         .await??;
-        let template = self.scan.nodes[0].clone();
-        let dir = self.scan.ensure_dir(&parent, &template);
+        let root_template = self.scan.nodes[0].clone();
+        let dir = self.scan.ensure_dir(&parent, &root_template);
+        // The new file belongs to whoever owns the directory it lands in.
+        let template = self.scan.nodes[dir].clone();
         let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let node = ScanNode {
             name: std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),

@@ -1,0 +1,70 @@
+//! `lifeboat info postgres`
+
+use anyhow::Result;
+use lifeboat_postgres::info::info;
+
+use crate::cli::Global;
+use crate::commands::open_repo;
+use crate::output::{self, Reporter};
+
+/// Describes the PostgreSQL clusters in the repository.
+pub async fn postgres(g: &Global) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let clusters = info(&repo, &reporter.sink()).await;
+    reporter.finish();
+    let clusters = clusters?;
+    if g.json {
+        return output::json(&clusters);
+    }
+    if clusters.is_empty() {
+        println!("no PostgreSQL backups or WAL in this repository");
+        return Ok(());
+    }
+    for c in &clusters {
+        println!(
+            "cluster {} (WAL segments of {})",
+            c.system_id,
+            output::size(c.wal_segment_size)
+        );
+        println!("  base backups:");
+        if c.backups.is_empty() {
+            println!("    none");
+        }
+        for b in &c.backups {
+            println!(
+                "    {}  {}  {:<10}  timeline {}  {} .. {}  {}",
+                &b.id[..8],
+                b.stop_time.format("%Y-%m-%d %H:%M:%S UTC"),
+                b.kind,
+                b.timeline,
+                b.start_lsn,
+                b.stop_lsn,
+                output::size(b.bytes)
+            );
+        }
+        println!("  timelines:");
+        for t in &c.timelines {
+            let window = t
+                .window
+                .as_ref()
+                .map(|w| w.describe())
+                .unwrap_or_else(|| format!("timeline {}: no usable base backup", t.timeline));
+            println!("    {} ({} segments)", window, t.segments);
+            for g in &t.gaps {
+                println!("      gap: {g} is missing");
+            }
+        }
+        match (&c.newest_wal, c.archive_lag_seconds) {
+            (Some(w), Some(lag)) => println!("  newest WAL: {w}, archived {lag}s ago"),
+            _ => println!("  no WAL archived yet"),
+        }
+        for (name, lsn, time) in &c.restore_points {
+            println!(
+                "  restore point {name:?} at {lsn} ({})",
+                time.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
+    Ok(())
+}

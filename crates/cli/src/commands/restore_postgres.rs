@@ -1,0 +1,248 @@
+//! `lifeboat restore postgres`
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use lifeboat_postgres::catalog::Target;
+use lifeboat_postgres::pitr::{self, PgRestoreOptions, StartOptions, TargetAction};
+
+use crate::cli::{Global, RestorePostgresArgs, TargetActionArg, TargetKeyword};
+use crate::commands::open_repo;
+use crate::exit::UsageError;
+use crate::output::{self, Reporter};
+use crate::settings::{PasswordSource, Settings};
+
+/// Parses a target time. Without a zone it is read as UTC, and the note says so.
+pub fn parse_time(s: &str) -> Result<(DateTime<Utc>, Option<String>)> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok((t.with_timezone(&Utc), None));
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Ok((t.with_timezone(&Utc), None));
+        }
+    }
+    let naive = s.strip_suffix(" UTC").unwrap_or(s);
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(naive, f) {
+            let note =
+                (naive == s).then(|| format!("target time {s:?} has no time zone: read as UTC"));
+            return Ok((t.and_utc(), note));
+        }
+    }
+    bail!(UsageError(format!(
+        "{s:?} is not a timestamp; use e.g. \"2026-02-23 10:00:00+01\" or \"2026-02-23T09:00:00Z\""
+    )))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The `restore_command` for the restored server: this lifeboat, the same
+/// repository and passphrase source. A passphrase given only in the
+/// environment cannot be written down; the server must then see it too.
+fn restore_command(
+    g: &Global,
+    settings: &Settings,
+    pgdata: &Path,
+) -> Result<(String, Option<String>)> {
+    let exe = std::env::current_exe().context("cannot find the lifeboat executable")?;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut cmd = shell_quote(&exe.display().to_string());
+    if let Some(c) = &g.config {
+        cmd.push_str(&format!(
+            " --config {}",
+            shell_quote(&abs(c).display().to_string())
+        ));
+    }
+    let location = match &settings.location {
+        lifeboat_storage::Location::Local(p) => abs(p).display().to_string(),
+        _ => settings.location_text.clone(),
+    };
+    cmd.push_str(&format!(" --repo {}", shell_quote(&location)));
+    let mut note = None;
+    match &settings.password {
+        PasswordSource::File(f) => cmd.push_str(&format!(" --password-file {}", shell_quote(&abs(f).display().to_string()))),
+        PasswordSource::Command(c) => cmd.push_str(&format!(" --password-command {}", shell_quote(c))),
+        PasswordSource::Env(_) | PasswordSource::Prompt => {
+            note = Some(
+                "the passphrase came from LIFEBOAT_PASSWORD or a prompt, so restore_command cannot name it: \
+                 start the server with LIFEBOAT_PASSWORD set, or restore with --password-file"
+                    .to_string(),
+            )
+        }
+    }
+    cmd.push_str(&format!(
+        " wal fetch --pgdata {} %f \"%p\"",
+        shell_quote(&abs(pgdata).display().to_string())
+    ));
+    Ok((cmd, note))
+}
+
+fn target(args: &RestorePostgresArgs, reporter: &Reporter) -> Result<Target> {
+    Ok(if let Some(t) = &args.target_time {
+        let (t, note) = parse_time(t)?;
+        if let Some(n) = note {
+            reporter.note(&format!("note: {n}"));
+        }
+        Target::Time(t)
+    } else if let Some(l) = &args.target_lsn {
+        Target::Lsn(
+            l.parse()
+                .map_err(|e| UsageError(format!("--target-lsn: {e}")))?,
+        )
+    } else if let Some(x) = args.target_xid {
+        Target::Xid(x)
+    } else if let Some(n) = &args.target_name {
+        Target::Name(n.clone())
+    } else {
+        match args.target {
+            Some(TargetKeyword::Immediate) => Target::Immediate,
+            Some(TargetKeyword::Latest) | None => Target::Latest,
+        }
+    })
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Restores a base backup and recovers it.
+pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
+    if args.logical {
+        bail!(UsageError(
+            "logical restores (--logical) are not available yet".into()
+        ));
+    }
+    let settings = Settings::resolve(g)?;
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let goal = target(args, &reporter)?;
+    let timeline = match args.target_timeline.as_deref() {
+        None | Some("latest") => None,
+        Some(t) => Some(t.parse::<u32>().map_err(|_| {
+            UsageError(format!(
+                "--target-timeline {t:?} is not a number or \"latest\""
+            ))
+        })?),
+    };
+    let mut spaces = Vec::new();
+    for m in &args.tablespace_map {
+        let (oid, dir) = m
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--tablespace-map {m:?}: expected OID=DIR")))?;
+        let oid: u32 = oid
+            .parse()
+            .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
+        spaces.push((oid, PathBuf::from(dir)));
+    }
+    let (restore_command, note) = restore_command(g, &settings, &args.target_dir)?;
+    if let Some(n) = note
+        && !args.start
+    {
+        reporter.note(&format!("note: {n}"));
+    }
+    let start = if args.start {
+        Some(StartOptions {
+            port: match args.port {
+                Some(p) => p,
+                None => free_port()?,
+            },
+            socket_dir: args.socket_dir.clone(),
+            timeout: Duration::from_secs(args.timeout),
+        })
+    } else {
+        None
+    };
+    let opts = PgRestoreOptions {
+        snapshot: args.snapshot.clone(),
+        target_dir: args.target_dir.clone(),
+        target: goal,
+        timeline,
+        action: match args.target_action {
+            TargetActionArg::Promote => TargetAction::Promote,
+            TargetActionArg::Pause => TargetAction::Pause,
+            TargetActionArg::Shutdown => TargetAction::Shutdown,
+        },
+        delta: args.delta,
+        tablespaces: spaces,
+        restore_command,
+        start: start.clone(),
+        no_archive: args.no_archive,
+        concurrency: if repo.storage().capabilities().remote {
+            8
+        } else {
+            4
+        },
+    };
+    let report = pitr::restore(&repo, &opts, reporter.sink()).await;
+    reporter.finish();
+    let report = report?;
+    if g.json {
+        return output::json(&report);
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    println!(
+        "restored base backup {} (timeline {}) into {}: {} files, {}{}",
+        &report.snapshot[..8],
+        report.backup_timeline,
+        report.target_dir.display(),
+        report.files.files,
+        output::size(report.files.bytes),
+        if args.delta {
+            format!(
+                ", {} rewritten, {} removed",
+                output::size(report.files.bytes_written),
+                report.files.removed
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("recoverable window: {}", report.window.describe());
+    match (&report.reached, &start) {
+        (Some(r), Some(s)) => {
+            println!(
+                "recovery reached {} at LSN {} on timeline {} in {:.1}s{}",
+                r.time
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
+                    .unwrap_or_else(|| "the target".into()),
+                r.lsn,
+                r.timeline,
+                r.seconds,
+                if r.in_recovery {
+                    " (paused in recovery)"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "the server is running: psql \"host={} port={} dbname=postgres\"",
+                s.socket_dir.display(),
+                s.port
+            );
+        }
+        _ => println!(
+            "recovery settings written; start the server (pg_ctl -D {} start) and it will recover to the target",
+            report.target_dir.display()
+        ),
+    }
+    Ok(())
+}

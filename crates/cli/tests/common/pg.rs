@@ -1,0 +1,292 @@
+//! Throwaway PostgreSQL clusters for the tests: `initdb` into a temporary
+//! directory owned by the postgres user, a free port, a socket directory of
+//! their own, archiving into the test repository with `lifeboat wal push`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::Env;
+
+/// Where PostgreSQL's programs are; the test command exports it.
+pub fn pg_bin() -> PathBuf {
+    PathBuf::from(std::env::var("LIFEBOAT_PG_BIN").expect(
+        "LIFEBOAT_PG_BIN is not set: run the suite with scripts/test.sh, which installs PostgreSQL",
+    ))
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("no postgres user");
+    let f: Vec<&str> = line.split(':').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Hands `path` (recursively) to the postgres user when running as root.
+pub fn give_to_postgres(path: &Path) {
+    if !is_root() {
+        return;
+    }
+    let (uid, gid) = postgres_ids();
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A command for PostgreSQL program `prog`, run as postgres when we are root.
+pub fn pg_command(prog: &str) -> Command {
+    let path = pg_bin().join(prog);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(mut c: Command) -> Output {
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Prepares `env` for clusters: the scratch directory belongs to postgres
+/// (the archiver writes WAL into the repository as postgres) and the
+/// passphrase is also in a file the archiver can read.
+pub fn prepare(env: &Env) -> PathBuf {
+    let pass = env.path().join("passphrase");
+    std::fs::write(&pass, format!("{}\n", super::PASSWORD)).unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    give_to_postgres(env.path());
+    pass
+}
+
+/// A running throwaway cluster.
+pub struct Cluster {
+    pub data: PathBuf,
+    pub port: u16,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster under `env`'s scratch directory that
+    /// archives into `env`'s repository.
+    pub fn new(env: &Env, name: &str) -> Self {
+        let pass = prepare(env);
+        let base = env.path().join(name);
+        std::fs::create_dir_all(&base).unwrap();
+        give_to_postgres(&base);
+        let data = base.join("data");
+        let socket = base.clone();
+        run({
+            let mut c = pg_command("initdb");
+            c.arg("-D")
+                .arg(&data)
+                .args([
+                    "--data-checksums",
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--no-instructions",
+                ])
+                .env("LC_ALL", "C.UTF-8");
+            c
+        });
+        let port = free_port();
+        let lb = env!("CARGO_BIN_EXE_lifeboat");
+        let conf = format!(
+            "\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\narchive_mode = on\n\
+             archive_command = '{lb} --repo {} --password-file {} wal push %p'\nwal_level = replica\n\
+             max_wal_size = '256MB'\nfsync = on\n",
+            socket.display(),
+            env.repo,
+            pass.display()
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&conf);
+        std::fs::write(&conf_path, text).unwrap();
+        let c = Cluster {
+            log: base.join("server.log"),
+            data,
+            port,
+            socket,
+        };
+        c.start();
+        c
+    }
+
+    /// Wraps an existing data directory (e.g. one restored with --start).
+    pub fn existing(data: PathBuf, port: u16, socket: PathBuf) -> Self {
+        Cluster {
+            log: data.join("lifeboat-recovery.log"),
+            data,
+            port,
+            socket,
+        }
+    }
+
+    pub fn start(&self) {
+        run({
+            let mut c = pg_command("pg_ctl");
+            c.arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(&self.log)
+                .args(["-w", "start"]);
+            c
+        });
+    }
+
+    pub fn stop(&self) {
+        let mut c = pg_command("pg_ctl");
+        c.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]);
+        let _ = c.stdin(Stdio::null()).output();
+    }
+
+    /// Connection string for lifeboat.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.socket.display(),
+            self.port
+        )
+    }
+
+    /// Runs SQL with psql in `db`; returns unaligned, tuples-only output.
+    pub fn psql_db(&self, db: &str, sql: &str) -> String {
+        let out = run({
+            let mut c = pg_command("psql");
+            c.arg("-h")
+                .arg(&self.socket)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args([
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "-q",
+                    "-At",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    db,
+                    "-c",
+                    sql,
+                ]);
+            c
+        });
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.psql_db("postgres", sql)
+    }
+
+    /// Forces a segment switch and waits until everything so far is archived.
+    pub fn archive_now(&self) {
+        let wal = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+        self.psql("SELECT pg_switch_wal()");
+        for _ in 0..300 {
+            let last = self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+            if last.as_str() >= wal.as_str() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "WAL {wal} was not archived in 30 s; archiver: {}; log:\n{}",
+            self.psql("SELECT * FROM pg_stat_archiver"),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// `pg_dumpall` of the cluster (globals and every database).
+    pub fn dumpall(&self) -> String {
+        let out = run({
+            let mut c = pg_command("pg_dumpall");
+            c.arg("-h")
+                .arg(&self.socket)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args(["-U", "postgres"]);
+            c
+        });
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// pg_amcheck on every database (installing amcheck where missing).
+    pub fn amcheck(&self) {
+        run({
+            let mut c = pg_command("pg_amcheck");
+            c.arg("-h")
+                .arg(&self.socket)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args([
+                    "-U",
+                    "postgres",
+                    "--install-missing",
+                    "--all",
+                    "--heapallindexed",
+                ]);
+            c
+        });
+    }
+
+    /// pg_checksums --check (the server must be stopped).
+    pub fn checksums(&self) {
+        run({
+            let mut c = pg_command("pg_checksums");
+            c.arg("--check").arg("-D").arg(&self.data);
+            c
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut c = pg_command("pg_ctl");
+        c.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

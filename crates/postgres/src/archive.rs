@@ -1,0 +1,381 @@
+//! `wal push` (archive_command) and `wal fetch` (restore_command).
+//!
+//! The contract (DESIGN.md section 4): push succeeds only once the file is
+//! durably stored; an identical file pushed again succeeds with a warning; a
+//! different file under an existing name is refused and never overwritten;
+//! a segment whose header names another cluster (or another position) is
+//! refused. Push works ahead on the next `.ready` segments so PostgreSQL's
+//! serial archiver keeps up; fetch prefetches the next segments into the spool.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use futures::StreamExt;
+use lifeboat_repo::Repository;
+use lifeboat_storage::{DynStorage, PutMode};
+
+use crate::error::{PgError, Result};
+use crate::segment::{self, RestorePoint};
+use crate::spool::{self, Spool};
+use crate::walname::{WalFile, looks_like_wal};
+use crate::walstore::{self, Stored, WalEntry};
+
+/// The cluster whose WAL is being archived or restored, identified by the
+/// `pg_control` of its data directory.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The data directory.
+    pub pgdata: PathBuf,
+    /// Its system identifier.
+    pub sysid: u64,
+}
+
+impl Cluster {
+    /// Reads the cluster's identity from `pgdata`.
+    pub fn open(pgdata: &Path) -> Result<Self> {
+        Ok(Self {
+            pgdata: pgdata.to_path_buf(),
+            sysid: crate::control::system_identifier(pgdata)?,
+        })
+    }
+}
+
+/// A WAL file checked and summarised, ready to store.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Its archive entry.
+    pub entry: WalEntry,
+    /// Restore points found in it.
+    pub restore_points: Vec<RestorePoint>,
+    /// The segment size its header declares (segments only).
+    pub segment_size: Option<u64>,
+}
+
+/// Checks that `content` is a WAL file of `cluster` named `name` and
+/// summarises it for point-in-time recovery.
+pub fn prepare(cluster: &Cluster, name: &str, content: &[u8]) -> Result<Prepared> {
+    if !looks_like_wal(name) {
+        return Err(PgError::WalRefused(format!(
+            "{name:?} is not the name of a WAL file"
+        )));
+    }
+    let mut entry = WalEntry {
+        sysid: cluster.sysid,
+        name: name.to_string(),
+        first_xact_us: None,
+        last_xact_us: None,
+        pushed_s: Utc::now().timestamp(),
+        stored_size: 0,
+    };
+    let is_segment = name.len() == 24 || name.ends_with(".partial");
+    if !is_segment {
+        return Ok(Prepared {
+            entry,
+            restore_points: Vec::new(),
+            segment_size: None,
+        });
+    }
+    let h =
+        segment::parse_header(content).map_err(|e| PgError::WalRefused(format!("{name}: {e}")))?;
+    if h.sysid != cluster.sysid {
+        return Err(PgError::WalRefused(format!(
+            "{name} belongs to the cluster with system identifier {}, but this is cluster {} ({}); refusing it",
+            h.sysid,
+            cluster.sysid,
+            cluster.pgdata.display()
+        )));
+    }
+    let seg_size = u64::from(h.seg_size);
+    let start = match WalFile::parse(name, seg_size) {
+        Some(WalFile::Segment { segno, .. }) | Some(WalFile::Partial { segno, .. }) => {
+            segno * seg_size
+        }
+        _ => {
+            return Err(PgError::WalRefused(format!(
+                "{name} does not fit the {seg_size}-byte segment size its header declares"
+            )));
+        }
+    };
+    if h.pageaddr.0 != start {
+        return Err(PgError::WalRefused(format!(
+            "{name} holds WAL from position {}, not the position its name says; refusing a renamed or damaged file",
+            h.pageaddr
+        )));
+    }
+    let summary = segment::scan(content, &h);
+    entry.first_xact_us = summary.first_xact_us;
+    entry.last_xact_us = summary.last_xact_us;
+    Ok(Prepared {
+        entry,
+        restore_points: summary.restore_points,
+        segment_size: Some(seg_size),
+    })
+}
+
+/// What a push did with the file PostgreSQL asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushOutcome {
+    /// Stored now.
+    Stored,
+    /// An identical copy was already archived (a repeated push).
+    AlreadyArchived,
+    /// An earlier push had archived it ahead of time.
+    ArchivedAhead,
+    /// A `.partial` file was refused; reported, but not fatal.
+    PartialSkipped,
+}
+
+/// The report of one `wal push`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PushReport {
+    /// The file PostgreSQL asked to archive.
+    pub name: String,
+    /// What happened to it.
+    pub outcome: PushOutcome,
+    /// Later segments archived ahead in the same run.
+    pub ahead: Vec<String>,
+    /// Things worth a warning.
+    pub warnings: Vec<String>,
+}
+
+/// Resolves `%p` (relative to the data directory) and reads the file.
+fn read_wal(cluster: &Cluster, path: &Path) -> Result<(String, Vec<u8>)> {
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cluster.pgdata.join(path)
+    };
+    let name = full
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| PgError::Invalid(format!("{} has no file name", full.display())))?
+        .to_string();
+    let content = std::fs::read(&full).map_err(|e| PgError::io(&full, e))?;
+    Ok((name, content))
+}
+
+/// Answers a push from the spool alone, without unlocking the repository,
+/// when an earlier run already archived this exact file.
+pub fn push_from_spool(
+    cluster: &Cluster,
+    spool: &Spool,
+    path: &Path,
+) -> Result<Option<PushReport>> {
+    let (name, content) = read_wal(cluster, path)?;
+    Ok(spool.take_pushed(&name, &content).then(|| PushReport {
+        name,
+        outcome: PushOutcome::ArchivedAhead,
+        ahead: Vec::new(),
+        warnings: Vec::new(),
+    }))
+}
+
+async fn store_prepared(repo: &Repository, p: &Prepared, content: Vec<u8>) -> Result<Stored> {
+    let stored = walstore::store(repo, &p.entry, content).await?;
+    for rp in &p.restore_points {
+        let key = walstore::restore_point_key(p.entry.sysid, rp);
+        match repo
+            .storage()
+            .put(&key, bytes::Bytes::new(), PutMode::CreateOnly)
+            .await
+        {
+            Ok(()) | Err(lifeboat_storage::StorageError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(stored)
+}
+
+/// The `.ready` segments after `name`, oldest first, at most `n`.
+fn ready_after(cluster: &Cluster, name: &str, n: usize) -> Vec<String> {
+    let dir = cluster.pgdata.join("pg_wal").join("archive_status");
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".ready")
+                        .map(str::to_string)
+                })
+                .filter(|f| f.len() == 24 && f.as_str() > name)
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.truncate(n);
+    out
+}
+
+/// Archives the file at `path` (as PostgreSQL's `%p`), and up to `ahead` of
+/// the segments waiting after it, in parallel.
+pub async fn push(
+    repo: &Repository,
+    cluster: &Cluster,
+    spool: &Spool,
+    path: &Path,
+    ahead: usize,
+) -> Result<PushReport> {
+    let (name, content) = read_wal(cluster, path)?;
+    spool.prune_pushed_before(&name);
+    let mut report = PushReport {
+        name: name.clone(),
+        outcome: PushOutcome::Stored,
+        ahead: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let others = if name.len() == 24 {
+        ready_after(cluster, &name, ahead)
+    } else {
+        Vec::new()
+    };
+    let main = async {
+        let prepared = prepare(cluster, &name, &content);
+        match prepared {
+            Ok(p) => store_prepared(repo, &p, content.clone()).await,
+            Err(e) => Err(e),
+        }
+    };
+    let extra = futures::stream::iter(others)
+        .map(|other| async move {
+            let r = async {
+                let (n, c) = read_wal(cluster, &Path::new("pg_wal").join(&other))?;
+                let p = prepare(cluster, &n, &c)?;
+                store_prepared(repo, &p, c.clone()).await?;
+                spool.mark_pushed(&n, &c)?;
+                Ok::<_, PgError>(n)
+            }
+            .await;
+            (other, r)
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>();
+    let (main, extra) = futures::join!(main, extra);
+    for (other, r) in extra {
+        match r {
+            Ok(n) => report.ahead.push(n),
+            // Not fatal here: PostgreSQL will ask for it and get the real answer.
+            Err(e) => report
+                .warnings
+                .push(format!("archiving {other} ahead failed: {e}")),
+        }
+    }
+    report.ahead.sort();
+    match main {
+        Ok(Stored::New) => {}
+        Ok(Stored::AlreadyArchived) => {
+            report.outcome = PushOutcome::AlreadyArchived;
+            report.warnings.push(format!(
+                "{name} was already archived with identical content; nothing to do"
+            ));
+        }
+        Err(PgError::WalRefused(why)) if name.ends_with(".partial") => {
+            report.outcome = PushOutcome::PartialSkipped;
+            report
+                .warnings
+                .push(format!("{why} (a .partial file; not retried)"));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(report)
+}
+
+/// What a fetch found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Written to the destination.
+    Restored,
+    /// Not in the archive (PostgreSQL asks for such files routinely).
+    Missing,
+}
+
+/// Restores WAL file `name` of `sysid` to `dest`, prefetching up to
+/// `prefetch` following segments into the spool. `storage` is used to look
+/// first: a missing file is answered without unlocking the repository, and
+/// `open` is only called when there is something to decrypt.
+pub async fn fetch<F, Fut>(
+    storage: &DynStorage,
+    open: F,
+    sysid: u64,
+    spool: &Spool,
+    name: &str,
+    dest: &Path,
+    prefetch: usize,
+) -> Result<FetchOutcome>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Repository>>,
+{
+    if !looks_like_wal(name) {
+        return Err(PgError::Invalid(format!(
+            "{name:?} is not the name of a WAL file"
+        )));
+    }
+    if name.len() == 24 {
+        spool.prune_fetched_before(name);
+    }
+    if spool.take_fetched(name, dest)? {
+        return Ok(FetchOutcome::Restored);
+    }
+    let Some(entry) = walstore::find(storage, sysid, name)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(FetchOutcome::Missing);
+    };
+    let repo = open().await?;
+    // The following segments, when the segment size is known.
+    let next: Vec<String> = match (
+        spool.segment_size(),
+        WalFile::parse(name, spool.segment_size().unwrap_or(16 << 20)),
+    ) {
+        (Some(size), Some(WalFile::Segment { tli, segno })) => (1..=prefetch as u64)
+            .map(|i| {
+                WalFile::Segment {
+                    tli,
+                    segno: segno + i,
+                }
+                .name(size)
+            })
+            .filter(|n| !spool.has_fetched(n))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let main = async {
+        let content = walstore::load(&repo, &entry).await?;
+        if name.len() == 24 {
+            let h = segment::parse_header(&content)
+                .map_err(|e| PgError::WalRefused(format!("archived {name}: {e}")))?;
+            if h.sysid != sysid {
+                return Err(PgError::WalRefused(format!(
+                    "archived {name} belongs to cluster {}, not {sysid}",
+                    h.sysid
+                )));
+            }
+            if spool.segment_size().is_none() {
+                spool.set_segment_size(u64::from(h.seg_size))?;
+            }
+        }
+        spool::write_durably(dest, &content)
+    };
+    let ahead = futures::stream::iter(next)
+        .map(|n| {
+            let repo = &repo;
+            async move {
+                let found = walstore::find(repo.storage(), sysid, &n)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .next()?;
+                let content = walstore::load(repo, &found).await.ok()?;
+                spool.put_fetched(&n, &content).ok()
+            }
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>();
+    let (main, _) = futures::join!(main, ahead);
+    main?;
+    Ok(FetchOutcome::Restored)
+}

@@ -1,0 +1,78 @@
+//! The PostgreSQL layer's errors.
+
+use lifeboat_repo::RepoError;
+use lifeboat_storage::StorageError;
+
+/// Everything the PostgreSQL layer can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The repository layer failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// A SQL command failed.
+    #[error("{what}: {source}")]
+    Sql {
+        /// What was being done.
+        what: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A WAL file was refused (wrong cluster, damaged, different content…).
+    #[error("{0}")]
+    WalRefused(String),
+    /// The recovery target cannot be reached with what the repository holds.
+    #[error("{0}")]
+    OutsideWindow(String),
+    /// The server is not set up for what was asked.
+    #[error("{0}")]
+    Setup(String),
+    /// A request that cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// A local file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PostgreSQL program failed.
+    #[error("{0}")]
+    Command(String),
+}
+
+impl PgError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        PgError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// Wraps a SQL error with what was being done.
+    pub fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let what = what.into();
+        move |source| PgError::Sql { what, source }
+    }
+
+    /// True when the repository or its storage cannot be used at all.
+    pub fn is_access_problem(&self) -> bool {
+        match self {
+            PgError::Repo(r) => r.is_access_problem(),
+            _ => false,
+        }
+    }
+}
+
+impl From<StorageError> for PgError {
+    fn from(e: StorageError) -> Self {
+        PgError::Repo(RepoError::Storage(e))
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = PgError> = std::result::Result<T, E>;

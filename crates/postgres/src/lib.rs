@@ -1,0 +1,36 @@
+//! lifeboat's PostgreSQL support.
+//!
+//! - [`archive`]: `wal push` / `wal fetch`, with the archive contract of
+//!   DESIGN.md section 4, a spool to work ahead, and checks that every
+//!   segment belongs to the cluster and sits where its name says;
+//! - [`basebackup`]: physical base backups through `pg_backup_start` /
+//!   `pg_backup_stop` and parallel file reads with page checksum verification;
+//! - [`catalog`]: what the archive holds: timelines, recoverable windows,
+//!   gaps, and the plan for a point-in-time recovery;
+//! - [`pitr`]: restores a base backup, writes the recovery settings and,
+//!   optionally, starts the server and waits until it reaches the target;
+//! - [`server`]: starting and stopping servers (also throwaway clusters for
+//!   tests and demos).
+
+#![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod basebackup;
+pub mod catalog;
+pub mod checksum;
+pub mod control;
+pub mod error;
+pub mod history;
+pub mod info;
+pub mod lsn;
+pub mod pitr;
+pub mod policy;
+pub mod segment;
+pub mod server;
+pub mod spool;
+pub mod sql;
+pub mod walname;
+pub mod walstore;
+
+pub use error::{PgError, Result};
+pub use lsn::Lsn;

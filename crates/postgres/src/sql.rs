@@ -1,0 +1,134 @@
+//! Connecting to PostgreSQL over SQL.
+//!
+//! Connection strings are libpq's (`host=/run/postgresql port=5432 user=…` or
+//! `postgresql://…`). What they leave out comes from the usual `PG*`
+//! variables, then from the data directory's `postmaster.pid` (socket
+//! directory and port), so on the database host `--pgdata` alone is enough.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::{PgError, Result};
+
+/// Builds a connection config from `conninfo` (if any), the `PG*` variables
+/// and the running server of `pgdata` (if any).
+pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<Config> {
+    let mut c = match conninfo {
+        Some(s) => Config::from_str(s)
+            .map_err(|e| PgError::Invalid(format!("invalid connection string: {e}")))?,
+        None => Config::new(),
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if c.get_hosts().is_empty() {
+        if let Some(h) = env("PGHOST") {
+            c.host(&h);
+        } else if let Some((_, socket)) = pgdata.and_then(crate::control::running_server) {
+            c.host(if socket.is_empty() {
+                "/tmp"
+            } else {
+                socket.as_str()
+            });
+        } else {
+            c.host("/var/run/postgresql");
+        }
+    }
+    if c.get_ports().is_empty() {
+        let port = env("PGPORT")
+            .and_then(|p| p.parse().ok())
+            .or_else(|| {
+                pgdata
+                    .and_then(crate::control::running_server)
+                    .map(|(p, _)| p)
+            })
+            .unwrap_or(5432);
+        c.port(port);
+    }
+    if c.get_user().is_none() {
+        let user = env("PGUSER")
+            .or_else(|| env("USER").filter(|u| u != "root"))
+            .unwrap_or_else(|| "postgres".into());
+        c.user(&user);
+    }
+    if c.get_dbname().is_none() {
+        c.dbname(env("PGDATABASE").as_deref().unwrap_or("postgres"));
+    }
+    if c.get_password().is_none()
+        && let Some(p) = env("PGPASSWORD")
+    {
+        c.password(p);
+    }
+    c.application_name("lifeboat");
+    Ok(c)
+}
+
+/// Connects; the connection is driven by a background task.
+pub async fn connect(config: &Config) -> Result<Client> {
+    let target = describe(config);
+    let (client, connection) = config.connect(NoTls).await.map_err(PgError::sql(format!(
+        "cannot connect to PostgreSQL at {target}"
+    )))?;
+    tokio::spawn(async move {
+        // Errors surface on the next query through the client.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A short description of where a config points, for messages.
+pub fn describe(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port} as {} (database {})",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+/// Runs a query expected to return one text value.
+pub async fn text(client: &Client, what: &str, sql: &str) -> Result<String> {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .map_err(PgError::sql(what))?;
+    row.try_get::<_, String>(0).map_err(PgError::sql(what))
+}
+
+/// Runs a query expected to return one bigint.
+pub async fn int(client: &Client, what: &str, sql: &str) -> Result<i64> {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .map_err(PgError::sql(what))?;
+    row.try_get::<_, i64>(0).map_err(PgError::sql(what))
+}
+
+/// Quotes a value for a PostgreSQL configuration file.
+pub fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_defaults_and_quotes() {
+        let c = config(Some("host=/tmp/sock port=6543 user=alice dbname=app"), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.get_ports(), &[6543]);
+        assert_eq!(c.get_user(), Some("alice"));
+        assert!(describe(&c).contains("/tmp/sock:6543"));
+        assert!(config(Some("host=x port=notaport"), None).is_err());
+        assert_eq!(conf_quote("it's"), "'it''s'");
+    }
+}
