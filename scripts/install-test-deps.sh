@@ -14,11 +14,5 @@ if ! "$VENV/bin/python" -c "import moto, boto3; assert moto.__version__ == '$MOT
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" boto3
 fi
 
-if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
-  echo "installing PostgreSQL from Debian's packages" >&2
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql postgresql-contrib >/dev/null
-fi
-
+# shellcheck source=lib/ensure-postgres.sh
+. "$ROOT/scripts/lib/ensure-postgres.sh"

@@ -9,8 +9,9 @@ export LOG_DIR=$ROOT/target/test-logs
 
 scripts/install-test-deps.sh
 # The newest installed PostgreSQL's programs, for the tests' throwaway clusters.
-LIFEBOAT_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-export LIFEBOAT_PG_BIN
+# shellcheck source=lib/ensure-postgres.sh
+. scripts/lib/ensure-postgres.sh
+export LIFEBOAT_PG_BIN=$PGBIN
 # shellcheck source=lib/s3-test-server.sh
 . scripts/lib/s3-test-server.sh
 trap stop_s3_test_servers EXIT

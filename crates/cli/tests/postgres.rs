@@ -490,6 +490,35 @@ fn the_archive_contract() {
     );
     assert!(out.code > 125, "exit {}: {}", out.code, out.stderr);
     assert!(out.stderr.contains("wrong passphrase"), "{}", out.stderr);
+
+    // A damaged WAL object: fetch stops recovery, check names the file.
+    let object = common::objects(&env.repo_dir(), "wal")
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&format!("/{name}/")))
+        .unwrap();
+    let mut bytes = std::fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&object, bytes).unwrap();
+    let out = env.run(&[
+        "wal",
+        "fetch",
+        &name,
+        fetched.to_str().unwrap(),
+        "--pgdata",
+        &pgdata,
+        "--prefetch",
+        "0",
+    ]);
+    assert!(out.code > 125, "exit {}: {}", out.code, out.stderr);
+    assert!(out.stderr.contains("damaged"), "{}", out.stderr);
+    let out = env.run(&["check", "--read-data"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&name) && out.stderr.contains("WAL file is damaged"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lifeboat_format::Id;
+use lifeboat_format::object::ObjectKind;
 use lifeboat_format::pack::{PackEntry, open_blob_with, read_trailer};
 use lifeboat_format::tree::{NodeKind, Tree};
 use serde::Serialize;
@@ -69,6 +70,8 @@ pub struct CheckReport {
     pub bytes_read: u64,
     /// Whether every pack was read.
     pub read_data: bool,
+    /// Archived PostgreSQL WAL files (verified too with `read_data`).
+    pub wal_files: u64,
 }
 
 impl CheckReport {
@@ -251,6 +254,48 @@ impl Repository {
                             );
                         }
                     }
+                }
+            }
+        }
+
+        progress.event(Event::Phase("checking archived WAL"));
+        let wal = self.storage().list(layout::WAL).await?;
+        report.wal_files = wal.len() as u64;
+        if options.read_data {
+            let mut reads = futures::stream::iter(wal)
+                .map(|m| async move {
+                    let r = match self.storage().get(&m.key, None).await {
+                        Ok(bytes) => {
+                            let (mk, key) = (self.key().clone(), m.key.clone());
+                            cpu(move || {
+                                lifeboat_format::object::open_object(
+                                    &mk,
+                                    ObjectKind::Wal,
+                                    key.as_bytes(),
+                                    &bytes,
+                                )
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                            })
+                            .await?
+                        }
+                        Err(e) if e.is_access_problem() || e.is_transient() => return Err(e.into()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    Ok::<_, crate::error::RepoError>((m.key, m.size, r))
+                })
+                .buffer_unordered(4);
+            while let Some(r) = reads.next().await {
+                let (key, size, r) = r?;
+                report.bytes_read += size;
+                if let Err(why) = r {
+                    add(
+                        Severity::Error,
+                        key,
+                        format!(
+                            "WAL file is damaged: {why}; point-in-time recovery cannot pass it"
+                        ),
+                    );
                 }
             }
         }

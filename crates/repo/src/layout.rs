@@ -12,6 +12,8 @@ pub const DATA: &str = "data/";
 pub const INDEX: &str = "index/";
 /// Prefix of snapshots.
 pub const SNAPSHOTS: &str = "snapshots/";
+/// Prefix of archived PostgreSQL WAL (see docs/FORMAT.md section 9).
+pub const WAL: &str = "wal/";
 
 /// Key of a key slot.
 pub fn key_slot(id: &Id) -> String {

@@ -44,10 +44,11 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
         }
         if !g.quiet {
             println!(
-                "checked {} snapshots, {} packs, {} blobs{}: {} errors, {} warnings",
+                "checked {} snapshots, {} packs, {} blobs, {} WAL files{}: {} errors, {} warnings",
                 report.snapshots,
                 report.packs,
                 report.blobs,
+                report.wal_files,
                 if report.read_data {
                     format!(", read {}", output::size(report.bytes_read))
                 } else {
