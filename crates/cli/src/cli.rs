@@ -103,9 +103,12 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum WalCommand {
     /// Archive one WAL file (archive_command = 'lifeboat wal push %p').
-    /// Exits 0 only once it is durably stored. Also archives the next
-    /// waiting segments ahead of time.
+    /// Exits 0 only once it is durably stored. A background pusher archives
+    /// the next waiting segments ahead, so later calls return at once.
     Push(WalPushArgs),
+    /// The background pusher started by `wal push` (not for direct use).
+    #[command(hide = true)]
+    PushAhead(WalPushAheadArgs),
     /// Restore one WAL file (restore_command = 'lifeboat wal fetch %f %p').
     /// Exits 0 when restored, 1 when the archive does not have it, and 200
     /// on any other error, so PostgreSQL stops recovery instead of ending it early.
@@ -119,9 +122,20 @@ pub struct WalPushArgs {
     /// The cluster's data directory (default: $PGDATA, else the current directory).
     #[arg(long, value_name = "DIR")]
     pub pgdata: Option<PathBuf>,
-    /// Also archive up to this many of the next waiting segments.
-    #[arg(long, default_value_t = 8)]
+    /// Segments the background pusher archives at once (0: no background
+    /// pusher; archive only the file asked for, in this process).
+    #[arg(long, default_value_t = 4)]
     pub ahead: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WalPushAheadArgs {
+    /// The cluster's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: PathBuf,
+    /// Segments archived at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
 }
 
 #[derive(Debug, Args)]

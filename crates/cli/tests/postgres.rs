@@ -638,3 +638,41 @@ fn a_base_backup_killed_part_way_leaves_everything_consistent() {
         c.psql("SELECT count(*) FROM pgbench_accounts")
     );
 }
+
+#[test]
+fn a_corrupt_page_is_reported_by_file_and_block() {
+    let env = setup();
+    let c = Cluster::new(&env, "src");
+    c.psql(
+        "CREATE TABLE t AS SELECT g AS v, repeat('x', 100) AS pad FROM generate_series(1, 5000) g",
+    );
+    c.psql("CHECKPOINT");
+    let rel = c.psql("SELECT pg_relation_filepath('t')");
+    c.stop();
+    // Flip a byte inside the second page's tuple data, as a failing disk would.
+    let path = c.data.join(&rel);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8192 + 4000] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    c.start();
+    let out = env.run(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--pgdata",
+        c.data.to_str().unwrap(),
+        "--db",
+        &c.conninfo(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("pgdata/{rel}: block 1 has a bad page checksum")),
+        "{}",
+        out.stderr
+    );
+    // The snapshot is still saved, with the failure recorded.
+    let snap = out.json();
+    assert_eq!(snap["snapshot"]["postgres"]["checksum_failures"], 1);
+    assert_eq!(snap["problems"].as_array().map(Vec::len), Some(1));
+}

@@ -156,19 +156,44 @@ fn read_wal(cluster: &Cluster, path: &Path) -> Result<(String, Vec<u8>)> {
 }
 
 /// Answers a push from the spool alone, without unlocking the repository,
-/// when an earlier run already archived this exact file.
+/// when the background pusher already archived this exact file.
 pub fn push_from_spool(
     cluster: &Cluster,
     spool: &Spool,
     path: &Path,
 ) -> Result<Option<PushReport>> {
     let (name, content) = read_wal(cluster, path)?;
-    Ok(spool.take_pushed(&name, &content).then(|| PushReport {
-        name,
-        outcome: PushOutcome::ArchivedAhead,
-        ahead: Vec::new(),
-        warnings: Vec::new(),
-    }))
+    Ok(spool
+        .take_pushed(&name, &content)
+        .map(|warnings| PushReport {
+            outcome: if warnings.is_empty() {
+                PushOutcome::ArchivedAhead
+            } else {
+                PushOutcome::AlreadyArchived
+            },
+            name,
+            ahead: Vec::new(),
+            warnings,
+        }))
+}
+
+/// True when `path` is a full segment in the cluster's `pg_wal`, which the
+/// background pusher can archive ahead of PostgreSQL's call.
+pub fn pushable_ahead(cluster: &Cluster, path: &Path) -> bool {
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cluster.pgdata.join(path)
+    };
+    let in_pg_wal = full
+        .parent()
+        .zip(std::fs::canonicalize(cluster.pgdata.join("pg_wal")).ok())
+        .is_some_and(|(dir, wal)| std::fs::canonicalize(dir).is_ok_and(|d| d == wal));
+    in_pg_wal
+        && full
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 24 && looks_like_wal(n))
 }
 
 async fn store_prepared(repo: &Repository, p: &Prepared, content: Vec<u8>) -> Result<Stored> {
@@ -187,8 +212,8 @@ async fn store_prepared(repo: &Repository, p: &Prepared, content: Vec<u8>) -> Re
     Ok(stored)
 }
 
-/// The `.ready` segments after `name`, oldest first, at most `n`.
-fn ready_after(cluster: &Cluster, name: &str, n: usize) -> Vec<String> {
+/// The `.ready` segments of the cluster, oldest first.
+fn ready_segments(cluster: &Cluster) -> Vec<String> {
     let dir = cluster.pgdata.join("pg_wal").join("archive_status");
     let mut out: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -199,70 +224,28 @@ fn ready_after(cluster: &Cluster, name: &str, n: usize) -> Vec<String> {
                         .strip_suffix(".ready")
                         .map(str::to_string)
                 })
-                .filter(|f| f.len() == 24 && f.as_str() > name)
+                .filter(|f| f.len() == 24)
                 .collect()
         })
         .unwrap_or_default();
     out.sort();
-    out.truncate(n);
     out
 }
 
-/// Archives the file at `path` (as PostgreSQL's `%p`), and up to `ahead` of
-/// the segments waiting after it, in parallel.
-pub async fn push(
-    repo: &Repository,
-    cluster: &Cluster,
-    spool: &Spool,
-    path: &Path,
-    ahead: usize,
-) -> Result<PushReport> {
+/// Archives the file at `path` (as PostgreSQL's `%p`) now, in this process.
+pub async fn push(repo: &Repository, cluster: &Cluster, path: &Path) -> Result<PushReport> {
     let (name, content) = read_wal(cluster, path)?;
-    spool.prune_pushed_before(&name);
     let mut report = PushReport {
         name: name.clone(),
         outcome: PushOutcome::Stored,
         ahead: Vec::new(),
         warnings: Vec::new(),
     };
-    let others = if name.len() == 24 {
-        ready_after(cluster, &name, ahead)
-    } else {
-        Vec::new()
+    let stored = match prepare(cluster, &name, &content) {
+        Ok(p) => store_prepared(repo, &p, content).await,
+        Err(e) => Err(e),
     };
-    let main = async {
-        let prepared = prepare(cluster, &name, &content);
-        match prepared {
-            Ok(p) => store_prepared(repo, &p, content.clone()).await,
-            Err(e) => Err(e),
-        }
-    };
-    let extra = futures::stream::iter(others)
-        .map(|other| async move {
-            let r = async {
-                let (n, c) = read_wal(cluster, &Path::new("pg_wal").join(&other))?;
-                let p = prepare(cluster, &n, &c)?;
-                store_prepared(repo, &p, c.clone()).await?;
-                spool.mark_pushed(&n, &c)?;
-                Ok::<_, PgError>(n)
-            }
-            .await;
-            (other, r)
-        })
-        .buffer_unordered(4)
-        .collect::<Vec<_>>();
-    let (main, extra) = futures::join!(main, extra);
-    for (other, r) in extra {
-        match r {
-            Ok(n) => report.ahead.push(n),
-            // Not fatal here: PostgreSQL will ask for it and get the real answer.
-            Err(e) => report
-                .warnings
-                .push(format!("archiving {other} ahead failed: {e}")),
-        }
-    }
-    report.ahead.sort();
-    match main {
+    match stored {
         Ok(Stored::New) => {}
         Ok(Stored::AlreadyArchived) => {
             report.outcome = PushOutcome::AlreadyArchived;
@@ -279,6 +262,82 @@ pub async fn push(
         Err(e) => return Err(e),
     }
     Ok(report)
+}
+
+/// What a background pusher run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PusherReport {
+    /// Segments archived.
+    pub archived: Vec<String>,
+    /// Segments that failed, with the reason (also left in the spool).
+    pub failed: Vec<(String, String)>,
+}
+
+/// The background pusher: archives every `.ready` segment of the cluster,
+/// `parallel` at a time, recording each outcome in the spool, until no new
+/// segment has appeared for `idle`. One unlock serves the whole burst, so
+/// PostgreSQL's serial archiver only has to find the records.
+pub async fn push_ahead(
+    repo: &Repository,
+    cluster: &Cluster,
+    spool: &Spool,
+    parallel: usize,
+    idle: std::time::Duration,
+) -> Result<PusherReport> {
+    let mut report = PusherReport::default();
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        let pending: Vec<String> = ready_segments(cluster)
+            .into_iter()
+            .filter(|n| !spool.has_pushed(n) && !spool.has_failed(n))
+            .take(parallel.max(1) * 4)
+            .collect();
+        if pending.is_empty() {
+            if quiet_since.elapsed() > idle {
+                return Ok(report);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        quiet_since = std::time::Instant::now();
+        let results: Vec<(String, Result<Vec<String>>)> = futures::stream::iter(pending)
+            .map(|name| async move {
+                let r = async {
+                    let (n, c) = read_wal(cluster, &Path::new("pg_wal").join(&name))?;
+                    let p = prepare(cluster, &n, &c)?;
+                    let stored = store_prepared(repo, &p, c.clone()).await?;
+                    let warnings = match stored {
+                        Stored::New => Vec::new(),
+                        Stored::AlreadyArchived => {
+                            vec![format!(
+                                "{n} was already archived with identical content; nothing to do"
+                            )]
+                        }
+                    };
+                    spool.mark_pushed(&n, &c, &warnings)?;
+                    Ok(warnings)
+                }
+                .await;
+                (name, r)
+            })
+            .buffer_unordered(parallel.max(1))
+            .collect()
+            .await;
+        for (name, r) in results {
+            match r {
+                Ok(_) => report.archived.push(name),
+                Err(e) => {
+                    let why = e.to_string();
+                    let _ = spool.mark_failed(&name, &why);
+                    report.failed.push((name, why));
+                    if e.is_access_problem() {
+                        // The store is down: let PostgreSQL's retries pace us.
+                        return Ok(report);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a fetch found.

@@ -1,9 +1,11 @@
 //! A local spool directory that lets WAL archiving and recovery run ahead of
 //! PostgreSQL's one-file-at-a-time calls.
 //!
-//! `pushed/<name>` records (as the BLAKE3 hash of its content) a segment that
-//! an earlier `wal push` archived ahead of time, so PostgreSQL's own call for
-//! it returns at once. `fetched/<name>` holds a WAL file that an earlier
+//! `pushed/<name>` records (as the BLAKE3 hash of its content, then any
+//! warnings) a segment the background pusher archived ahead of time, so
+//! PostgreSQL's own call for it returns at once; `failed/<name>` holds the
+//! error if archiving it failed. `pusher.lock` is held by the one background
+//! pusher of the cluster. `fetched/<name>` holds a WAL file that an earlier
 //! `wal fetch` prefetched, so PostgreSQL's call for it is a local rename.
 //! Everything in the spool is a cache: losing it costs time, never data.
 
@@ -61,7 +63,7 @@ impl Spool {
     /// The spool for cluster `sysid` under `root`, created if needed.
     pub fn open(root: &Path, sysid: u64) -> Result<Self> {
         let dir = root.join(format!("{sysid:016x}"));
-        for sub in ["pushed", "fetched"] {
+        for sub in ["pushed", "fetched", "failed"] {
             make_private_dir(&dir.join(sub))?;
         }
         Ok(Self { dir })
@@ -75,35 +77,71 @@ impl Spool {
         self.dir.join("fetched").join(name)
     }
 
-    /// Records that `name` with this content is archived.
-    pub fn mark_pushed(&self, name: &str, content: &[u8]) -> Result<()> {
-        write_atomic(
-            &self.pushed(name),
-            blake3::hash(content).to_hex().as_bytes(),
-        )
-    }
-
-    /// True if `name` was archived ahead with exactly this content; the
-    /// record is then consumed.
-    pub fn take_pushed(&self, name: &str, content: &[u8]) -> bool {
-        let p = self.pushed(name);
-        let Ok(recorded) = fs::read_to_string(&p) else {
-            return false;
-        };
-        let _ = fs::remove_file(&p);
-        recorded.trim() == blake3::hash(content).to_hex().as_str()
-    }
-
-    /// Forgets push records for names that sort before `name` (PostgreSQL
-    /// archives in order, so those were either used or are stale).
-    pub fn prune_pushed_before(&self, name: &str) {
-        if let Ok(entries) = fs::read_dir(self.dir.join("pushed")) {
-            for e in entries.flatten() {
-                if e.file_name().to_str().is_some_and(|n| n < name) {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
+    /// Records that `name` with this content is archived (with warnings to pass on).
+    pub fn mark_pushed(&self, name: &str, content: &[u8], warnings: &[String]) -> Result<()> {
+        let mut text = blake3::hash(content).to_hex().to_string();
+        for w in warnings {
+            text.push('\n');
+            text.push_str(&w.replace('\n', " "));
         }
+        let _ = fs::remove_file(self.failed(name));
+        write_atomic(&self.pushed(name), text.as_bytes())
+    }
+
+    /// True if a push record exists for `name` (whatever its content).
+    pub fn has_pushed(&self, name: &str) -> bool {
+        self.pushed(name).exists()
+    }
+
+    /// If `name` was archived ahead with exactly this content, consumes the
+    /// record and returns the warnings it carried.
+    pub fn take_pushed(&self, name: &str, content: &[u8]) -> Option<Vec<String>> {
+        let p = self.pushed(name);
+        let recorded = fs::read_to_string(&p).ok()?;
+        let _ = fs::remove_file(&p);
+        let mut lines = recorded.lines();
+        (lines.next()?.trim() == blake3::hash(content).to_hex().as_str())
+            .then(|| lines.map(str::to_string).collect())
+    }
+
+    fn failed(&self, name: &str) -> PathBuf {
+        self.dir.join("failed").join(name)
+    }
+
+    /// Records why archiving `name` failed.
+    pub fn mark_failed(&self, name: &str, why: &str) -> Result<()> {
+        write_atomic(&self.failed(name), why.as_bytes())
+    }
+
+    /// The recorded failure of `name`, consumed.
+    pub fn take_failed(&self, name: &str) -> Option<String> {
+        let p = self.failed(name);
+        let why = fs::read_to_string(&p).ok()?;
+        let _ = fs::remove_file(&p);
+        Some(why)
+    }
+
+    /// True if a failure is recorded for `name`.
+    pub fn has_failed(&self, name: &str) -> bool {
+        self.failed(name).exists()
+    }
+
+    /// Takes the background pusher's lock without waiting; `None` while
+    /// another process holds it. The lock lasts as long as the file is open.
+    pub fn try_lock_pusher(&self) -> Option<fs::File> {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("pusher.lock"))
+            .ok()?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+        Some(f)
+    }
+
+    /// Where the background pusher writes its log.
+    pub fn pusher_log(&self) -> PathBuf {
+        self.dir.join("pusher.log")
     }
 
     /// Stores a prefetched WAL file.
@@ -174,19 +212,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn push_records_and_prefetched_files() {
+    fn push_records_failures_locks_and_prefetched_files() {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = Spool::open(root.path(), 42).unwrap_or_else(|e| panic!("{e}"));
-        s.mark_pushed("000000010000000000000004", b"seg4")
+        let seg4 = "000000010000000000000004";
+        s.mark_pushed(seg4, b"seg4", &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!s.take_pushed("000000010000000000000004", b"other"));
-        s.mark_pushed("000000010000000000000004", b"seg4")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.take_pushed("000000010000000000000004", b"seg4"));
         assert!(
-            !s.take_pushed("000000010000000000000004", b"seg4"),
+            s.take_pushed(seg4, b"other").is_none(),
+            "content must match"
+        );
+        s.mark_pushed(seg4, b"seg4", &["already archived".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.take_pushed(seg4, b"seg4"),
+            Some(vec!["already archived".to_string()])
+        );
+        assert!(
+            s.take_pushed(seg4, b"seg4").is_none(),
             "records are single use"
         );
+
+        s.mark_failed("000000010000000000000006", "denied")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.has_failed("000000010000000000000006"));
+        assert_eq!(
+            s.take_failed("000000010000000000000006").as_deref(),
+            Some("denied")
+        );
+        assert!(s.take_failed("000000010000000000000006").is_none());
+
+        let lock = s.try_lock_pusher();
+        assert!(lock.is_some());
+        assert!(s.try_lock_pusher().is_none(), "the lock is exclusive");
+        drop(lock);
+        assert!(s.try_lock_pusher().is_some());
 
         s.put_fetched("000000010000000000000005", b"seg5")
             .unwrap_or_else(|e| panic!("{e}"));

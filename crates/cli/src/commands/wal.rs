@@ -1,12 +1,17 @@
 //! `lifeboat wal push` and `lifeboat wal fetch`
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use lifeboat_postgres::archive::{self, Cluster, FetchOutcome, PushOutcome};
+use anyhow::{Context, Result, bail};
+use lifeboat_postgres::PgError;
+use lifeboat_postgres::archive::{self, Cluster, FetchOutcome, PushReport};
 use lifeboat_postgres::spool::{self, Spool};
 
-use crate::cli::{Global, WalFetchArgs, WalPushArgs};
+use crate::cli::{Global, WalFetchArgs, WalPushAheadArgs, WalPushArgs};
 use crate::commands::open_repo;
 use crate::exit;
 use crate::output;
@@ -15,6 +20,10 @@ use crate::settings::Settings;
 /// Exit code of `wal fetch` for any error other than "not in the archive":
 /// above 125, so PostgreSQL stops recovery rather than ending it early.
 pub const FETCH_FATAL: u8 = 200;
+
+/// How long `wal push` waits for the background pusher before archiving
+/// the file itself.
+const PUSHER_PATIENCE: Duration = Duration::from_secs(300);
 
 fn pgdata(arg: &Option<PathBuf>) -> Result<PathBuf> {
     match arg {
@@ -26,15 +35,108 @@ fn pgdata(arg: &Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// The global options as flags, for starting another lifeboat the same way.
+pub fn global_args(g: &Global) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(c) = &g.config {
+        out.extend(["--config".into(), abs(c).into_os_string()]);
+    }
+    if let Some(r) = &g.repo {
+        out.extend(["--repo".into(), r.into()]);
+    }
+    if let Some(f) = &g.password_file {
+        out.extend(["--password-file".into(), abs(f).into_os_string()]);
+    }
+    if let Some(c) = &g.password_command {
+        out.extend(["--password-command".into(), c.into()]);
+    }
+    out
+}
+
+/// Starts the background pusher unless one is running.
+fn ensure_pusher(g: &Global, spool: &Spool, pgdata: &Path, parallel: usize) -> Result<()> {
+    let Some(lock) = spool.try_lock_pusher() else {
+        return Ok(()); // one is running
+    };
+    drop(lock);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spool.pusher_log())
+        .context("cannot open the pusher log")?;
+    let exe = std::env::current_exe().context("cannot find the lifeboat executable")?;
+    std::process::Command::new(exe)
+        .args(global_args(g))
+        .args([
+            "wal",
+            "push-ahead",
+            "--parallel",
+            &parallel.to_string(),
+            "--pgdata",
+        ])
+        .arg(pgdata)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: signals to the archiver's group leave it be.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the background WAL pusher")?;
+    Ok(())
+}
+
+/// Waits for the background pusher to archive `path`; `None` if it went away
+/// without doing so.
+async fn wait_for_pusher(
+    cluster: &Cluster,
+    spool: &Spool,
+    name: &str,
+    path: &Path,
+) -> Result<Option<PushReport>> {
+    let started = Instant::now();
+    loop {
+        if let Some(r) = archive::push_from_spool(cluster, spool, path)? {
+            return Ok(Some(r));
+        }
+        if let Some(why) = spool.take_failed(name) {
+            bail!(PgError::WalRefused(why));
+        }
+        if started.elapsed() > Duration::from_millis(500)
+            && let Some(lock) = spool.try_lock_pusher()
+        {
+            drop(lock);
+            // The pusher ended; it may have archived the file just before.
+            return archive::push_from_spool(cluster, spool, path).map_err(Into::into);
+        }
+        if started.elapsed() > PUSHER_PATIENCE {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Archives one WAL file.
 pub async fn push(g: &Global, args: &WalPushArgs) -> Result<u8> {
-    let cluster = Cluster::open(&pgdata(&args.pgdata)?)?;
+    let dir = pgdata(&args.pgdata)?;
+    let cluster = Cluster::open(&dir)?;
     let spool = Spool::open(&spool::default_root(), cluster.sysid)?;
-    let report = match archive::push_from_spool(&cluster, &spool, &args.path)? {
+    let name = args
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut report = archive::push_from_spool(&cluster, &spool, &args.path)?;
+    if report.is_none() && args.ahead > 0 && archive::pushable_ahead(&cluster, &args.path) {
+        ensure_pusher(g, &spool, &dir, args.ahead)?;
+        report = wait_for_pusher(&cluster, &spool, &name, &args.path).await?;
+    }
+    let report = match report {
         Some(r) => r,
         None => {
             let repo = open_repo(g).await?;
-            archive::push(&repo, &cluster, &spool, &args.path, args.ahead).await?
+            archive::push(&repo, &cluster, &args.path).await?
         }
     };
     for w in &report.warnings {
@@ -42,14 +144,33 @@ pub async fn push(g: &Global, args: &WalPushArgs) -> Result<u8> {
     }
     if g.json {
         output::json(&report)?;
-    } else if !g.quiet && report.outcome == PushOutcome::Stored && !report.ahead.is_empty() {
-        eprintln!(
-            "archived {} and {} more ahead",
-            report.name,
-            report.ahead.len()
-        );
     }
     Ok(exit::OK)
+}
+
+/// The background pusher.
+pub async fn push_ahead(g: &Global, args: &WalPushAheadArgs) -> Result<()> {
+    let cluster = Cluster::open(&args.pgdata)?;
+    let spool = Spool::open(&spool::default_root(), cluster.sysid)?;
+    let Some(_lock) = spool.try_lock_pusher() else {
+        return Ok(()); // another pusher got there first
+    };
+    let repo = open_repo(g).await?;
+    let report = archive::push_ahead(
+        &repo,
+        &cluster,
+        &spool,
+        args.parallel,
+        Duration::from_secs(2),
+    )
+    .await?;
+    for (name, why) in &report.failed {
+        eprintln!(
+            "{} failed to archive {name}: {why}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    Ok(())
 }
 
 /// Restores one WAL file; the exit code tells PostgreSQL what happened.
