@@ -164,15 +164,7 @@ impl Repository {
             };
             match problem {
                 Some(message) => {
-                    for e in &by_pack[pos] {
-                        bad.insert(
-                            e.id,
-                            Damage {
-                                object: key.clone(),
-                                message: message.clone(),
-                            },
-                        );
-                    }
+                    mark_lost(&mut bad, &by_pack[pos], &key, &message);
                 }
                 None => readable.push(pos),
             }
@@ -230,15 +222,7 @@ impl Repository {
                 });
                 match checked {
                     Err(message) => {
-                        for e in &by_pack[pos] {
-                            bad.insert(
-                                e.id,
-                                Damage {
-                                    object: key.clone(),
-                                    message: message.clone(),
-                                },
-                            );
-                        }
+                        mark_lost(&mut bad, &by_pack[pos], &key, &message);
                     }
                     Ok(v) => {
                         for message in v.pack_problems {
@@ -391,6 +375,19 @@ impl Repository {
         findings.dedup();
         report.findings = findings;
         Ok(report)
+    }
+}
+
+/// Marks every blob of a pack as lost for the same reason.
+fn mark_lost(bad: &mut HashMap<Id, Damage>, entries: &[PackEntry], object: &str, message: &str) {
+    for e in entries {
+        bad.insert(
+            e.id,
+            Damage {
+                object: object.to_string(),
+                message: message.to_string(),
+            },
+        );
     }
 }
 

@@ -78,6 +78,24 @@ pub(crate) async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
 }
 
 impl Repository {
+    fn assemble(
+        storage: DynStorage,
+        location: &str,
+        key: MasterKey,
+        config: RepoConfig,
+        slot: Id,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                location: location.into(),
+                key,
+                config,
+                slot,
+            }),
+        }
+    }
+
     /// Creates a new repository at `storage`, protected by `passphrase`.
     pub async fn init(
         storage: DynStorage,
@@ -139,15 +157,7 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                storage,
-                location: location.into(),
-                key,
-                config,
-                slot,
-            }),
-        })
+        Ok(Self::assemble(storage, location, key, config, slot))
     }
 
     /// Opens and unlocks the repository at `storage` with `passphrase`.
@@ -173,15 +183,7 @@ impl Repository {
             .map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
         let config =
             RepoConfig::from_json(&payload).map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                storage,
-                location: location.into(),
-                key,
-                config,
-                slot,
-            }),
-        })
+        Ok(Self::assemble(storage, location, key, config, slot))
     }
 
     /// The storage (with retry and limit wrappers).

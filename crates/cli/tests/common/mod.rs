@@ -102,6 +102,12 @@ impl Env {
     /// could change its behaviour.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        self.configure(&mut c);
+        c
+    }
+
+    /// Clears inherited lifeboat and AWS settings and applies this environment's.
+    fn configure(&self, c: &mut Command) {
         for (k, _) in std::env::vars() {
             if k.starts_with("LIFEBOAT_") || k.starts_with("AWS_") {
                 c.env_remove(k);
@@ -115,7 +121,6 @@ impl Env {
             c.env(k, v);
         }
         c.stdin(Stdio::null());
-        c
     }
 
     /// Runs `lifeboat ARGS`.
@@ -136,19 +141,8 @@ impl Env {
     pub fn run_as_postgres(&self, args: &[&str]) -> Out {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", env!("CARGO_BIN_EXE_lifeboat")]);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LIFEBOAT_") || k.starts_with("AWS_") {
-                c.env_remove(k);
-            }
-        }
-        if let Ok(bin) = std::env::var("LIFEBOAT_PG_BIN") {
-            c.env("LIFEBOAT_PG_BIN", bin);
-        }
-        c.env("LIFEBOAT_REPOSITORY", &self.repo);
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        Out::from(c.args(args).stdin(Stdio::null()).output().unwrap())
+        self.configure(&mut c);
+        Out::from(c.args(args).output().unwrap())
     }
 
     /// Runs and asserts success.

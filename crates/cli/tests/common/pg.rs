@@ -17,13 +17,7 @@ pub fn pg_bin() -> PathBuf {
 }
 
 fn postgres_ids() -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let line = passwd
-        .lines()
-        .find(|l| l.starts_with("postgres:"))
-        .expect("no postgres user");
-    let f: Vec<&str> = line.split(':').collect();
-    (f[2].parse().unwrap(), f[3].parse().unwrap())
+    lifeboat_postgres::server::user_ids("postgres").expect("no postgres user")
 }
 
 fn is_root() -> bool {
@@ -177,6 +171,17 @@ impl Cluster {
         let _ = c.stdin(Stdio::null()).output();
     }
 
+    /// A client program (psql, pg_dumpall, pg_amcheck…) pointed at this server.
+    pub fn client(&self, prog: &str) -> Command {
+        let mut c = pg_command(prog);
+        c.arg("-h")
+            .arg(&self.socket)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres"]);
+        c
+    }
+
     /// Connection string for lifeboat.
     pub fn conninfo(&self) -> String {
         format!(
@@ -189,24 +194,18 @@ impl Cluster {
     /// Runs SQL with psql in `db`; returns unaligned, tuples-only output.
     pub fn psql_db(&self, db: &str, sql: &str) -> String {
         let out = run({
-            let mut c = pg_command("psql");
-            c.arg("-h")
-                .arg(&self.socket)
-                .arg("-p")
-                .arg(self.port.to_string())
-                .args([
-                    "-U",
-                    "postgres",
-                    "-X",
-                    "-q",
-                    "-At",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-d",
-                    db,
-                    "-c",
-                    sql,
-                ]);
+            let mut c = self.client("psql");
+            c.args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]);
             c
         });
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -236,33 +235,15 @@ impl Cluster {
 
     /// `pg_dumpall` of the cluster (globals and every database).
     pub fn dumpall(&self) -> String {
-        let out = run({
-            let mut c = pg_command("pg_dumpall");
-            c.arg("-h")
-                .arg(&self.socket)
-                .arg("-p")
-                .arg(self.port.to_string())
-                .args(["-U", "postgres"]);
-            c
-        });
+        let out = run(self.client("pg_dumpall"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// pg_amcheck on every database (installing amcheck where missing).
     pub fn amcheck(&self) {
         run({
-            let mut c = pg_command("pg_amcheck");
-            c.arg("-h")
-                .arg(&self.socket)
-                .arg("-p")
-                .arg(self.port.to_string())
-                .args([
-                    "-U",
-                    "postgres",
-                    "--install-missing",
-                    "--all",
-                    "--heapallindexed",
-                ]);
+            let mut c = self.client("pg_amcheck");
+            c.args(["--install-missing", "--all", "--heapallindexed"]);
             c
         });
     }
