@@ -98,6 +98,8 @@ pub enum Command {
     /// What the repository holds.
     #[command(subcommand)]
     Info(InfoCommand),
+    /// Write a logical backup as an ordinary dump (psql loads it without lifeboat).
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,11 +269,28 @@ pub struct BackupPostgresArgs {
     pub pgdata: Option<PathBuf>,
     /// Connection string (libpq key=value or URL). Missing parts come from
     /// PGHOST/PGPORT/PGUSER/PGDATABASE and the server's postmaster.pid.
+    /// With --logical, repeat it to back up several databases in one snapshot.
     #[arg(long, value_name = "CONNINFO")]
-    pub db: Option<String>,
-    /// A logical backup over SQL only (managed PostgreSQL).
-    #[arg(long)]
+    pub db: Vec<String>,
+    /// A logical backup over SQL only (managed PostgreSQL: no file access,
+    /// no superuser, no replication needed). Every database is read in one
+    /// consistent snapshot by --jobs connections, each table its own stream.
+    #[arg(long, conflicts_with = "pgdata")]
     pub logical: bool,
+    /// With --logical: every database of the server --db reaches.
+    #[arg(long, requires = "logical")]
+    pub all_databases: bool,
+    /// With --logical: parallel connections per database.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+    /// With --logical: tables larger than this many MiB are read in parts
+    /// (PostgreSQL 14 and later).
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub split_size: u64,
+    /// Directory of pg_dump, pg_dumpall and pg_restore (default:
+    /// $LIFEBOAT_PG_BIN, the newest /usr/lib/postgresql/N/bin, then PATH).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
     #[command(flatten)]
     pub common: BackupCommon,
 }
@@ -291,7 +310,7 @@ pub enum RestoreCommand {
     Files(RestoreFilesArgs),
     /// Restore a PostgreSQL base backup into a new data directory and recover
     /// it to the end of the archived WAL or to a point in time.
-    Postgres(RestorePostgresArgs),
+    Postgres(Box<RestorePostgresArgs>),
 }
 
 /// Where recovery stops.
@@ -320,8 +339,8 @@ pub struct RestorePostgresArgs {
     /// pick the newest base backup that ends before the target.
     pub snapshot: String,
     /// New data directory (created; must be empty unless --delta).
-    #[arg(long, value_name = "DIR")]
-    pub target_dir: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "logical")]
+    pub target_dir: Option<PathBuf>,
     /// Recover to this time: "2026-02-23 10:00:00+01", RFC 3339, or without a
     /// zone (read as UTC).
     #[arg(long, value_name = "TIMESTAMP", group = "goal")]
@@ -368,9 +387,66 @@ pub struct RestorePostgresArgs {
     /// Restore tablespace OID into DIR instead of its original location (repeatable).
     #[arg(long = "tablespace-map", value_name = "OID=DIR")]
     pub tablespace_map: Vec<String>,
-    /// A logical restore (managed PostgreSQL).
-    #[arg(long)]
+    /// A logical restore into a database (from `backup postgres --logical`).
+    #[arg(long, conflicts_with_all = ["target_dir", "start", "delta"])]
     pub logical: bool,
+    /// With --logical: the target database (connection string; missing
+    /// parts from PG* variables). It must be empty unless --clean, or, with
+    /// --table/--schema, the selected tables must be empty or missing.
+    #[arg(long, value_name = "CONNINFO", requires = "logical")]
+    pub db: Option<String>,
+    /// With --logical: which database of the backup (when it holds several).
+    #[arg(long, value_name = "NAME", requires = "logical")]
+    pub database: Option<String>,
+    /// With --logical: restore only this table (schema.table; repeatable).
+    /// A missing table is created with its indexes, constraints, triggers
+    /// and policies; an existing one gets its rows loaded.
+    #[arg(long, value_name = "TABLE", requires = "logical")]
+    pub table: Vec<String>,
+    /// With --logical: restore only this schema (repeatable).
+    #[arg(long, value_name = "SCHEMA", requires = "logical")]
+    pub schema: Vec<String>,
+    /// With --logical: the schema only, no rows.
+    #[arg(long, requires = "logical", conflicts_with = "data_only")]
+    pub schema_only: bool,
+    /// With --logical: the rows only, into tables that exist.
+    #[arg(long, requires = "logical")]
+    pub data_only: bool,
+    /// With --logical: replace what the backup holds (drops and recreates
+    /// its objects; empties tables before loading them).
+    #[arg(long, requires = "logical")]
+    pub clean: bool,
+    /// With --logical: parallel connections.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+    /// With --logical: directory of pg_restore (default: searched).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+}
+
+/// Formats `lifeboat export` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// A plain SQL script for psql.
+    Plain,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A logical backup (id or prefix), or "latest".
+    pub snapshot: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub format: ExportFormat,
+    /// Output file (default: standard output).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Which database of the backup (when it holds several).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+    /// Directory of pg_restore (default: searched).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,12 @@
 //! Exit codes and hints (DESIGN.md section 5).
 //!
-//! 0 success · 1 failure · 2 bad usage · 3 repository unusable (not found,
-//! unreachable, access denied, wrong passphrase). `wal fetch` adds its own
+//! 0 success · 1 failure · 2 bad usage (also: a restore target that is not
+//! empty) · 3 repository unusable (not found, unreachable, access denied,
+//! wrong passphrase) · 4 database server unreachable · 5 database refused
+//! the credentials · 6 database does not exist. `wal fetch` adds its own
 //! codes for PostgreSQL (see `commands::wal`).
 
-use lifeboat_postgres::PgError;
+use lifeboat_postgres::{ConnectProblem, PgError};
 use lifeboat_repo::RepoError;
 use lifeboat_storage::StorageError;
 
@@ -16,6 +18,12 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The repository cannot be used: missing, unreachable, denied, wrong passphrase.
 pub const ACCESS: u8 = 3;
+/// The database server cannot be reached (down, wrong host or port).
+pub const DB_UNREACHABLE: u8 = 4;
+/// The database server refused the credentials.
+pub const DB_AUTH: u8 = 5;
+/// The database named in the connection does not exist.
+pub const DB_MISSING: u8 = 6;
 
 /// An error caused by how the command was invoked.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +58,16 @@ pub fn code(err: &anyhow::Error) -> u8 {
             return USAGE;
         }
         match cause.downcast_ref::<PgError>() {
-            Some(PgError::OutsideWindow(_) | PgError::Invalid(_)) => return USAGE,
+            Some(PgError::OutsideWindow(_) | PgError::Invalid(_) | PgError::NotEmpty(_)) => {
+                return USAGE;
+            }
+            Some(PgError::Connect { problem, .. }) => {
+                return match problem {
+                    ConnectProblem::Unreachable => DB_UNREACHABLE,
+                    ConnectProblem::Authentication => DB_AUTH,
+                    ConnectProblem::NoSuchDatabase => DB_MISSING,
+                };
+            }
             Some(PgError::Repo(r)) => return repo_code(r),
             Some(_) => return FAILURE,
             None => {}
@@ -106,9 +123,12 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 PgError::OutsideWindow(_) => {
                     Some("`lifeboat info postgres` shows the recoverable windows")
                 }
-                PgError::Sql { .. } => {
-                    Some("check --db (or PGHOST/PGPORT/PGUSER) and that the server is running")
-                }
+                PgError::Connect { .. } => Some(
+                    "check --db (or PGHOST/PGPORT/PGUSER/PGPASSWORD) and that the server is running",
+                ),
+                PgError::NotEmpty(_) => Some(
+                    "nothing was written; create an empty database (createdb NAME) or pass --clean",
+                ),
                 _ => None,
             };
         }

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Key(KeyCommand::Remove(a)) => commands::key::remove(g, a).await,
         Command::Repair(RepairCommand::Index) => commands::repair::index(g).await,
         Command::Info(InfoCommand::Postgres) => commands::info::postgres(g).await,
+        Command::Export(a) => commands::export::run(g, a).await,
         Command::Wal(WalCommand::Push(a)) => return commands::wal::push(g, a).await,
         Command::Wal(WalCommand::PushAhead(a)) => commands::wal::push_ahead(g, a).await,
         Command::Wal(WalCommand::Fetch(a)) => return Ok(commands::wal::fetch(g, a).await),

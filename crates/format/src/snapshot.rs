@@ -42,6 +42,8 @@ pub enum SourceKind {
     Files,
     /// A PostgreSQL physical base backup (`backup postgres --pgdata`).
     Postgres,
+    /// A PostgreSQL logical backup over SQL (`backup postgres --logical`).
+    PostgresLogical,
     /// A kind this build does not know (written by a newer lifeboat).
     #[serde(other)]
     Unknown,
@@ -53,6 +55,7 @@ impl SourceKind {
         match self {
             SourceKind::Files => "files",
             SourceKind::Postgres => "postgres",
+            SourceKind::PostgresLogical => "postgres-logical",
             SourceKind::Unknown => "unknown",
         }
     }
@@ -118,6 +121,9 @@ pub struct Snapshot {
     /// What a PostgreSQL base backup recorded (source `postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresBackup>,
+    /// What a PostgreSQL logical backup recorded (source `postgres-logical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical: Option<LogicalBackup>,
 }
 
 /// One database of the cluster at backup time.
@@ -194,6 +200,57 @@ pub struct PostgresBackup {
     pub databases: Vec<DatabaseInfo>,
 }
 
+/// Metadata of a PostgreSQL logical backup: what the restore and later
+/// verification need to know without reading the backup's files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogicalBackup {
+    /// `server_version_num` of the source, e.g. 150008.
+    pub version_num: u32,
+    /// `server_version` of the source.
+    pub version: String,
+    /// `pg_dump --version` of the client that dumped the schema.
+    pub pg_dump_version: String,
+    /// Whether `roles.sql` holds the cluster's roles.
+    pub roles: bool,
+    /// What could not be backed up for lack of privileges (e.g. role passwords).
+    pub skipped: Vec<String>,
+    /// The databases, each in its own consistent snapshot.
+    pub databases: Vec<LogicalDatabase>,
+}
+
+/// One database of a logical backup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogicalDatabase {
+    /// Name on the source server.
+    pub name: String,
+    /// `pg_database_size` at backup time, bytes.
+    pub size_bytes: u64,
+    /// Server encoding.
+    pub encoding: String,
+    /// Tables with their exact row counts, from the backup's snapshot.
+    pub tables: Vec<TableRows>,
+    /// Sequences whose values were recorded.
+    pub sequences: u64,
+    /// Large objects stored.
+    pub large_objects: u64,
+    /// Bytes of table data (COPY text) stored.
+    pub data_bytes: u64,
+}
+
+/// A table's exact row count at backup time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableRows {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Rows.
+    pub rows: u64,
+}
+
 impl Snapshot {
     /// JSON payload.
     pub fn to_json(&self) -> Vec<u8> {
@@ -227,6 +284,7 @@ mod tests {
             root: Id::from_bytes([1; 32]),
             parent: None,
             postgres: None,
+            logical: None,
             summary: Summary::default(),
             program: "lifeboat test".into(),
         };

@@ -488,6 +488,7 @@ mod tests {
             summary: Summary::default(),
             program: String::new(),
             postgres: Some(PostgresBackup::default()),
+            logical: None,
         };
         BaseBackup {
             entry: SnapshotEntry {

@@ -18,6 +18,20 @@ pub enum PgError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// No connection to the database could be made.
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        /// Where.
+        target: String,
+        /// Why, in classes that get their own exit codes.
+        problem: ConnectProblem,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A restore target already holds what the restore would create.
+    #[error("{0}")]
+    NotEmpty(String),
     /// A WAL file was refused (wrong cluster, damaged, different content…).
     #[error("{0}")]
     WalRefused(String),
@@ -42,6 +56,35 @@ pub enum PgError {
     /// A PostgreSQL program failed.
     #[error("{0}")]
     Command(String),
+}
+
+/// Why a connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectProblem {
+    /// The server could not be reached (down, wrong host or port, network).
+    Unreachable,
+    /// The server refused the credentials.
+    Authentication,
+    /// The database does not exist.
+    NoSuchDatabase,
+}
+
+impl ConnectProblem {
+    /// Classifies a driver error.
+    pub fn of(e: &tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(c) if *c == SqlState::INVALID_CATALOG_NAME => ConnectProblem::NoSuchDatabase,
+            Some(c)
+                if *c == SqlState::INVALID_PASSWORD
+                    || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+            {
+                ConnectProblem::Authentication
+            }
+            _ if e.to_string().contains("password missing") => ConnectProblem::Authentication,
+            _ => ConnectProblem::Unreachable,
+        }
+    }
 }
 
 impl PgError {

@@ -9,6 +9,8 @@
 //!   gaps, and the plan for a point-in-time recovery;
 //! - [`pitr`]: restores a base backup, writes the recovery settings and,
 //!   optionally, starts the server and waits until it reaches the target;
+//! - [`logical`]: logical backups over SQL only, restores of whole
+//!   databases or single tables, and exports as ordinary dumps;
 //! - [`server`]: starting and stopping servers (also throwaway clusters for
 //!   tests and demos).
 
@@ -22,6 +24,7 @@ pub mod control;
 pub mod error;
 pub mod history;
 pub mod info;
+pub mod logical;
 pub mod lsn;
 pub mod pitr;
 pub mod policy;
@@ -32,5 +35,5 @@ pub mod sql;
 pub mod walname;
 pub mod walstore;
 
-pub use error::{PgError, Result};
+pub use error::{ConnectProblem, PgError, Result};
 pub use lsn::Lsn;

@@ -66,9 +66,14 @@ pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<Config> {
 /// Connects; the connection is driven by a background task.
 pub async fn connect(config: &Config) -> Result<Client> {
     let target = describe(config);
-    let (client, connection) = config.connect(NoTls).await.map_err(PgError::sql(format!(
-        "cannot connect to PostgreSQL at {target}"
-    )))?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|source| PgError::Connect {
+            problem: crate::error::ConnectProblem::of(&source),
+            target,
+            source,
+        })?;
     tokio::spawn(async move {
         // Errors surface on the next query through the client.
         let _ = connection.await;

@@ -55,7 +55,7 @@ fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
     }
 }
 
-fn report(g: &Global, result: &BackupResult) -> Result<()> {
+pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
     let s = &result.snapshot.summary;
     if g.json {
         output::json(result)?;
@@ -82,6 +82,23 @@ fn report(g: &Global, result: &BackupResult) -> Result<()> {
                 pg.start_wal,
                 pg.stop_wal
             );
+        }
+        if let Some(l) = &result.snapshot.logical {
+            for db in &l.databases {
+                let rows: u64 = db.tables.iter().map(|t| t.rows).sum();
+                println!(
+                    "database {}: {} tables, {} rows, {} sequences, {} large objects, {} of table data",
+                    db.name,
+                    db.tables.len(),
+                    rows,
+                    db.sequences,
+                    db.large_objects,
+                    output::size(db.data_bytes)
+                );
+            }
+            for s in &l.skipped {
+                eprintln!("warning: not backed up: {s}");
+            }
         }
     }
     if !result.problems.is_empty() {
@@ -115,8 +132,16 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
 /// Takes a PostgreSQL base backup.
 pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
     if args.logical {
+        return crate::commands::logical::backup(
+            g,
+            args,
+            options(&open_repo(g).await?, &args.common),
+        )
+        .await;
+    }
+    if args.db.len() > 1 {
         bail!(UsageError(
-            "logical backups (--logical) are not available yet; take a physical backup with --pgdata".into()
+            "a physical backup takes one --db (the cluster's connection); several are for --logical".into()
         ));
     }
     let Some(pgdata) = &args.pgdata else {
@@ -128,7 +153,7 @@ pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
     let reporter = Reporter::new(g);
     let opts = BaseBackupOptions {
         pgdata: pgdata.clone(),
-        conninfo: args.db.clone(),
+        conninfo: args.db.first().cloned(),
         backup: options(&repo, &args.common),
     };
     let result = base_backup(&repo, &opts, reporter.sink()).await;

@@ -2,9 +2,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod export;
 pub mod info;
 pub mod init;
 pub mod key;
+pub mod logical;
 pub mod ls;
 pub mod repair;
 pub mod restore;

@@ -125,10 +125,11 @@ fn free_port() -> Result<u16> {
 /// Restores a base backup and recovers it.
 pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     if args.logical {
-        bail!(UsageError(
-            "logical restores (--logical) are not available yet".into()
-        ));
+        return crate::commands::logical::restore(g, args).await;
     }
+    let Some(target_dir) = args.target_dir.clone() else {
+        bail!(UsageError("--target-dir is required".into()));
+    };
     let settings = Settings::resolve(g)?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
@@ -151,7 +152,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
         spaces.push((oid, PathBuf::from(dir)));
     }
-    let (restore_command, note) = restore_command(g, &settings, &args.target_dir)?;
+    let (restore_command, note) = restore_command(g, &settings, &target_dir)?;
     if let Some(n) = note
         && !args.start
     {
@@ -171,7 +172,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     };
     let opts = PgRestoreOptions {
         snapshot: args.snapshot.clone(),
-        target_dir: args.target_dir.clone(),
+        target_dir,
         target: goal,
         timeline,
         action: match args.target_action {

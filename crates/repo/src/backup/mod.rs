@@ -13,6 +13,7 @@ mod parent;
 mod pipeline;
 mod scan;
 pub mod source;
+mod streams;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use parent::ParentFiles;
 use pipeline::{FileJob, FileResult, PipelineContext, store_files};
 use scan::{Scan, ScanNode};
 pub use source::{AllFiles, Chunking, FilePolicy, Include, SourceRoot, TreeSource};
+pub use streams::{StoredStream, StreamStore};
 
 use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
@@ -110,6 +112,7 @@ pub struct TreeBackup {
     summary: Summary,
     skipped: Vec<String>,
     problems: Vec<String>,
+    streams: Option<StreamStore>,
 }
 
 impl Repository {
@@ -172,6 +175,7 @@ impl Repository {
             },
             skipped: Vec::new(),
             problems: Vec::new(),
+            streams: None,
         })
     }
 }
@@ -228,39 +232,39 @@ impl TreeBackup {
         Ok(())
     }
 
+    /// A handle that stores byte streams into this backup from any thread
+    /// (see [`StreamStore`]); place each stored stream with
+    /// [`TreeBackup::add_stored_file`].
+    pub fn stream_store(&mut self) -> StreamStore {
+        self.streams
+            .get_or_insert_with(|| StreamStore {
+                repo: self.repo.clone(),
+                index: self.index.clone(),
+                claims: self.claims.clone(),
+                sink: Arc::new(PackSink::new(self.repo.clone(), self.uploader.outlet())),
+                compression: self.options.compression,
+                progress: self.progress.clone(),
+            })
+            .clone()
+    }
+
     /// Adds a file with the given content at `at` (relative to the tree's
     /// root; missing directories are created like the root's).
     pub async fn add_file(&mut self, at: &Path, content: Vec<u8>, mode: u32) -> Result<()> {
+        let store = self.stream_store();
+        let stored = cpu(move || store.store_blocking(content.as_slice())).await??;
+        self.add_stored_file(at, stored, mode)
+    }
+
+    /// Places a stream stored with [`TreeBackup::stream_store`] as a file at
+    /// `at` (relative to the tree's root; missing directories are created
+    /// like the root's).
+    pub fn add_stored_file(&mut self, at: &Path, stored: StoredStream, mode: u32) -> Result<()> {
         let name = at
             .file_name()
             .ok_or_else(|| RepoError::Invalid(format!("{} is not a file path", at.display())))?
             .to_os_string();
         let parent = at.parent().map(Path::to_path_buf).unwrap_or_default();
-        let len = content.len() as u64;
-        let repo = self.repo.clone();
-        let (index, claims) = (self.index.clone(), self.claims.clone());
-        let outlet = self.uploader.outlet();
-        let compression = self.options.compression;
-        let ids = cpu(move || -> Result<Vec<Id>> {
-            let chunker = Chunker::new(repo.config().chunker)?;
-            let mut encoder = Encoder::new(compression)?;
-            let sink = PackSink::new(repo.clone(), outlet);
-            let id_key = repo.key().id_key();
-            let mut ids = Vec::new();
-            let mut rest = content.as_slice();
-            while !rest.is_empty() {
-                let n = chunker.cut(rest);
-                let id = id_key.blob_id(BlobType::Data, &rest[..n]);
-                if claims.claim(&index, id) {
-                    sink.add(&mut encoder, BlobType::Data, id, &rest[..n])?;
-                }
-                ids.push(id);
-                rest = &rest[n..];
-            }
-            sink.flush()?;
-            Ok(ids)
-        })
-        .await??;
         let root_template = self.scan.nodes[0].clone();
         let dir = self.scan.ensure_dir(&parent, &root_template);
         // The new file belongs to whoever owns the directory it lands in.
@@ -273,17 +277,17 @@ impl TreeBackup {
             mtime_ns: now,
             ctime_ns: 0,
             inode: 0,
-            size: len,
+            size: stored.size,
             target: None,
             children: Default::default(),
             path: PathBuf::new(),
-            content: ids,
+            content: stored.content,
             subtree: None,
             ..template
         };
         self.scan.add_child(dir, node);
         self.summary.files += 1;
-        self.summary.bytes += len;
+        self.summary.bytes += stored.size;
         Ok(())
     }
 
@@ -291,6 +295,9 @@ impl TreeBackup {
     /// then writes the snapshot, which `describe` may complete (for example
     /// with PostgreSQL metadata).
     pub async fn finish(mut self, describe: impl FnOnce(&mut Snapshot)) -> Result<BackupResult> {
+        if let Some(streams) = self.streams.take() {
+            cpu(move || streams.sink.flush()).await??;
+        }
         let scan = std::mem::take(&mut self.scan);
         let repo = self.repo.clone();
         let (index, claims) = (self.index.clone(), self.claims.clone());
@@ -323,6 +330,7 @@ impl TreeBackup {
             summary,
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
             postgres: None,
+            logical: None,
         };
         describe(&mut snapshot);
         snapshot.summary.duration_ms = self.started.elapsed().as_millis() as u64;

@@ -133,4 +133,15 @@ impl TreeSource {
             policy: Arc::new(AllFiles),
         })
     }
+
+    /// A tree with no files of this machine in it: everything is added by
+    /// the caller ([`super::TreeBackup::add_file`], streams).
+    pub fn virtual_tree(kind: SourceKind, paths: Vec<String>) -> Self {
+        Self {
+            kind,
+            paths,
+            roots: Vec::new(),
+            policy: Arc::new(AllFiles),
+        }
+    }
 }

@@ -1,0 +1,76 @@
+//! `lifeboat export`
+
+use anyhow::{Context, Result};
+use lifeboat_postgres::logical::export::export_plain;
+
+use crate::cli::{ExportArgs, ExportFormat, Global};
+use crate::commands::open_repo;
+use crate::output::{self, Reporter};
+
+/// Writes a logical backup as an ordinary dump.
+pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let ExportFormat::Plain = args.format;
+    let result = match &args.output {
+        Some(path) => {
+            // Written beside the target and renamed into place when complete,
+            // so a failed export never leaves a truncated dump under its name.
+            let tmp = path.with_extension("lifeboat-partial");
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let r = export_plain(
+                &repo,
+                &args.snapshot,
+                args.database.as_deref(),
+                args.pg_bin.clone(),
+                &mut file,
+                reporter.sink(),
+            )
+            .await;
+            match r {
+                Ok(s) => {
+                    file.sync_all()
+                        .await
+                        .with_context(|| format!("cannot write {}", tmp.display()))?;
+                    tokio::fs::rename(&tmp, path)
+                        .await
+                        .with_context(|| format!("cannot rename into {}", path.display()))?;
+                    Ok(s)
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    Err(e)
+                }
+            }
+        }
+        None => {
+            let mut out = tokio::io::stdout();
+            export_plain(
+                &repo,
+                &args.snapshot,
+                args.database.as_deref(),
+                args.pg_bin.clone(),
+                &mut out,
+                reporter.sink(),
+            )
+            .await
+        }
+    };
+    reporter.finish();
+    let summary = result?;
+    if g.json && args.output.is_some() {
+        output::json(&summary)?;
+    } else if !g.quiet && args.output.is_some() {
+        println!(
+            "exported database {} of snapshot {}: {} tables, {} rows, {}",
+            summary.database,
+            &summary.snapshot[..8.min(summary.snapshot.len())],
+            summary.tables,
+            summary.rows,
+            output::size(summary.bytes)
+        );
+    }
+    Ok(())
+}
