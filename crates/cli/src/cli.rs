@@ -429,6 +429,9 @@ pub struct RestorePostgresArgs {
 pub enum ExportFormat {
     /// A plain SQL script for psql.
     Plain,
+    /// pg_dump's custom format for pg_restore (rebuilt in a throwaway
+    /// cluster: needs PostgreSQL's server programs on this machine).
+    Custom,
 }
 
 #[derive(Debug, Args)]

@@ -218,6 +218,31 @@ fn rich_database_restores_and_exports_identically() {
     );
     assert_same_dump(&c, "app", "fromplain");
 
+    // Export in pg_dump's custom format; pg_restore loads it.
+    let custom = env.path().join("app.dump");
+    env.ok(&[
+        "export",
+        "latest",
+        "--format",
+        "custom",
+        "-o",
+        custom.to_str().unwrap(),
+    ]);
+    common::pg::give_to_postgres(&custom);
+    c.psql("CREATE DATABASE fromcustom");
+    let load = c
+        .client("pg_restore")
+        .args(["--exit-on-error", "-d", "fromcustom"])
+        .arg(&custom)
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert_same_dump(&c, "app", "fromcustom");
+
     // A second backup of an unchanged database adds almost nothing.
     let again = logical_backup(&env, &c, "app", &["--jobs", "3", "--split-size", "1"]);
     let added = again["snapshot"]["summary"]["new_bytes"].as_u64().unwrap();
@@ -492,4 +517,124 @@ fn bad_connections_and_targets_are_refused_cleanly() {
         "host=/tmp",
     ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+/// A certificate authority and a server certificate for "localhost".
+fn make_certs(dir: &std::path::Path) {
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(
+        "openssl req -new -x509 -days 2 -nodes -subj '/CN=lifeboat test CA' -keyout ca.key -out ca.crt 2>/dev/null \
+        && openssl req -new -x509 -days 2 -nodes -subj '/CN=other CA' -keyout other.key -out other.crt 2>/dev/null \
+        && openssl req -new -nodes -subj '/CN=localhost' -keyout server.key -out server.csr 2>/dev/null \
+        && printf 'subjectAltName=DNS:localhost\\n' > san.ext \
+        && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt 2>/dev/null \
+        && chmod 600 server.key",
+    );
+    common::pg::give_to_postgres(dir);
+}
+
+#[test]
+fn tls_modes_are_honoured() {
+    let (env, c) = setup("tls");
+    c.psql("CREATE DATABASE app");
+    c.psql_db("app", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 1000) g");
+    c.psql("CREATE ROLE alice LOGIN SUPERUSER PASSWORD 'pw'");
+    let certs = env.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    c.stop();
+    let hba = c.data.join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n{text}"),
+    )
+    .unwrap();
+    let conf = c.data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!(
+        "\nlisten_addresses = '127.0.0.1'\nssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+        certs.display()
+    ));
+    std::fs::write(&conf, text).unwrap();
+    c.start();
+    let ca = certs.join("ca.crt");
+    let other = certs.join("other.crt");
+    let base = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=alice password=pw",
+        c.port
+    );
+
+    // verify-full against the right CA: backup and restore over TLS.
+    let good = format!(
+        "{base} dbname=app sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    let out = env.run(&["backup", "postgres", "--logical", "--db", &good]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    c.psql("CREATE DATABASE copy");
+    let target = format!(
+        "{base} dbname=copy sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    let out = env.run(&[
+        "restore",
+        "postgres",
+        "--logical",
+        "latest",
+        "--db",
+        &target,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(c.psql_db("copy", "SELECT count(*) FROM t"), "1000");
+
+    // The URL form carries the same options.
+    let url = format!(
+        "postgresql://alice:pw@127.0.0.1:{}/app?sslmode=verify-ca&sslrootcert={}",
+        c.port,
+        ca.display()
+    );
+    let out = env.run(&["backup", "postgres", "--logical", "--db", &url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // A certificate from another CA is refused; so is a name that does not match.
+    let wrong_ca = format!(
+        "{base} dbname=app sslmode=verify-ca sslrootcert={}",
+        other.display()
+    );
+    let out = env.run(&["backup", "postgres", "--logical", "--db", &wrong_ca]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let by_ip = format!(
+        "host=127.0.0.1 port={} user=alice password=pw dbname=app sslmode=verify-full sslrootcert={}",
+        c.port,
+        ca.display()
+    );
+    let out = env.run(&["backup", "postgres", "--logical", "--db", &by_ip]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    // Without TLS the server turns us away.
+    let plain = format!("{base} dbname=app sslmode=disable");
+    let out = env.run(&["backup", "postgres", "--logical", "--db", &plain]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no encryption") || out.stderr.contains("rejects"),
+        "{}",
+        out.stderr
+    );
+    // verify-full without any root certificate is a set-up error, said plainly.
+    let no_root = format!("{base} dbname=app sslmode=verify-full");
+    let out = env.run(&["backup", "postgres", "--logical", "--db", &no_root]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("root certificate"), "{}", out.stderr);
 }

@@ -132,7 +132,7 @@ async fn server_info(client: &Client, pgdata: &Path) -> Result<ServerInfo> {
     })
 }
 
-async fn databases(config: &tokio_postgres::Config, client: &Client) -> Result<Vec<DatabaseInfo>> {
+async fn databases(config: &sql::PgConfig, client: &Client) -> Result<Vec<DatabaseInfo>> {
     let rows = client
         .query(
             "SELECT oid::bigint, datname::text, pg_database_size(oid) FROM pg_database \

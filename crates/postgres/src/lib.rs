@@ -32,6 +32,7 @@ pub mod segment;
 pub mod server;
 pub mod spool;
 pub mod sql;
+pub mod tls;
 pub mod walname;
 pub mod walstore;
 

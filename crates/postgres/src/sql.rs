@@ -11,15 +11,42 @@ use std::str::FromStr;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::{PgError, Result};
+use crate::tls::{SslMode, TlsSettings, split_tls_options};
+
+/// A connection's settings: the driver's, and TLS as libpq means it.
+/// Dereferences to the driver's [`Config`].
+#[derive(Clone, Debug)]
+pub struct PgConfig {
+    /// The driver's settings.
+    pub config: Config,
+    /// TLS settings.
+    pub tls: TlsSettings,
+}
+
+impl std::ops::Deref for PgConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl std::ops::DerefMut for PgConfig {
+    fn deref_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+}
 
 /// Builds a connection config from `conninfo` (if any), the `PG*` variables
 /// and the running server of `pgdata` (if any).
-pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<Config> {
-    let mut c = match conninfo {
-        Some(s) => Config::from_str(s)
-            .map_err(|e| PgError::Invalid(format!("invalid connection string: {e}")))?,
-        None => Config::new(),
+pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<PgConfig> {
+    let (rest, tls) = split_tls_options(conninfo.unwrap_or(""))?;
+    let mut c = if rest.trim().is_empty() {
+        Config::new()
+    } else {
+        Config::from_str(&rest)
+            .map_err(|e| PgError::Invalid(format!("invalid connection string: {e}")))?
     };
+    c.ssl_mode(tls.mode.driver());
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if c.get_hosts().is_empty() {
         if let Some(h) = env("PGHOST") {
@@ -60,24 +87,37 @@ pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<Config> {
         c.password(p);
     }
     c.application_name("lifeboat");
-    Ok(c)
+    Ok(PgConfig { config: c, tls })
 }
 
-/// Connects; the connection is driven by a background task.
-pub async fn connect(config: &Config) -> Result<Client> {
+/// Connects; the connection is driven by a background task. Unix sockets
+/// never use TLS; TCP connections use it as `sslmode` says.
+pub async fn connect(config: &PgConfig) -> Result<Client> {
     let target = describe(config);
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|source| PgError::Connect {
-            problem: crate::error::ConnectProblem::of(&source),
-            target,
-            source,
-        })?;
-    tokio::spawn(async move {
-        // Errors surface on the next query through the client.
-        let _ = connection.await;
-    });
+    let failed = |source: tokio_postgres::Error| PgError::Connect {
+        problem: crate::error::ConnectProblem::of(&source),
+        target: target.clone(),
+        source,
+    };
+    let local = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    let client = if config.tls.mode == SslMode::Disable || local {
+        let (client, connection) = config.config.connect(NoTls).await.map_err(failed)?;
+        tokio::spawn(async move {
+            // Errors surface on the next query through the client.
+            let _ = connection.await;
+        });
+        client
+    } else {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config.tls.client_config()?);
+        let (client, connection) = config.config.connect(tls).await.map_err(failed)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    };
     Ok(client)
 }
 

@@ -1,7 +1,7 @@
 //! `lifeboat export`
 
 use anyhow::{Context, Result};
-use lifeboat_postgres::logical::export::export_plain;
+use lifeboat_postgres::logical::export::{ExportSummary, export_custom, export_plain};
 
 use crate::cli::{ExportArgs, ExportFormat, Global};
 use crate::commands::open_repo;
@@ -11,7 +11,9 @@ use crate::output::{self, Reporter};
 pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let ExportFormat::Plain = args.format;
+    if let ExportFormat::Custom = args.format {
+        return custom(g, args, &repo, &reporter).await;
+    }
     let result = match &args.output {
         Some(path) => {
             // Written beside the target and renamed into place when complete,
@@ -59,7 +61,50 @@ pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
         }
     };
     reporter.finish();
-    let summary = result?;
+    done(g, args, result?)
+}
+
+/// The custom format, written by pg_dump beside the target and renamed
+/// into place when complete.
+async fn custom(
+    g: &Global,
+    args: &ExportArgs,
+    repo: &lifeboat_repo::Repository,
+    reporter: &std::sync::Arc<Reporter>,
+) -> Result<()> {
+    let tmp = args
+        .output
+        .as_ref()
+        .map(|p| p.with_extension("lifeboat-partial"));
+    let result = export_custom(
+        repo,
+        &args.snapshot,
+        args.database.as_deref(),
+        args.pg_bin.clone(),
+        tmp.as_deref(),
+        reporter.sink(),
+    )
+    .await;
+    reporter.finish();
+    let summary = match (result, &tmp, &args.output) {
+        (Ok(s), Some(tmp), Some(path)) => {
+            tokio::fs::rename(tmp, path)
+                .await
+                .with_context(|| format!("cannot rename into {}", path.display()))?;
+            s
+        }
+        (Ok(s), _, _) => s,
+        (Err(e), tmp, _) => {
+            if let Some(t) = tmp {
+                let _ = tokio::fs::remove_file(t).await;
+            }
+            return Err(e.into());
+        }
+    };
+    done(g, args, summary)
+}
+
+fn done(g: &Global, args: &ExportArgs, summary: ExportSummary) -> Result<()> {
     if g.json && args.output.is_some() {
         output::json(&summary)?;
     } else if !g.quiet && args.output.is_some() {

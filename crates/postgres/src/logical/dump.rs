@@ -21,7 +21,9 @@ use lifeboat_format::snapshot::{LogicalBackup, LogicalDatabase, SourceKind, Tabl
 use lifeboat_repo::backup::{Parent, StoredStream, StreamStore, TreeSource};
 use lifeboat_repo::progress::{DynProgress, Event};
 use lifeboat_repo::{BackupOptions, BackupResult, Repository, TreeBackup};
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+
+use crate::sql::PgConfig;
 
 use super::tools::{Tools, libpq_conninfo, run};
 use super::{
@@ -121,14 +123,14 @@ pub async fn logical_backup(
 }
 
 /// "host:port/dbname", how a database is named in the snapshot.
-fn source_name(c: &Config) -> String {
+fn source_name(c: &PgConfig) -> String {
     let described = sql::describe(c);
     let host_port = described.split(' ').next().unwrap_or_default();
     format!("{host_port}/{}", c.get_dbname().unwrap_or_default())
 }
 
 /// One config per database to back up.
-async fn database_configs(opts: &LogicalBackupOptions) -> Result<Vec<Config>> {
+async fn database_configs(opts: &LogicalBackupOptions) -> Result<Vec<PgConfig>> {
     let mut configs = if opts.conninfos.is_empty() {
         vec![sql::config(None, None)?]
     } else {
@@ -164,7 +166,7 @@ async fn database_configs(opts: &LogicalBackupOptions) -> Result<Vec<Config>> {
 /// why roles could not be dumped at all.
 async fn dump_roles(
     tools: &Tools,
-    config: &Config,
+    config: &PgConfig,
 ) -> std::result::Result<(Vec<u8>, Vec<String>), String> {
     let (conninfo, password) = libpq_conninfo(config);
     let attempt = |no_passwords: bool| {
@@ -220,7 +222,7 @@ struct PartDone {
 async fn dump_database(
     backup: &mut TreeBackup,
     tools: &Tools,
-    config: &Config,
+    config: &PgConfig,
     opts: &LogicalBackupOptions,
     progress: &DynProgress,
 ) -> Result<LogicalDatabase> {
@@ -432,7 +434,7 @@ async fn dump_database(
 /// Reads parts off the queue until it is empty, each with `COPY … TO
 /// STDOUT` in the exported snapshot, streaming into the repository.
 async fn copy_worker(
-    config: Config,
+    config: PgConfig,
     snapshot: String,
     queue: Arc<Mutex<VecDeque<PartJob>>>,
     store: StreamStore,
@@ -468,6 +470,9 @@ async fn copy_worker(
     Ok(out)
 }
 
+/// Bytes of COPY output handed to the storing thread at a time.
+const BATCH: usize = 1 << 20;
+
 /// Runs one `COPY … TO STDOUT`, storing its output; returns the rows seen.
 pub(crate) async fn copy_part(
     client: &Client,
@@ -486,12 +491,20 @@ pub(crate) async fn copy_part(
     };
     let mut rows = 0u64;
     let mut failed = None;
+    // The server sends one message per row: gather them into large buffers
+    // so the hand-over to the storing thread costs nothing per row.
+    let mut batch = bytes::BytesMut::with_capacity(BATCH);
     while let Some(item) = stream.next().await {
         match item {
             Ok(b) => {
-                rows += b.iter().filter(|&&c| c == b'\n').count() as u64;
-                if tx.send(b).await.is_err() {
-                    break;
+                rows += memchr::memchr_iter(b'\n', &b).count() as u64;
+                batch.extend_from_slice(&b);
+                if batch.len() >= BATCH {
+                    let full = batch.split().freeze();
+                    batch.reserve(BATCH);
+                    if tx.send(full).await.is_err() {
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -502,6 +515,9 @@ pub(crate) async fn copy_part(
                 break;
             }
         }
+    }
+    if failed.is_none() && !batch.is_empty() {
+        let _ = tx.send(batch.freeze()).await;
     }
     drop(tx);
     let stored = writer

@@ -1,5 +1,6 @@
-//! `lifeboat export`: writes a logical backup as an ordinary plain SQL dump
-//! that `psql` loads without lifeboat, so nobody is locked in.
+//! `lifeboat export`: writes a logical backup as an ordinary dump that
+//! `psql` (plain SQL) or `pg_restore` (custom format) loads without
+//! lifeboat, so nobody is locked in.
 //!
 //! The dump is assembled in the order `pg_dump` uses: the schema's
 //! pre-data section (printed by `pg_restore --file=-`), each table's rows
@@ -59,11 +60,10 @@ pub async fn export_plain(
     tokio::fs::write(dump_file.path(), &dump)
         .await
         .map_err(|e| PgError::io(dump_file.path(), e))?;
-    let no_config = tokio_postgres::Config::new();
     let section = |s: &'static str| {
-        let (tools, config, path) = (&tools, &no_config, dump_file.path());
+        let (tools, path) = (&tools, dump_file.path());
         async move {
-            run_pg_restore(tools, config, &[s, "--file=-"], path, None, false)
+            run_pg_restore(tools, None, &[s, "--file=-"], path, None)
                 .await
                 .map(|o| o.stdout)
         }
@@ -173,4 +173,192 @@ impl<W: AsyncWrite + Unpin> Counting<'_, W> {
         self.bytes += bytes.len() as u64;
         Ok(())
     }
+}
+
+/// Writes snapshot `reference` as a custom-format dump (`pg_dump -Fc`) to
+/// `output` (standard output when `None`), for `pg_restore`.
+///
+/// The custom format is `pg_dump`'s own, so the backup is rebuilt in a
+/// throwaway cluster (`initdb` in a private temporary directory, a Unix
+/// socket only, removed afterwards) and dumped from there by the matching
+/// `pg_dump`. This needs PostgreSQL's server programs on this machine; the
+/// plain format does not.
+pub async fn export_custom(
+    repo: &Repository,
+    reference: &str,
+    database: Option<&str>,
+    pg_bin: Option<PathBuf>,
+    output: Option<&std::path::Path>,
+    progress: DynProgress,
+) -> Result<ExportSummary> {
+    use crate::server::{PgBin, Server, initdb, user_ids};
+
+    progress.event(Event::Phase("reading the backup"));
+    let backup = OpenedBackup::open(repo, reference, &progress).await?;
+    let name = backup.database(database)?;
+    let manifest = backup.manifest(repo, &name).await?;
+    let major = backup.logical.version_num / 10000;
+    let bin = match &pg_bin {
+        Some(d) => PgBin::at(d),
+        None => PgBin::find(Some(major)),
+    };
+    if bin.program("initdb").is_absolute() && !bin.program("initdb").exists() {
+        return Err(PgError::Setup(format!(
+            "--format custom rebuilds the database in a throwaway cluster and needs PostgreSQL's server programs: {} not found (use --format plain, or install postgresql-{major})",
+            bin.program("initdb").display()
+        )));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("lifeboat-export-")
+        .tempdir()
+        .map_err(|e| PgError::io(std::env::temp_dir(), e))?;
+    if rustix::process::geteuid().is_root() {
+        // PostgreSQL runs as postgres: it must reach its data and socket.
+        let (uid, gid) = user_ids("postgres").ok_or_else(|| {
+            PgError::Setup("user postgres does not exist; PostgreSQL cannot run as root".into())
+        })?;
+        std::os::unix::fs::chown(scratch.path(), Some(uid), Some(gid))
+            .map_err(|e| PgError::io(scratch.path(), e))?;
+    }
+    let pgdata = scratch.path().join("data");
+    progress.event(Event::Phase("creating a throwaway cluster"));
+    {
+        let (bin, pgdata) = (bin.clone(), pgdata.clone());
+        tokio::task::spawn_blocking(move || initdb(&bin, &pgdata, None))
+            .await
+            .map_err(|e| PgError::Command(format!("initdb did not finish: {e}")))??;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| PgError::io("127.0.0.1", e))?;
+    let server = Server {
+        pgdata: pgdata.clone(),
+        port,
+        socket_dir: scratch.path().to_path_buf(),
+        bin,
+    };
+    let log = scratch.path().join("server.log");
+    {
+        let (server, log) = (server.clone(), log.clone());
+        tokio::task::spawn_blocking(move || {
+            server.start(
+                &[
+                    ("listen_addresses", String::new()),
+                    ("fsync", "off".into()),
+                    ("max_wal_size", "4GB".into()),
+                ],
+                &log,
+                true,
+                std::time::Duration::from_secs(60),
+            )
+        })
+        .await
+        .map_err(|e| PgError::Command(format!("starting the throwaway cluster: {e}")))??;
+    }
+    let result = rebuild_and_dump(
+        repo, reference, &backup, &manifest, &server, output, &progress,
+    )
+    .await;
+    let stopper = server.clone();
+    let _ = tokio::task::spawn_blocking(move || stopper.stop("immediate")).await;
+    let (tables, rows) = result?;
+    Ok(ExportSummary {
+        snapshot: backup.entry.id.to_hex(),
+        database: name,
+        tables,
+        rows,
+        bytes: output
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len()),
+    })
+}
+
+async fn rebuild_and_dump(
+    repo: &Repository,
+    reference: &str,
+    backup: &OpenedBackup,
+    manifest: &super::Manifest,
+    server: &crate::server::Server,
+    output: Option<&std::path::Path>,
+    progress: &DynProgress,
+) -> Result<(u64, u64)> {
+    let admin = crate::sql::config(Some(&server.conninfo("postgres")), None)?;
+    let client = crate::sql::connect(&admin).await?;
+    // Roles first, so owners and grants come back as they were.
+    if backup.logical.roles {
+        let roles = backup
+            .read_file(repo, std::path::Path::new("roles.sql"))
+            .await?;
+        for statement in String::from_utf8_lossy(&roles).split(";\n") {
+            // Leave out comments and psql meta-commands (`\restrict`).
+            let sql: Vec<&str> = statement
+                .lines()
+                .filter(|l| !l.starts_with("--") && !l.starts_with('\\'))
+                .collect();
+            let sql = sql.join("\n");
+            if !sql.trim().is_empty() {
+                // The cluster's own superuser exists already: its CREATE fails.
+                let _ = client.batch_execute(&sql).await;
+            }
+        }
+    }
+    let encoding = if manifest.encoding.is_empty() {
+        "UTF8".to_string()
+    } else {
+        manifest.encoding.clone()
+    };
+    let locale = if encoding == "UTF8" {
+        ""
+    } else {
+        " LOCALE 'C'"
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING {}{locale}",
+            quote_ident(&manifest.database),
+            super::quote_literal(&encoding)
+        ))
+        .await
+        .map_err(crate::error::PgError::sql(
+            "creating the database in the throwaway cluster",
+        ))?;
+    let opts = super::load::LogicalRestoreOptions {
+        conninfo: Some(server.conninfo(&manifest.database)),
+        database: Some(manifest.database.clone()),
+        jobs: 2,
+        pg_bin: server.bin.program("pg_restore").parent().map(PathBuf::from),
+        ..Default::default()
+    };
+    let report = super::load::logical_restore(repo, reference, &opts, progress.clone()).await?;
+    progress.event(Event::Phase("writing the custom-format dump"));
+    let tools = Tools::find(opts.pg_bin.as_deref(), backup.logical.version_num / 10000).await?;
+    let target = crate::sql::config(Some(&server.conninfo(&manifest.database)), None)?;
+    let (conninfo, _) = super::tools::libpq_conninfo(&target);
+    let mut cmd = tools.command("pg_dump");
+    cmd.args(["--format=custom", "--no-password", "--dbname"])
+        .arg(conninfo);
+    match output {
+        Some(p) => {
+            cmd.arg("--file").arg(p);
+        }
+        None => {
+            cmd.stdout(std::process::Stdio::inherit());
+        }
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| PgError::Command(format!("cannot run pg_dump: {e}")))?;
+    if !out.status.success() {
+        return Err(PgError::Command(format!(
+            "pg_dump of the rebuilt database failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok((
+        report.tables.len() as u64,
+        report.tables.iter().map(|t| t.restored).sum(),
+    ))
 }

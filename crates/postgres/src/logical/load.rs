@@ -20,7 +20,9 @@ use futures::{SinkExt, StreamExt};
 use lifeboat_repo::Repository;
 use lifeboat_repo::progress::{DynProgress, Event};
 use serde::Serialize;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+
+use crate::sql::PgConfig;
 
 use super::toc::{self, Selection, TocEntry};
 use super::tools::{Tools, libpq_conninfo};
@@ -183,7 +185,7 @@ pub async fn logical_restore(
     tokio::fs::write(dump_file.path(), &dump)
         .await
         .map_err(|e| PgError::io(dump_file.path(), e))?;
-    let toc_text = run_pg_restore(&tools, &config, &["--list"], dump_file.path(), None, false)
+    let toc_text = run_pg_restore(&tools, None, &["--list"], dump_file.path(), None)
         .await?
         .stdout;
     let entries = toc::parse(&toc_text);
@@ -219,11 +221,10 @@ pub async fn logical_restore(
         }
         let out = run_pg_restore(
             &tools,
-            &config,
+            Some(&config),
             &args,
             dump_file.path(),
             list.as_ref().map(|l| l.path()),
-            true,
         )
         .await?;
         warnings.extend(out.tolerated);
@@ -262,11 +263,10 @@ pub async fn logical_restore(
         }
         let out = run_pg_restore(
             &tools,
-            &config,
+            Some(&config),
             &args,
             dump_file.path(),
             list.as_ref().map(|l| l.path()),
-            true,
         )
         .await?;
         warnings.extend(out.tolerated);
@@ -431,18 +431,17 @@ fn tolerated(message: &str) -> bool {
 /// Owner and privilege errors become warnings; any other error fails.
 pub(crate) async fn run_pg_restore(
     tools: &Tools,
-    config: &Config,
+    target: Option<&PgConfig>,
     args: &[&str],
     file: &Path,
     list: Option<&Path>,
-    connect: bool,
 ) -> Result<RestoreOutput> {
     let mut cmd = tools.command("pg_restore");
     cmd.args(args).arg("--no-password");
     if let Some(l) = list {
         cmd.arg("--use-list").arg(l);
     }
-    if connect {
+    if let Some(config) = target {
         let (conninfo, password) = libpq_conninfo(config);
         cmd.arg("--dbname").arg(conninfo);
         if let Some(p) = password {
@@ -509,7 +508,7 @@ async fn load_tables(
     repo: &Repository,
     backup: &OpenedBackup,
     dir: &Path,
-    config: &Config,
+    config: &PgConfig,
     tables: &[&TableData],
     jobs: usize,
     progress: &DynProgress,
@@ -771,6 +770,8 @@ fn split_list(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
+    // Whether the current element had quotes (so "" is an empty element).
+    let mut had_quotes = false;
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -778,15 +779,19 @@ fn split_list(value: &str) -> Vec<String> {
                 cur.push('"');
                 chars.next();
             }
-            '"' => quoted = !quoted,
+            '"' => {
+                quoted = !quoted;
+                had_quotes = true;
+            }
             ',' if !quoted => {
                 out.push(std::mem::take(&mut cur).trim().to_string());
+                had_quotes = false;
             }
             c => cur.push(c),
         }
     }
     let last = cur.trim().to_string();
-    if !last.is_empty() || !out.is_empty() {
+    if !last.is_empty() || !out.is_empty() || had_quotes {
         out.push(last);
     }
     out
@@ -794,7 +799,7 @@ fn split_list(value: &str) -> Vec<String> {
 
 async fn apply_settings(
     client: &Client,
-    config: &Config,
+    config: &PgConfig,
     manifest: &Manifest,
     warnings: &mut Vec<String>,
 ) {

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::process::Command;
-use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
 use crate::error::{PgError, Result};
+use crate::sql::PgConfig;
 
 /// The client programs chosen for one server.
 #[derive(Clone, Debug)]
@@ -108,7 +108,7 @@ impl Tools {
 
 /// A libpq connection string for `config`, for the client programs, and the
 /// password to hand them through `PGPASSWORD` (never on a command line).
-pub fn libpq_conninfo(config: &Config) -> (String, Option<String>) {
+pub fn libpq_conninfo(config: &PgConfig) -> (String, Option<String>) {
     let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut parts = Vec::new();
     if let Some(h) = config.get_hosts().first() {
@@ -127,12 +127,10 @@ pub fn libpq_conninfo(config: &Config) -> (String, Option<String>) {
     if let Some(d) = config.get_dbname() {
         parts.push(format!("dbname={}", quote(d)));
     }
-    let sslmode = match config.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable => "disable",
-        tokio_postgres::config::SslMode::Require => "require",
-        _ => "prefer",
-    };
-    parts.push(format!("sslmode={sslmode}"));
+    parts.push(format!("sslmode={}", config.tls.mode.as_str()));
+    if let Some(root) = &config.tls.root_cert {
+        parts.push(format!("sslrootcert={}", quote(root)));
+    }
     parts.push("application_name=lifeboat".into());
     let password = config
         .get_password()
@@ -163,7 +161,6 @@ pub async fn run(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
 
     #[test]
     fn versions() {
@@ -176,14 +173,20 @@ mod tests {
     }
 
     #[test]
-    fn conninfo_quotes_and_hides_password() {
-        let c = Config::from_str("host=/tmp port=5433 user=o'k dbname=app password=secret")
-            .unwrap_or_else(|_| Config::new());
+    fn conninfo_quotes_and_hides_password() -> crate::Result<()> {
+        let c = crate::sql::config(
+            Some(
+                "host=/tmp port=5433 user=o'k dbname=app password=secret sslmode=verify-ca sslrootcert=/ca.pem",
+            ),
+            None,
+        )?;
         let (s, pw) = libpq_conninfo(&c);
         assert!(s.contains("host='/tmp'"), "{s}");
         assert!(s.contains("user='o\\'k'"), "{s}");
         assert!(s.contains("dbname='app'"), "{s}");
         assert!(!s.contains("secret"));
+        assert!(s.contains("sslmode=verify-ca sslrootcert='/ca.pem'"), "{s}");
         assert_eq!(pw.as_deref(), Some("secret"));
+        Ok(())
     }
 }
