@@ -285,7 +285,7 @@ pub struct BackupPostgresArgs {
     pub jobs: usize,
     /// With --logical: tables larger than this many MiB are read in parts
     /// (PostgreSQL 14 and later).
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    #[arg(long, default_value_t = lifeboat_postgres::logical::dump::DEFAULT_SPLIT_BYTES >> 20, value_name = "MIB")]
     pub split_size: u64,
     /// Directory of pg_dump, pg_dumpall and pg_restore (default:
     /// $LIFEBOAT_PG_BIN, the newest /usr/lib/postgresql/N/bin, then PATH).

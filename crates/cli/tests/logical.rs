@@ -638,3 +638,140 @@ fn tls_modes_are_honoured() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("root certificate"), "{}", out.stderr);
 }
+
+#[test]
+fn several_databases_and_partial_restores() {
+    let (env, c) = setup("multi");
+    for (db, n) in [("one", 10), ("two", 20)] {
+        c.psql(&format!("CREATE DATABASE {db}"));
+        c.psql_db(
+            db,
+            &format!(
+                "CREATE SCHEMA s; CREATE TABLE s.t (id serial PRIMARY KEY, v text); \
+                 CREATE TABLE public.u (id int); \
+                 INSERT INTO s.t (v) SELECT 'v' || g FROM generate_series(1, {n}) g; \
+                 INSERT INTO public.u SELECT generate_series(1, {n})"
+            ),
+        );
+    }
+    // A role whose search_path is empty (as some managed services set it).
+    c.psql("ALTER ROLE postgres SET search_path = ''");
+    let ci = conninfo_db(&c, "postgres");
+    let j = env
+        .ok(&[
+            "--json",
+            "backup",
+            "postgres",
+            "--logical",
+            "--db",
+            &ci,
+            "--all-databases",
+        ])
+        .json();
+    let names: Vec<&str> = j["snapshot"]["logical"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["one", "postgres", "two"]);
+
+    // A service file names the server; the connection string adds to it.
+    let services = env.path().join("pg_service.conf");
+    std::fs::write(
+        &services,
+        format!(
+            "[mydb]\nhost={}\nport={}\nuser=postgres\ndbname=postgres\n",
+            c.socket.display(),
+            c.port
+        ),
+    )
+    .unwrap();
+    let out = env.run_with(
+        &[("PGSERVICEFILE", services.to_str().unwrap())],
+        &[
+            "--json",
+            "backup",
+            "postgres",
+            "--logical",
+            "--db",
+            "service=mydb dbname=one",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["snapshot"]["logical"]["databases"][0]["name"],
+        "one"
+    );
+    let out = env.run_with(
+        &[("PGSERVICEFILE", services.to_str().unwrap())],
+        &["backup", "postgres", "--logical", "--db", "service=nosuch"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
+    env.ok(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--logical",
+        "--db",
+        &ci,
+        "--all-databases",
+    ]);
+
+    // Several databases in the backup: the restore must be told which.
+    c.psql("CREATE DATABASE target");
+    let out = restore(&env, &c, "target", &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--database"), "{}", out.stderr);
+
+    // Schema only, then data only.
+    let out = restore(&env, &c, "target", &["--database", "two", "--schema-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(c.psql_db("target", "SELECT count(*) FROM s.t"), "0");
+    let out = restore(&env, &c, "target", &["--database", "two", "--data-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(c.psql_db("target", "SELECT count(*) FROM s.t"), "20");
+    assert_eq!(c.psql_db("target", "SELECT count(*) FROM public.u"), "20");
+    // The serial's sequence continues after the restored rows.
+    assert_eq!(c.psql_db("target", "SELECT nextval('s.t_id_seq')"), "21");
+
+    // One schema into a new database.
+    c.psql("CREATE DATABASE only_s");
+    let out = restore(&env, &c, "only_s", &["--database", "one", "--schema", "s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(c.psql_db("only_s", "SELECT count(*) FROM s.t"), "10");
+    assert_eq!(
+        c.psql_db(
+            "only_s",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'u'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn an_old_pg_dump_is_refused_with_both_versions() {
+    let (env, c) = setup("oldclient");
+    let fake = env.path().join("oldbin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let script = fake.join("pg_dump");
+    std::fs::write(&script, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.22'\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ci = conninfo_db(&c, "postgres");
+    let out = env.run(&[
+        "backup",
+        "postgres",
+        "--logical",
+        "--db",
+        &ci,
+        "--pg-bin",
+        fake.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("version 12") && out.stderr.contains("version 15"),
+        "{}",
+        out.stderr
+    );
+}

@@ -30,6 +30,7 @@ pub mod pitr;
 pub mod policy;
 pub mod segment;
 pub mod server;
+pub mod service;
 pub mod spool;
 pub mod sql;
 pub mod tls;

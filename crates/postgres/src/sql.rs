@@ -1,7 +1,8 @@
 //! Connecting to PostgreSQL over SQL.
 //!
 //! Connection strings are libpq's (`host=/run/postgresql port=5432 user=…` or
-//! `postgresql://…`). What they leave out comes from the usual `PG*`
+//! `postgresql://…`, with `service=` from a service file and TLS settings as
+//! libpq reads them). What they leave out comes from the usual `PG*`
 //! variables, then from the data directory's `postmaster.pid` (socket
 //! directory and port), so on the database host `--pgdata` alone is enough.
 
@@ -39,7 +40,8 @@ impl std::ops::DerefMut for PgConfig {
 /// Builds a connection config from `conninfo` (if any), the `PG*` variables
 /// and the running server of `pgdata` (if any).
 pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<PgConfig> {
-    let (rest, tls) = split_tls_options(conninfo.unwrap_or(""))?;
+    let expanded = crate::service::expand(conninfo.unwrap_or(""))?;
+    let (rest, tls) = split_tls_options(&expanded)?;
     let mut c = if rest.trim().is_empty() {
         Config::new()
     } else {

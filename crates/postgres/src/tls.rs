@@ -304,7 +304,7 @@ fn percent_decode(s: &str) -> String {
 
 /// The `key = value` pairs of a libpq connection string, with each pair's
 /// original text. Values may be single-quoted with backslash escapes.
-fn key_values(s: &str) -> Result<Vec<(String, String, String)>> {
+pub(crate) fn key_values(s: &str) -> Result<Vec<(String, String, String)>> {
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();

@@ -51,7 +51,7 @@ pub struct LogicalBackupOptions {
 }
 
 /// Default part size for large tables.
-pub const DEFAULT_SPLIT_BYTES: u64 = 256 << 20;
+pub const DEFAULT_SPLIT_BYTES: u64 = 1 << 30;
 
 /// Session settings every reading connection uses: exact floats, ISO dates,
 /// UTC, no timeouts, and row security off (a table whose rows a policy would
