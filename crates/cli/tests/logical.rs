@@ -736,6 +736,19 @@ fn several_databases_and_partial_restores() {
     // The serial's sequence continues after the restored rows.
     assert_eq!(c.psql_db("target", "SELECT nextval('s.t_id_seq')"), "21");
 
+    // One table into a new database: its schema comes along.
+    c.psql("CREATE DATABASE only_t");
+    let out = restore(&env, &c, "only_t", &["--database", "one", "--table", "s.t"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(c.psql_db("only_t", "SELECT count(*) FROM s.t"), "10");
+    assert_eq!(
+        c.psql_db(
+            "only_t",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 't'"
+        ),
+        "1"
+    );
+
     // One schema into a new database.
     c.psql("CREATE DATABASE only_s");
     let out = restore(&env, &c, "only_s", &["--database", "one", "--schema", "s"]);

@@ -207,7 +207,20 @@ pub async fn logical_restore(
             .filter(|t| ddl_selection.tables.contains(&t.name))
             .flat_map(|t| t.owned_sequences.iter().cloned())
             .collect();
-        let chosen = toc::select(&entries, &ddl_selection, &manifest.indexes, &owned);
+        let mut chosen = toc::select(&entries, &ddl_selection, &manifest.indexes, &owned);
+        // A table whose schema the target lacks gets the schema too.
+        let schemas = existing_schemas(&client).await?;
+        let missing: Vec<&str> = ddl_selection
+            .tables
+            .iter()
+            .map(|t| t.schema.as_str())
+            .filter(|s| !schemas.iter().any(|e| e == s))
+            .collect();
+        for e in &entries {
+            if e.kind == "SCHEMA" && missing.contains(&e.tag.as_str()) && !chosen.contains(&e) {
+                chosen.insert(0, e);
+            }
+        }
         Some(write_list(&chosen)?)
     };
 
@@ -395,6 +408,15 @@ async fn existing_tables(client: &Client) -> Result<Vec<QualifiedName>> {
             name: r.get(1),
         })
         .collect())
+}
+
+/// Schemas of the target database.
+async fn existing_schemas(client: &Client) -> Result<Vec<String>> {
+    let rows = client
+        .query("SELECT nspname::text FROM pg_namespace", &[])
+        .await
+        .map_err(PgError::sql("looking at the target's schemas"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 fn write_list(entries: &[&TocEntry]) -> Result<tempfile::NamedTempFile> {
