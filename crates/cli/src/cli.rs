@@ -100,6 +100,63 @@ pub enum Command {
     Info(InfoCommand),
     /// Write a logical backup as an ordinary dump (psql loads it without lifeboat).
     Export(ExportArgs),
+    /// Apply a retention policy per source: keep what the rules say, remove
+    /// the other snapshots (their data stays until `prune`). Without --keep-*
+    /// rules, the runbook policy: daily 30 days, weekly 13 weeks, monthly 12
+    /// months, yearly 7 years, pre-deploy backups 90 days. Periods are UTC
+    /// calendar periods counted back from each source's newest snapshot.
+    Forget(ForgetArgs),
+    /// Pin a snapshot (legal hold): no retention policy removes it until unpinned.
+    Pin(PinArgs),
+    /// Remove every pin of a snapshot.
+    Unpin(UnpinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Print the plan (every snapshot, kept or removed, and the rules that
+    /// keep it) without removing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the newest N snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N UTC hours.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N UTC days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep everything younger than this (e.g. 30d, 12h, 2w) before the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep snapshots of a kind for a duration (e.g. pre-deploy=90d; repeatable).
+    #[arg(long, value_name = "KIND=DURATION")]
+    pub keep_kind: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// Snapshot id (or unique prefix), or "latest".
+    pub snapshot: String,
+    /// Why it is held (recorded with the pin).
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// Snapshot id (or unique prefix).
+    pub snapshot: String,
 }
 
 #[derive(Debug, Subcommand)]

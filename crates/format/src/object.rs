@@ -40,6 +40,8 @@ pub enum ObjectKind {
     Snapshot,
     /// A PostgreSQL WAL file (`wal/<system id>/<file name>/<summary>`).
     Wal,
+    /// A pin (legal hold) on a snapshot (`pins/<id>`).
+    Pin,
 }
 
 impl ObjectKind {
@@ -50,6 +52,7 @@ impl ObjectKind {
             ObjectKind::Index => 2,
             ObjectKind::Snapshot => 3,
             ObjectKind::Wal => 4,
+            ObjectKind::Pin => 5,
         }
     }
 
@@ -60,6 +63,7 @@ impl ObjectKind {
             2 => Ok(ObjectKind::Index),
             3 => Ok(ObjectKind::Snapshot),
             4 => Ok(ObjectKind::Wal),
+            5 => Ok(ObjectKind::Pin),
             other => Err(FormatError::Invalid {
                 what: "object",
                 reason: format!("unknown object kind {other}"),
@@ -74,6 +78,7 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Wal => "WAL file",
+            ObjectKind::Pin => "pin",
         }
     }
 }

@@ -251,6 +251,35 @@ pub struct TableRows {
     pub rows: u64,
 }
 
+/// A pin: a legal hold that keeps a snapshot whatever the retention policy
+/// says, until it is removed (`lifeboat unpin`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The snapshot held.
+    pub snapshot: Id,
+    /// Why (`--reason`).
+    pub reason: String,
+    /// When it was pinned.
+    pub time: DateTime<Utc>,
+    /// Who pinned it (user@host).
+    pub by: String,
+}
+
+impl Pin {
+    /// JSON payload.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a payload.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "pin",
+            source,
+        })
+    }
+}
+
 impl Snapshot {
     /// JSON payload.
     pub fn to_json(&self) -> Vec<u8> {

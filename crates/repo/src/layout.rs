@@ -12,6 +12,8 @@ pub const DATA: &str = "data/";
 pub const INDEX: &str = "index/";
 /// Prefix of snapshots.
 pub const SNAPSHOTS: &str = "snapshots/";
+/// Prefix of pins (legal holds on snapshots).
+pub const PINS: &str = "pins/";
 /// Prefix of archived PostgreSQL WAL (see docs/FORMAT.md section 9).
 pub const WAL: &str = "wal/";
 
@@ -34,6 +36,11 @@ pub fn index(id: &Id) -> String {
 /// Key of a snapshot.
 pub fn snapshot(id: &Id) -> String {
     format!("{SNAPSHOTS}{id}")
+}
+
+/// Key of a pin.
+pub fn pin(id: &Id) -> String {
+    format!("{PINS}{id}")
 }
 
 /// Parses the id at the end of a listed key under `prefix` (any depth).

@@ -226,6 +226,7 @@ impl Repository {
         let storage_key = match kind {
             ObjectKind::Index => layout::index(&id),
             ObjectKind::Snapshot => layout::snapshot(&id),
+            ObjectKind::Pin => layout::pin(&id),
             ObjectKind::Config | ObjectKind::Wal => {
                 return Err(RepoError::Invalid(format!(
                     "{} objects are not content-addressed",

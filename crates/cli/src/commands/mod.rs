@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod export;
+pub mod forget;
 pub mod info;
 pub mod init;
 pub mod key;
