@@ -108,7 +108,9 @@ done
 
 # Seven days of churn, twice: hot and uniform.
 ACCOUNTS=$((SCALE * 100000))
-for mode in hot uniform; do
+MODES="hot uniform"
+[ "$DAYS" -gt 0 ] || MODES=""
+for mode in $MODES; do
   echo "seven days, $mode churn" >&2
   psql_ "DROP DATABASE IF EXISTS days" postgres
   psql_ "CREATE DATABASE days TEMPLATE bench" postgres

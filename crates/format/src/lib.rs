@@ -28,6 +28,7 @@ pub mod keyslot;
 pub mod names;
 pub mod object;
 pub mod pack;
+pub mod row_chunker;
 pub mod snapshot;
 pub mod tree;
 

@@ -15,8 +15,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use futures::StreamExt;
+use lifeboat_format::row_chunker::{RowChunks, RowCutter};
 use lifeboat_format::snapshot::{LogicalBackup, LogicalDatabase, SourceKind, TableRows};
 use lifeboat_repo::backup::{Parent, StoredStream, StreamStore, TreeSource};
 use lifeboat_repo::progress::{DynProgress, Event};
@@ -470,9 +470,6 @@ async fn copy_worker(
     Ok(out)
 }
 
-/// Bytes of COPY output handed to the storing thread at a time.
-const BATCH: usize = 1 << 20;
-
 /// Runs one `COPY … TO STDOUT`, storing its output; returns the rows seen.
 pub(crate) async fn copy_part(
     client: &Client,
@@ -484,27 +481,33 @@ pub(crate) async fn copy_part(
         .await
         .map_err(PgError::sql(format!("starting {sql}")))?;
     futures::pin_mut!(stream);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    // Chunks end at row boundaries, decided here as the rows arrive; the
+    // storing thread hashes, compresses and packs them.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let writer = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.store_blocking(ChannelReader::new(rx)))
+        tokio::task::spawn_blocking(move || {
+            store.store_chunks_blocking(std::iter::from_fn(|| rx.blocking_recv()))
+        })
     };
-    let mut rows = 0u64;
+    let mut chunks = RowChunks::new(RowCutter::new(&store.chunker_params()));
     let mut failed = None;
-    // The server sends one message per row: gather them into large buffers
-    // so the hand-over to the storing thread costs nothing per row.
-    let mut batch = bytes::BytesMut::with_capacity(BATCH);
+    let mut stopped = false;
     while let Some(item) = stream.next().await {
         match item {
             Ok(b) => {
-                rows += memchr::memchr_iter(b'\n', &b).count() as u64;
-                batch.extend_from_slice(&b);
-                if batch.len() >= BATCH {
-                    let full = batch.split().freeze();
-                    batch.reserve(BATCH);
-                    if tx.send(full).await.is_err() {
-                        break;
+                let mut ready = Vec::new();
+                let _ = chunks.push(&b, &mut |c| {
+                    ready.push(c);
+                    Ok::<_, ()>(())
+                });
+                for c in ready {
+                    if tx.send(c).await.is_err() {
+                        stopped = true;
                     }
+                }
+                if stopped {
+                    break;
                 }
             }
             Err(e) => {
@@ -516,8 +519,12 @@ pub(crate) async fn copy_part(
             }
         }
     }
-    if failed.is_none() && !batch.is_empty() {
-        let _ = tx.send(batch.freeze()).await;
+    let rows = chunks.rows();
+    if failed.is_none()
+        && !stopped
+        && let Some(last) = chunks.finish()
+    {
+        let _ = tx.send(last).await;
     }
     drop(tx);
     let stored = writer
@@ -527,35 +534,6 @@ pub(crate) async fn copy_part(
         return Err(e);
     }
     Ok((rows, stored?))
-}
-
-/// Reads what a channel of byte buffers delivers, as a blocking `Read`.
-pub(crate) struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
-        Self {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(b) => self.current = b,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
 
 /// Schemas that hold no user data.

@@ -39,6 +39,38 @@ pub struct StreamStore {
 }
 
 impl StreamStore {
+    /// Stores chunks cut by the caller (e.g. at row boundaries), in order,
+    /// as one stream: each becomes one blob. Blocks: call it from a
+    /// blocking thread.
+    pub fn store_chunks_blocking(
+        &self,
+        chunks: impl Iterator<Item = Vec<u8>>,
+    ) -> Result<StoredStream> {
+        let mut encoder = Encoder::new(self.compression)?;
+        let id_key = self.repo.key().id_key();
+        let mut out = StoredStream::default();
+        for chunk in chunks {
+            let id = id_key.blob_id(BlobType::Data, &chunk);
+            if self.claims.claim(&self.index, id) {
+                self.sink.add(&mut encoder, BlobType::Data, id, &chunk)?;
+            }
+            out.content.push(id);
+            out.size += chunk.len() as u64;
+            self.progress.event(Event::Advance {
+                items: 0,
+                bytes: chunk.len() as u64,
+            });
+        }
+        self.progress.event(Event::Advance { items: 1, bytes: 0 });
+        Ok(out)
+    }
+
+    /// The repository's chunker parameters (sizes and secret seed), for
+    /// callers that cut chunks themselves.
+    pub fn chunker_params(&self) -> lifeboat_format::chunker::ChunkerParams {
+        self.repo.config().chunker
+    }
+
     /// Reads `src` to its end, storing every chunk not yet in the repository.
     /// Blocks: call it from a blocking thread.
     pub fn store_blocking(&self, src: impl Read) -> Result<StoredStream> {
