@@ -27,8 +27,9 @@ use crate::sql::PgConfig;
 
 use super::tools::{Tools, libpq_conninfo, run};
 use super::{
-    DataPart, IndexOf, LargeObject, Manifest, QualifiedName, SequenceValue, TableData,
-    database_dir, large_object_path, part_path, quote_ident, quote_literal,
+    DataPart, IndexOf, LargeObject, Manifest, NOT_EXTENSION_MEMBER, QualifiedName, SequenceValue,
+    TableData, USER_SCHEMAS, database_dir, large_object_path, part_path, qualified_names,
+    quote_ident, quote_literal,
 };
 use crate::error::{PgError, Result};
 use crate::sql;
@@ -536,14 +537,6 @@ pub(crate) async fn copy_part(
     Ok((rows, stored?))
 }
 
-/// Schemas that hold no user data.
-const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
-
-/// Objects that belong to an extension (created by CREATE EXTENSION, not dumped).
-const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_depend d \
-    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
-
 async fn list_tables(client: &Client) -> Result<Vec<FoundTable>> {
     let rows = client
         .query(
@@ -751,24 +744,16 @@ async fn indexes(client: &Client) -> Result<Vec<IndexOf>> {
 }
 
 async fn populated_matviews(client: &Client) -> Result<Vec<QualifiedName>> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'm' AND c.relispopulated AND {USER_SCHEMAS} AND {NOT_EXTENSION_MEMBER} \
-                 ORDER BY 1, 2"
-            ),
-            &[],
-        )
-        .await
-        .map_err(PgError::sql("listing the materialized views"))?;
-    Ok(rows
-        .iter()
-        .map(|r| QualifiedName {
-            schema: r.get(0),
-            name: r.get(1),
-        })
-        .collect())
+    qualified_names(
+        client,
+        &format!(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'm' AND c.relispopulated AND {USER_SCHEMAS} AND {NOT_EXTENSION_MEMBER} \
+             ORDER BY 1, 2"
+        ),
+        "listing the materialized views",
+    )
+    .await
 }
 
 /// Stores every large object (in the snapshot) as a file of its own.

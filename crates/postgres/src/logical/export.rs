@@ -51,15 +51,7 @@ pub async fn export_plain(
     let manifest = backup.manifest(repo, &name).await?;
     let dir = database_dir(&name);
     let tools = Tools::find(pg_bin.as_deref(), backup.logical.version_num / 10000).await?;
-    let dump_file = tempfile::Builder::new()
-        .prefix("lifeboat-schema-")
-        .suffix(".dump")
-        .tempfile()
-        .map_err(|e| PgError::io(std::env::temp_dir(), e))?;
-    let dump = backup.read_file(repo, &dir.join("schema.dump")).await?;
-    tokio::fs::write(dump_file.path(), &dump)
-        .await
-        .map_err(|e| PgError::io(dump_file.path(), e))?;
+    let dump_file = backup.schema_file(repo, &name).await?;
     let section = |s: &'static str| {
         let (tools, path) = (&tools, dump_file.path());
         async move {

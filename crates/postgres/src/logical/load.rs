@@ -27,8 +27,8 @@ use crate::sql::PgConfig;
 use super::toc::{self, Selection, TocEntry};
 use super::tools::{Tools, libpq_conninfo};
 use super::{
-    Manifest, OpenedBackup, QualifiedName, TableData, database_dir, large_object_path, part_path,
-    quote_ident, quote_literal,
+    Manifest, NOT_EXTENSION_MEMBER, OpenedBackup, QualifiedName, TableData, USER_SCHEMAS,
+    database_dir, large_object_path, part_path, qualified_names, quote_ident, quote_literal,
 };
 use crate::error::{PgError, Result};
 use crate::sql;
@@ -175,16 +175,7 @@ pub async fn logical_restore(
     }
     let tools = Tools::find(opts.pg_bin.as_deref(), version_num / 10000).await?;
 
-    // The schema dump goes to a private temporary file for pg_restore.
-    let dump_file = tempfile::Builder::new()
-        .prefix("lifeboat-schema-")
-        .suffix(".dump")
-        .tempfile()
-        .map_err(|e| PgError::io(std::env::temp_dir(), e))?;
-    let dump = backup.read_file(repo, &dir.join("schema.dump")).await?;
-    tokio::fs::write(dump_file.path(), &dump)
-        .await
-        .map_err(|e| PgError::io(dump_file.path(), e))?;
+    let dump_file = backup.schema_file(repo, &name).await?;
     let toc_text = run_pg_restore(&tools, None, &["--list"], dump_file.path(), None)
         .await?
         .stdout;
@@ -387,27 +378,17 @@ fn resolve_selection(manifest: &Manifest, opts: &LogicalRestoreOptions) -> Resul
 
 /// Relations in user schemas of the target (those an extension made aside).
 async fn existing_tables(client: &Client) -> Result<Vec<QualifiedName>> {
-    let rows = client
-        .query(
+    qualified_names(
+        client,
+        &format!(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
-                               AND d.objid = c.oid AND d.deptype = 'e') \
-             ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(PgError::sql("looking at the target database"))?;
-    Ok(rows
-        .iter()
-        .map(|r| QualifiedName {
-            schema: r.get(0),
-            name: r.get(1),
-        })
-        .collect())
+               AND {USER_SCHEMAS} AND {NOT_EXTENSION_MEMBER} ORDER BY 1, 2"
+        ),
+        "looking at the target database",
+    )
+    .await
 }
 
 /// Schemas of the target database.

@@ -150,6 +150,32 @@ pub struct LargeObject {
     pub bytes: u64,
 }
 
+/// SQL condition: schema `n` holds user data (not a system schema).
+pub(crate) const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+/// SQL condition: relation `c` does not belong to an extension (CREATE
+/// EXTENSION makes those; they are not dumped).
+pub(crate) const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_depend d \
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
+
+/// Runs a query returning (schema, name) rows.
+pub(crate) async fn qualified_names(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<QualifiedName>> {
+    let rows = client.query(sql, &[]).await.map_err(PgError::sql(what))?;
+    rows.iter()
+        .map(|r| {
+            Ok(QualifiedName {
+                schema: r.try_get(0).map_err(PgError::sql(what))?,
+                name: r.try_get(1).map_err(PgError::sql(what))?,
+            })
+        })
+        .collect()
+}
+
 /// Quotes an identifier for SQL, always.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -283,6 +309,27 @@ impl OpenedBackup {
             out.extend_from_slice(&repo.read_blob(&self.index, id, &label).await?);
         }
         Ok(out)
+    }
+
+    /// Database `name`'s schema dump, written to a private temporary file
+    /// for `pg_restore` (removed when dropped).
+    pub async fn schema_file(
+        &self,
+        repo: &Repository,
+        name: &str,
+    ) -> Result<tempfile::NamedTempFile> {
+        let file = tempfile::Builder::new()
+            .prefix("lifeboat-schema-")
+            .suffix(".dump")
+            .tempfile()
+            .map_err(|e| PgError::io(std::env::temp_dir(), e))?;
+        let dump = self
+            .read_file(repo, &database_dir(name).join("schema.dump"))
+            .await?;
+        tokio::fs::write(file.path(), &dump)
+            .await
+            .map_err(|e| PgError::io(file.path(), e))?;
+        Ok(file)
     }
 
     /// The manifest of database `name`.

@@ -46,23 +46,7 @@ impl StreamStore {
         &self,
         chunks: impl Iterator<Item = Vec<u8>>,
     ) -> Result<StoredStream> {
-        let mut encoder = Encoder::new(self.compression)?;
-        let id_key = self.repo.key().id_key();
-        let mut out = StoredStream::default();
-        for chunk in chunks {
-            let id = id_key.blob_id(BlobType::Data, &chunk);
-            if self.claims.claim(&self.index, id) {
-                self.sink.add(&mut encoder, BlobType::Data, id, &chunk)?;
-            }
-            out.content.push(id);
-            out.size += chunk.len() as u64;
-            self.progress.event(Event::Advance {
-                items: 0,
-                bytes: chunk.len() as u64,
-            });
-        }
-        self.progress.event(Event::Advance { items: 1, bytes: 0 });
-        Ok(out)
+        self.store_each(chunks.map(Ok))
     }
 
     /// The repository's chunker parameters (sizes and secret seed), for
@@ -75,14 +59,23 @@ impl StreamStore {
     /// Blocks: call it from a blocking thread.
     pub fn store_blocking(&self, src: impl Read) -> Result<StoredStream> {
         let chunker = Chunker::new(self.repo.config().chunker)?;
+        let mut reader = ChunkReader::new(src, &chunker);
+        self.store_each(std::iter::from_fn(|| {
+            reader
+                .next_chunk()
+                .map_err(|e| RepoError::Invalid(format!("cannot read the stream: {e}")))
+                .transpose()
+        }))
+    }
+
+    /// Hashes each chunk, stores those new to the repository and this
+    /// backup, and lists them all in order.
+    fn store_each(&self, chunks: impl Iterator<Item = Result<Vec<u8>>>) -> Result<StoredStream> {
         let mut encoder = Encoder::new(self.compression)?;
         let id_key = self.repo.key().id_key();
         let mut out = StoredStream::default();
-        let mut reader = ChunkReader::new(src, &chunker);
-        while let Some(chunk) = reader
-            .next_chunk()
-            .map_err(|e| RepoError::Invalid(format!("cannot read the stream: {e}")))?
-        {
+        for chunk in chunks {
+            let chunk = chunk?;
             let id = id_key.blob_id(BlobType::Data, &chunk);
             if self.claims.claim(&self.index, id) {
                 self.sink.add(&mut encoder, BlobType::Data, id, &chunk)?;
