@@ -507,6 +507,28 @@ fn bad_connections_and_targets_are_refused_cleanly() {
     assert!(out.stderr.contains("no table"), "{}", out.stderr);
     let out = restore(&env, &c, "missing", &[]);
     assert_eq!(out.code, 6, "{}", out.stderr);
+    // A pack of the backup is gone: refused before the target is touched.
+    let packs = common::packs(&env.repo_dir());
+    let biggest = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .unwrap();
+    std::fs::remove_file(biggest).unwrap();
+    c.psql("CREATE DATABASE untouched");
+    let out = restore(&env, &c, "untouched", &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("missing from storage"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        c.psql_db(
+            "untouched",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
     // A physical snapshot is not a logical backup.
     let out = env.run(&[
         "restore",

@@ -31,7 +31,14 @@ impl Repository {
         let record = self
             .storage()
             .get(&key, Some(u64::from(loc.entry.offset)..loc.entry.end()))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                e if e.is_not_found() => RepoError::MissingBlob {
+                    id: loc.entry.id,
+                    needed_by: format!("its pack {key} is missing from storage"),
+                },
+                e => e.into(),
+            })?;
         let mk = self.key().clone();
         let entry = loc.entry;
         cpu(move || {

@@ -29,7 +29,7 @@ use super::tools::{Tools, libpq_conninfo, run};
 use super::{
     DataPart, IndexOf, LargeObject, Manifest, NOT_EXTENSION_MEMBER, QualifiedName, SequenceValue,
     TableData, USER_SCHEMAS, database_dir, large_object_path, part_path, qualified_names,
-    quote_ident, quote_literal,
+    quote_literal,
 };
 use crate::error::{PgError, Result};
 use crate::sql;
@@ -297,20 +297,10 @@ async fn dump_database(
         } else {
             1
         };
-        let cols = t
-            .data
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = t.data.column_list();
         for p in 0..parts {
             let sql = if parts == 1 {
-                if cols.is_empty() {
-                    format!("COPY {} TO STDOUT", t.data.name.sql())
-                } else {
-                    format!("COPY {} ({cols}) TO STDOUT", t.data.name.sql())
-                }
+                format!("COPY {} TO STDOUT", t.data.copy_target())
             } else {
                 let lo = format!("ctid >= '({},0)'::tid", p * split_pages);
                 let range = if p + 1 == parts {

@@ -76,25 +76,11 @@ pub async fn export_plain(
 
     progress.event(Event::Phase("writing table data"));
     for t in &manifest.tables {
-        let cols = t
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let header = if cols.is_empty() {
-            format!(
-                "\n--\n-- Data for {}\n--\n\nCOPY {} FROM stdin;\n",
-                t.name.display(),
-                t.name.sql()
-            )
-        } else {
-            format!(
-                "\n--\n-- Data for {}\n--\n\nCOPY {} ({cols}) FROM stdin;\n",
-                t.name.display(),
-                t.name.sql()
-            )
-        };
+        let header = format!(
+            "\n--\n-- Data for {}\n--\n\nCOPY {} FROM stdin;\n",
+            t.name.display(),
+            t.copy_target()
+        );
         counted.put(header.as_bytes()).await?;
         for p in &t.parts {
             let path = part_path(&dir, &p.file);
@@ -248,10 +234,7 @@ pub async fn export_custom(
         .await
         .map_err(|e| PgError::Command(format!("starting the throwaway cluster: {e}")))??;
     }
-    let result = rebuild_and_dump(
-        repo, reference, &backup, &manifest, &server, output, &progress,
-    )
-    .await;
+    let result = rebuild_and_dump(repo, &backup, &manifest, &server, output, &progress).await;
     let stopper = server.clone();
     let _ = tokio::task::spawn_blocking(move || stopper.stop("immediate")).await;
     let (tables, rows) = result?;
@@ -268,7 +251,6 @@ pub async fn export_custom(
 
 async fn rebuild_and_dump(
     repo: &Repository,
-    reference: &str,
     backup: &OpenedBackup,
     manifest: &super::Manifest,
     server: &crate::server::Server,
@@ -322,7 +304,14 @@ async fn rebuild_and_dump(
         pg_bin: server.bin.program("pg_restore").parent().map(PathBuf::from),
         ..Default::default()
     };
-    let report = super::load::logical_restore(repo, reference, &opts, progress.clone()).await?;
+    let report = super::load::restore_opened(
+        repo,
+        backup,
+        &opts,
+        progress.clone(),
+        std::time::Instant::now(),
+    )
+    .await?;
     progress.event(Event::Phase("writing the custom-format dump"));
     let tools = Tools::find(opts.pg_bin.as_deref(), backup.logical.version_num / 10000).await?;
     let target = crate::sql::config(Some(&server.conninfo(&manifest.database)), None)?;

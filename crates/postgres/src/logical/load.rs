@@ -108,6 +108,17 @@ pub async fn logical_restore(
     }
     progress.event(Event::Phase("reading the backup"));
     let backup = OpenedBackup::open(repo, reference, &progress).await?;
+    restore_opened(repo, &backup, opts, progress, started).await
+}
+
+/// Restores a backup already opened (see [`logical_restore`]).
+pub async fn restore_opened(
+    repo: &Repository,
+    backup: &OpenedBackup,
+    opts: &LogicalRestoreOptions,
+    progress: DynProgress,
+    started: Instant,
+) -> Result<LogicalRestoreReport> {
     let name = backup.database(opts.database.as_deref())?;
     let manifest = backup.manifest(repo, &name).await?;
     let dir = database_dir(&name);
@@ -175,6 +186,22 @@ pub async fn logical_restore(
     }
     let tools = Tools::find(opts.pg_bin.as_deref(), version_num / 10000).await?;
 
+    // A missing pack is found now, not half way through loading.
+    let mut needed = Vec::new();
+    if !opts.schema_only {
+        for t in &wanted {
+            needed.extend(t.parts.iter().map(|p| part_path(&dir, &p.file)));
+        }
+        if everything {
+            needed.extend(
+                manifest
+                    .large_objects
+                    .iter()
+                    .map(|lo| large_object_path(&dir, lo.oid)),
+            );
+        }
+    }
+    backup.check_present(repo, &needed).await?;
     let dump_file = backup.schema_file(repo, &name).await?;
     let toc_text = run_pg_restore(&tools, None, &["--list"], dump_file.path(), None)
         .await?
@@ -217,21 +244,15 @@ pub async fn logical_restore(
 
     let mut warnings = Vec::new();
     let clean_flag = opts.clean && schema && everything;
+    let list_path = list.as_ref().map(|l| l.path());
     if schema {
         progress.event(Event::Phase("restoring the schema (pre-data)"));
         let mut args = vec!["--section=pre-data"];
         if clean_flag {
             args.extend(["--clean", "--if-exists"]);
         }
-        let out = run_pg_restore(
-            &tools,
-            Some(&config),
-            &args,
-            dump_file.path(),
-            list.as_ref().map(|l| l.path()),
-        )
-        .await?;
-        warnings.extend(out.tolerated);
+        let out = run_pg_restore(&tools, Some(&config), &args, dump_file.path(), list_path);
+        warnings.extend(out.await?.tolerated);
     }
 
     let mut checks = Vec::new();
@@ -245,11 +266,11 @@ pub async fn logical_restore(
                 .map_err(PgError::sql(format!("emptying table {}", t.display())))?;
         }
         progress.event(Event::Phase("loading table data"));
-        checks = load_tables(repo, &backup, &dir, &config, &wanted, opts.jobs, &progress).await?;
+        checks = load_tables(repo, backup, &dir, &config, &wanted, opts.jobs, &progress).await?;
         sequences = set_sequences(&client, &manifest, &selection, &wanted).await?;
         if everything {
             large_objects =
-                load_large_objects(repo, &backup, &dir, &client, &manifest, &mut warnings).await?;
+                load_large_objects(repo, backup, &dir, &client, &manifest, &mut warnings).await?;
         }
     }
     if schema && everything {
@@ -265,15 +286,8 @@ pub async fn logical_restore(
         if clean_flag {
             args.extend(["--clean", "--if-exists"]);
         }
-        let out = run_pg_restore(
-            &tools,
-            Some(&config),
-            &args,
-            dump_file.path(),
-            list.as_ref().map(|l| l.path()),
-        )
-        .await?;
-        warnings.extend(out.tolerated);
+        let out = run_pg_restore(&tools, Some(&config), &args, dump_file.path(), list_path);
+        warnings.extend(out.await?.tolerated);
         if !opts.schema_only {
             for m in manifest
                 .matviews
@@ -518,17 +532,7 @@ async fn load_tables(
 ) -> Result<Vec<TableCheck>> {
     let mut queue = Vec::new();
     for t in tables {
-        let cols = t
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = if cols.is_empty() {
-            format!("COPY {} FROM STDIN", t.name.sql())
-        } else {
-            format!("COPY {} ({cols}) FROM STDIN", t.name.sql())
-        };
+        let sql = format!("COPY {} FROM STDIN", t.copy_target());
         let mut size = 0;
         let mut parts = Vec::new();
         for p in &t.parts {

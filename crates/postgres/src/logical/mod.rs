@@ -29,6 +29,7 @@ pub mod tools;
 
 use std::path::{Path, PathBuf};
 
+use futures::StreamExt;
 use lifeboat_format::snapshot::{LogicalBackup, Snapshot, SourceKind};
 use lifeboat_repo::index::MasterIndex;
 use lifeboat_repo::walk::PathFilter;
@@ -101,6 +102,28 @@ pub struct TableData {
     pub owned_sequences: Vec<QualifiedName>,
     /// The parts of its data, in order.
     pub parts: Vec<DataPart>,
+}
+
+impl TableData {
+    /// The columns, quoted and comma-separated (empty for no columns).
+    pub fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What `COPY` reads or writes: the table with its column list (a table
+    /// without columns has none).
+    pub fn copy_target(&self) -> String {
+        let cols = self.column_list();
+        if cols.is_empty() {
+            self.name.sql()
+        } else {
+            format!("{} ({cols})", self.name.sql())
+        }
+    }
 }
 
 /// One part of a table's data.
@@ -330,6 +353,52 @@ impl OpenedBackup {
             .await
             .map_err(|e| PgError::io(file.path(), e))?;
         Ok(file)
+    }
+
+    /// Checks, before anything is written anywhere, that every blob of the
+    /// files at `paths` is in the index and that its pack is on storage.
+    pub async fn check_present(&self, repo: &Repository, paths: &[PathBuf]) -> Result<()> {
+        let mut packs = std::collections::BTreeMap::new();
+        for path in paths {
+            for id in &self.node(path)?.content {
+                let loc = self.index.get(id).ok_or_else(|| {
+                    PgError::Repo(lifeboat_repo::RepoError::MissingBlob {
+                        id: *id,
+                        needed_by: path.display().to_string(),
+                    })
+                })?;
+                packs
+                    .entry(self.index.pack(loc.pack).id)
+                    .or_insert((*id, path.clone()));
+            }
+        }
+        let checks = futures::stream::iter(packs)
+            .map(|(pack, (blob, path))| async move {
+                match repo
+                    .storage()
+                    .head(&lifeboat_repo::layout::pack(&pack))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_not_found() => {
+                        Err(PgError::Repo(lifeboat_repo::RepoError::MissingBlob {
+                            id: blob,
+                            needed_by: format!(
+                                "{} (its pack {} is missing from storage)",
+                                path.display(),
+                                pack.short()
+                            ),
+                        }))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .buffer_unordered(16);
+        futures::pin_mut!(checks);
+        while let Some(r) = checks.next().await {
+            r?;
+        }
+        Ok(())
     }
 
     /// The manifest of database `name`.
