@@ -110,6 +110,32 @@ pub enum Command {
     Pin(PinArgs),
     /// Remove every pin of a snapshot.
     Unpin(UnpinArgs),
+    /// Remove data no snapshot needs, in two phases that are safe while
+    /// backups run: packs no snapshot uses (and partly used packs, repacked
+    /// first) are marked in a deletion plan; a later run deletes them once
+    /// the plan is older than --grace and no backup that started before it
+    /// is still running. Backups never wait for prune. Only one prune runs
+    /// at a time; a killed prune is finished by the next.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Report what would be marked, repacked and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long marked packs are kept before deletion: longer than any
+    /// restore or check that may run meanwhile (e.g. 1h, 30min, 1d; 0 deletes
+    /// in the same run, still waiting for running backups).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: String,
+    /// Unused space tolerated inside partly used packs, as a percentage of
+    /// the repository; beyond it the most wasteful packs are repacked.
+    #[arg(long, value_name = "PERCENT", default_value = "5%")]
+    pub max_unused: String,
+    /// Most bytes of packs to repack in one run (e.g. 10G); default no limit.
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
 }
 
 #[derive(Debug, Args)]

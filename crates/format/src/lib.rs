@@ -25,6 +25,7 @@ pub mod error;
 pub mod id;
 pub mod index;
 pub mod keyslot;
+pub mod maintenance;
 pub mod names;
 pub mod object;
 pub mod pack;

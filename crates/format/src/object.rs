@@ -42,6 +42,10 @@ pub enum ObjectKind {
     Wal,
     /// A pin (legal hold) on a snapshot (`pins/<id>`).
     Pin,
+    /// A prune's deletion plan: packs marked for deletion (`prune/<id>`).
+    DeletionPlan,
+    /// A backup in progress, for prune to wait on (`running/<id>`).
+    Running,
 }
 
 impl ObjectKind {
@@ -53,6 +57,8 @@ impl ObjectKind {
             ObjectKind::Snapshot => 3,
             ObjectKind::Wal => 4,
             ObjectKind::Pin => 5,
+            ObjectKind::DeletionPlan => 6,
+            ObjectKind::Running => 7,
         }
     }
 
@@ -64,6 +70,8 @@ impl ObjectKind {
             3 => Ok(ObjectKind::Snapshot),
             4 => Ok(ObjectKind::Wal),
             5 => Ok(ObjectKind::Pin),
+            6 => Ok(ObjectKind::DeletionPlan),
+            7 => Ok(ObjectKind::Running),
             other => Err(FormatError::Invalid {
                 what: "object",
                 reason: format!("unknown object kind {other}"),
@@ -79,6 +87,8 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Wal => "WAL file",
             ObjectKind::Pin => "pin",
+            ObjectKind::DeletionPlan => "deletion plan",
+            ObjectKind::Running => "backup-in-progress record",
         }
     }
 }

@@ -78,6 +78,20 @@ pub enum RepoError {
     /// A format-level failure outside any stored object (e.g. random source).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Another process holds a lock this operation needs (only prune takes one).
+    #[error(
+        "{what} at {location} is locked by {holder}; wait for it to finish, or if that process is gone, run again after {stale_after} (a lock not refreshed for that long is taken over)"
+    )]
+    Locked {
+        /// What is locked.
+        what: String,
+        /// Where.
+        location: String,
+        /// Who holds it (process, host, since when).
+        holder: String,
+        /// When the lock counts as abandoned.
+        stale_after: String,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -87,7 +101,9 @@ impl RepoError {
     /// True for problems reaching or unlocking the repository (exit code 3).
     pub fn is_access_problem(&self) -> bool {
         match self {
-            RepoError::NotARepository { .. } | RepoError::WrongPassphrase { .. } => true,
+            RepoError::NotARepository { .. }
+            | RepoError::WrongPassphrase { .. }
+            | RepoError::Locked { .. } => true,
             RepoError::Storage(e) => e.is_access_problem() || e.is_transient(),
             _ => false,
         }

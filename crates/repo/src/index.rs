@@ -1,7 +1,7 @@
 //! The in-memory master index: every blob's pack and position, merged from
 //! all index files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use lifeboat_format::index::{IndexFile, IndexPack};
@@ -132,11 +132,88 @@ pub struct IndexLoad {
     pub damaged: Vec<(String, RepoError)>,
 }
 
+impl MasterIndex {
+    /// Merges index files. Packs in `marked` (marked for deletion by a
+    /// prune) are merged last, so a blob that also lives elsewhere is read
+    /// from the pack that stays; with `exclude`, they are left out entirely
+    /// (for backups, which must not deduplicate against them).
+    pub fn from_files(files: &[(Id, IndexFile)], marked: &HashSet<Id>, exclude: bool) -> Self {
+        let mut index = MasterIndex::default();
+        for (id, file) in files {
+            for p in file.packs.iter().filter(|p| !marked.contains(&p.id)) {
+                index.add_pack(p);
+            }
+            index.files.push(*id);
+        }
+        if !exclude {
+            for (_, file) in files {
+                for p in file.packs.iter().filter(|p| marked.contains(&p.id)) {
+                    index.add_pack(p);
+                }
+            }
+        }
+        index
+    }
+}
+
+/// Every index file as read, and those that could not be read.
+#[derive(Debug, Default)]
+pub struct IndexFiles {
+    /// Readable files with their ids.
+    pub files: Vec<(Id, IndexFile)>,
+    /// Index files that could not be read, with the reason.
+    pub damaged: Vec<(String, RepoError)>,
+}
+
 impl Repository {
-    /// Loads every index file in parallel. Unreadable files are reported in
-    /// [`IndexLoad::damaged`] (and as warnings), not fatal: their packs then
-    /// look unindexed, which is safe for backups and named by `check`.
+    /// Loads every index file, preferring packs that no prune has marked for
+    /// deletion. Unreadable files are reported in [`IndexLoad::damaged`]
+    /// (and as warnings), not fatal: their packs then look unindexed, which
+    /// is safe for backups and named by `check`.
     pub async fn load_index(&self, progress: &DynProgress) -> Result<IndexLoad> {
+        let marked = match self.deletion_plans().await {
+            Ok(plans) => plans.into_iter().flat_map(|(_, p)| p.packs).collect(),
+            Err(e) if e.is_access_problem() => return Err(e),
+            Err(e) => {
+                progress.event(Event::Warning(format!(
+                    "a deletion plan is unreadable ({e}); reading as if no pack were marked"
+                )));
+                HashSet::new()
+            }
+        };
+        self.load_index_marked(progress, &marked, false).await
+    }
+
+    /// Loads the index leaving out (with `exclude`) or merging last the
+    /// packs in `marked`.
+    pub async fn load_index_marked(
+        &self,
+        progress: &DynProgress,
+        marked: &HashSet<Id>,
+        exclude: bool,
+    ) -> Result<IndexLoad> {
+        let files = self.read_index_files(progress).await?;
+        Ok(IndexLoad {
+            index: MasterIndex::from_files(&files.files, marked, exclude),
+            damaged: files.damaged,
+        })
+    }
+
+    /// Reads and decodes every index file in parallel. A file that vanishes
+    /// between the listing and the read was replaced by a prune compacting
+    /// the index (its successor was written first): the listing is redone.
+    pub async fn read_index_files(&self, progress: &DynProgress) -> Result<IndexFiles> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (files, vanished) = self.read_index_files_once(progress).await?;
+            if !vanished || attempt == 5 {
+                return Ok(files);
+            }
+        }
+    }
+
+    async fn read_index_files_once(&self, progress: &DynProgress) -> Result<(IndexFiles, bool)> {
         let listed = self.storage().list(layout::INDEX).await?;
         let ids: Vec<(String, Id)> = listed
             .into_iter()
@@ -154,19 +231,23 @@ impl Repository {
                 (key, id, r)
             })
             .buffer_unordered(16);
-        let mut load = IndexLoad::default();
+        let mut out = IndexFiles::default();
+        let mut vanished = false;
         while let Some((key, id, r)) = results.next().await {
             match r {
-                Ok(file) => load.index.add_file(id, &file),
+                Ok(file) => out.files.push((id, file)),
+                Err(RepoError::Storage(e)) if e.is_not_found() => vanished = true,
                 Err(e) if e.is_access_problem() => return Err(e),
                 Err(e) => {
                     progress.event(Event::Warning(format!(
                         "index file {key} is unreadable and was skipped: {e}"
                     )));
-                    load.damaged.push((key, e));
+                    out.damaged.push((key, e));
                 }
             }
         }
-        Ok(load)
+        // A stable merge order, whatever order the reads finished in.
+        out.files.sort_by_key(|(id, _)| *id);
+        Ok((out, vanished))
     }
 }

@@ -14,6 +14,12 @@ pub const INDEX: &str = "index/";
 pub const SNAPSHOTS: &str = "snapshots/";
 /// Prefix of pins (legal holds on snapshots).
 pub const PINS: &str = "pins/";
+/// Prefix of deletion plans (packs a prune has marked for deletion).
+pub const PRUNE: &str = "prune/";
+/// Prefix of backup-in-progress records.
+pub const RUNNING: &str = "running/";
+/// The prune lock (one prune at a time; backups never take it).
+pub const PRUNE_LOCK: &str = "locks/prune";
 /// Prefix of archived PostgreSQL WAL (see docs/FORMAT.md section 9).
 pub const WAL: &str = "wal/";
 
@@ -41,6 +47,16 @@ pub fn snapshot(id: &Id) -> String {
 /// Key of a pin.
 pub fn pin(id: &Id) -> String {
     format!("{PINS}{id}")
+}
+
+/// Key of a deletion plan.
+pub fn deletion_plan(id: &Id) -> String {
+    format!("{PRUNE}{id}")
+}
+
+/// Key of a backup-in-progress record.
+pub fn running(id: &Id) -> String {
+    format!("{RUNNING}{id}")
 }
 
 /// Parses the id at the end of a listed key under `prefix` (any depth).

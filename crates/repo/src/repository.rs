@@ -227,7 +227,8 @@ impl Repository {
             ObjectKind::Index => layout::index(&id),
             ObjectKind::Snapshot => layout::snapshot(&id),
             ObjectKind::Pin => layout::pin(&id),
-            ObjectKind::Config | ObjectKind::Wal => {
+            ObjectKind::DeletionPlan => layout::deletion_plan(&id),
+            ObjectKind::Config | ObjectKind::Wal | ObjectKind::Running => {
                 return Err(RepoError::Invalid(format!(
                     "{} objects are not content-addressed",
                     kind.name()

@@ -142,9 +142,13 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StorageEr
                 continue;
             }
             let path = entry.path();
-            let meta = entry
-                .metadata()
-                .map_err(|e| StorageError::from_io(&path.display().to_string(), e))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Deleted since the directory was read (a prune at work):
+                // it is not there, so it is not listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::from_io(&path.display().to_string(), e)),
+            };
             if meta.is_dir() {
                 stack.push(path);
             } else if let Ok(rel) = path.strip_prefix(root) {

@@ -9,6 +9,7 @@ pub mod init;
 pub mod key;
 pub mod logical;
 pub mod ls;
+pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod restore_postgres;

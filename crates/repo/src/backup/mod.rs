@@ -38,6 +38,7 @@ use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, cpu, local_origin};
+use crate::running::RunningBackup;
 use crate::uploader::{Claims, PackSink, Uploader};
 
 /// How to take a backup.
@@ -113,6 +114,7 @@ pub struct TreeBackup {
     skipped: Vec<String>,
     problems: Vec<String>,
     streams: Option<StreamStore>,
+    running: Option<RunningBackup>,
 }
 
 impl Repository {
@@ -141,7 +143,19 @@ impl Repository {
         let started = Instant::now();
         let time = Utc::now();
         progress.event(Event::Phase("loading index"));
-        let index = Arc::new(self.load_index(&progress).await?.index);
+        // Registered before the index is read, so a prune running meanwhile
+        // keeps every pack this backup may reuse until it has finished.
+        let what = format!(
+            "{} backup of {}",
+            source.kind.as_str(),
+            source.paths.join(" ")
+        );
+        let (running, marked) = self.register_backup(&what).await?;
+        let index = Arc::new(
+            self.load_index_marked(&progress, &marked, true)
+                .await?
+                .index,
+        );
         progress.event(Event::Phase("scanning"));
         let scan = {
             let (source, progress) = (source.clone(), progress.clone());
@@ -176,6 +190,7 @@ impl Repository {
             skipped: Vec::new(),
             problems: Vec::new(),
             streams: None,
+            running: Some(running),
         })
     }
 }
@@ -337,6 +352,15 @@ impl TreeBackup {
         self.progress.event(Event::Phase("saving snapshot"));
         let (id, size) = self.repo.save_snapshot(&snapshot).await?;
         snapshot.summary.stored_bytes += size;
+        if let Some(running) = self.running.take() {
+            // The snapshot is durable; a record left behind only delays a
+            // prune until it goes stale.
+            if let Err(e) = running.end().await {
+                self.progress.event(Event::Warning(format!(
+                    "could not remove this backup's running/ record ({e}); prune ignores it after 15 minutes"
+                )));
+            }
+        }
         Ok(BackupResult {
             id,
             snapshot,

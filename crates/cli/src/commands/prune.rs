@@ -1,0 +1,191 @@
+//! `lifeboat prune`
+
+use anyhow::Result;
+use lifeboat_repo::prune::{PruneOptions, PruneReport};
+
+use crate::cli::{Global, PruneArgs};
+use crate::commands::open_repo;
+use crate::exit::UsageError;
+use crate::output::{self, Reporter, size};
+
+/// Parses a grace period: `0`, or a number with `s`, `min`, `h` or `d`.
+fn parse_grace(s: &str) -> Option<chrono::Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(chrono::Duration::zero());
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let n: i64 = s[..split].parse().ok()?;
+    match &s[split..] {
+        "s" => Some(chrono::Duration::seconds(n)),
+        "min" => Some(chrono::Duration::minutes(n)),
+        "h" => Some(chrono::Duration::hours(n)),
+        "d" => Some(chrono::Duration::days(n)),
+        _ => None,
+    }
+}
+
+/// Parses a size: a number of bytes, or with `K`, `M`, `G` or `T` (powers of 1024).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().trim_end_matches(['B', 'b', 'i']);
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().ok()?;
+    let shift = match s[split..].to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+fn options(args: &PruneArgs) -> Result<PruneOptions> {
+    let grace = parse_grace(&args.grace).ok_or_else(|| {
+        UsageError(format!(
+            "--grace {:?}: expected 0 or a duration such as 90s, 30min, 1h, 2d",
+            args.grace
+        ))
+    })?;
+    let max_unused = args
+        .max_unused
+        .trim()
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--max-unused {:?}: expected a percentage from 0% to 100%",
+                args.max_unused
+            ))
+        })?;
+    let max_repack = args
+        .max_repack
+        .as_deref()
+        .map(|s| {
+            parse_size(s).ok_or_else(|| {
+                UsageError(format!(
+                    "--max-repack {s:?}: expected a size such as 500M or 10G"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(PruneOptions {
+        dry_run: args.dry_run,
+        grace,
+        max_unused_percent: max_unused,
+        max_repack,
+        ..PruneOptions::default()
+    })
+}
+
+/// Marks and deletes unused data.
+pub async fn prune(g: &Global, args: &PruneArgs) -> Result<()> {
+    let options = options(args)?;
+    let repo = open_repo(g).await?;
+    let reporter = Reporter::new(g);
+    let report = repo.prune(&options, reporter.sink()).await;
+    reporter.finish();
+    let report = report?;
+    if g.json {
+        return output::json(&report);
+    }
+    if !g.quiet {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &PruneReport) {
+    let would = |done: &'static str, dry: &'static str| if r.dry_run { dry } else { done };
+    println!(
+        "{} snapshots use {} blobs; {} packs, {} stored",
+        r.snapshots,
+        r.used_blobs,
+        r.packs,
+        size(r.stored_bytes)
+    );
+    if r.missing_blobs > 0 {
+        println!(
+            "warning: {} blobs named by snapshots are in no index; unindexed packs are kept \
+             (run `lifeboat check`, then `lifeboat repair index`)",
+            r.missing_blobs
+        );
+    }
+    let d = &r.deleted;
+    if !d.plans.is_empty() {
+        println!(
+            "{} {} packs ({}) from {} deletion plan(s); {} index file(s) replaced{}",
+            would("deleted", "would delete"),
+            d.packs,
+            size(d.bytes),
+            d.plans.len(),
+            d.index_files_replaced,
+            if d.kept_in_use > 0 {
+                format!(
+                    "; kept {} marked pack(s) that new snapshots use",
+                    d.kept_in_use
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    for p in &r.postponed {
+        println!(
+            "waiting: plan {} ({} packs, {}): {}",
+            p.plan.short(),
+            p.packs,
+            size(p.bytes),
+            p.why
+        );
+    }
+    let m = &r.marked;
+    let marked = m.unused_packs + m.unindexed_packs + m.repacked_packs;
+    if marked == 0 {
+        println!("nothing new to mark");
+    } else {
+        println!(
+            "{} {} packs ({}) for deletion: {} unused, {} unindexed, {} repacked into {} new pack(s) ({}){}",
+            would("marked", "would mark"),
+            marked,
+            size(m.bytes),
+            m.unused_packs,
+            m.unindexed_packs,
+            m.repacked_packs,
+            m.new_packs,
+            size(m.new_bytes),
+            m.plan
+                .map(|p| format!("; plan {}", p.short()))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "{} unused in partly used packs left (within --max-unused)",
+        size(r.unused_bytes_left)
+    );
+    if r.dry_run {
+        println!("dry run: nothing changed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_and_sizes_parse() {
+        assert_eq!(parse_grace("0"), Some(chrono::Duration::zero()));
+        assert_eq!(parse_grace("90s"), Some(chrono::Duration::seconds(90)));
+        assert_eq!(parse_grace("30min"), Some(chrono::Duration::minutes(30)));
+        assert_eq!(parse_grace("2d"), Some(chrono::Duration::days(2)));
+        assert_eq!(parse_grace("1m"), None);
+        assert_eq!(parse_grace("h"), None);
+        assert_eq!(parse_size("10G"), Some(10 << 30));
+        assert_eq!(parse_size("500MiB"), Some(500 << 20));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("5X"), None);
+    }
+}
