@@ -105,6 +105,8 @@ pub enum Command {
     /// rules, the runbook policy: daily 30 days, weekly 13 weeks, monthly 12
     /// months, yearly 7 years, pre-deploy backups 90 days. Periods are UTC
     /// calendar periods counted back from each source's newest snapshot.
+    /// PostgreSQL WAL outside the point-in-time-recovery window (--pitr-window,
+    /// 30 days) is removed, never WAL a kept base backup needs.
     Forget(ForgetArgs),
     /// Pin a snapshot (legal hold): no retention policy removes it until unpinned.
     Pin(PinArgs),
@@ -168,6 +170,12 @@ pub struct ForgetArgs {
     /// Keep snapshots of a kind for a duration (e.g. pre-deploy=90d; repeatable).
     #[arg(long, value_name = "KIND=DURATION")]
     pub keep_kind: Vec<String>,
+    /// The point-in-time-recovery window of PostgreSQL clusters, back from
+    /// now (e.g. 30d, 12h, 90min). The base backup the window starts from is
+    /// kept whatever the rules say; archived WAL that neither the window nor
+    /// any kept base backup needs is removed.
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub pitr_window: String,
 }
 
 #[derive(Debug, Args)]

@@ -692,3 +692,139 @@ fn a_corrupt_page_is_reported_by_file_and_block() {
     assert_eq!(snap["snapshot"]["postgres"]["checksum_failures"], 1);
     assert_eq!(snap["problems"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn wal_outside_the_pitr_window_expires_and_the_window_still_restores() {
+    let env = setup();
+    let c = Cluster::new(&env, "src");
+    c.psql("CREATE TABLE t (v int)");
+    c.psql("INSERT INTO t VALUES (1)");
+    let b1 = base_backup(&env, &c);
+    c.psql("INSERT INTO t VALUES (2)");
+    c.archive_now();
+    let b2 = base_backup(&env, &c);
+    let b2_stop = b2["snapshot"]["postgres"]["stop_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(3));
+    c.psql("INSERT INTO t VALUES (3)");
+    c.archive_now();
+    let b3 = base_backup(&env, &c);
+    c.psql("INSERT INTO t VALUES (4)");
+    c.archive_now();
+    // Before forget, a point between the first two backups is recoverable.
+    let before_b2 = c.psql(&format!(
+        "SELECT (timestamptz '{b2_stop}' - interval '1 second')::text"
+    ));
+    let wal_before = common::objects(&env.repo_dir(), "wal").len();
+
+    // A window that starts after the second backup and before the third:
+    // the second is kept for it, the first goes with the WAL before it.
+    let age: i64 = c
+        .psql(&format!(
+            "SELECT floor(extract(epoch FROM clock_timestamp() - timestamptz '{b2_stop}'))::int"
+        ))
+        .parse()
+        .unwrap();
+    let window = format!("{age}s");
+    let dry = env
+        .ok(&[
+            "--json",
+            "forget",
+            "--keep-last",
+            "1",
+            "--pitr-window",
+            &window,
+            "--dry-run",
+        ])
+        .json();
+    assert_eq!(common::objects(&env.repo_dir(), "wal").len(), wal_before);
+    assert!(
+        dry["wal"][0]["removed_files"].as_u64().unwrap() > 0,
+        "{dry}"
+    );
+    let plan = env
+        .ok(&[
+            "--json",
+            "forget",
+            "--keep-last",
+            "1",
+            "--pitr-window",
+            &window,
+        ])
+        .json();
+    let kept: Vec<&str> = plan["sources"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [b3["id"].as_str().unwrap(), b2["id"].as_str().unwrap()],
+        "{plan}"
+    );
+    let decisions = plan["sources"][0]["snapshots"].as_array().unwrap();
+    assert_eq!(decisions[1]["reasons"][0]["rule"], "pitr-window", "{plan}");
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["id"] == b1["id"] && d["keep"] == false)
+    );
+    let wal = &plan["wal"][0];
+    assert_eq!(wal["base"], b2["id"], "{plan}");
+    let removed = wal["removed_files"].as_u64().unwrap();
+    assert!(removed > 0, "{plan}");
+    assert_eq!(
+        common::objects(&env.repo_dir(), "wal").len() as u64,
+        wal_before as u64 - removed
+    );
+    let (before_start, after_start) = (
+        wal["before"][0]["earliest"].as_str().unwrap(),
+        wal["after"][0]["earliest"].as_str().unwrap(),
+    );
+    assert!(before_start < after_start, "{wal}");
+    env.ok(&["prune", "--grace", "0"]);
+    env.ok(&["check", "--read-data"]);
+    let info = env.ok(&["--json", "info", "postgres"]).json();
+    assert_eq!(
+        info[0]["timelines"][0]["window"]["earliest"]
+            .as_str()
+            .unwrap(),
+        after_start,
+        "{info}"
+    );
+
+    // The oldest point of the window still restores, and so does the newest.
+    let oldest = c.psql(&format!(
+        "SELECT (timestamptz '{b2_stop}' + interval '1 second')::text"
+    ));
+    let (r, _) = restore_and_start(&env, "oldest", &["--target-time", &oldest, "--no-archive"]);
+    assert_eq!(
+        r.psql("SELECT string_agg(v::text, ',' ORDER BY v) FROM t"),
+        "1,2"
+    );
+    r.stop();
+    let (r, _) = restore_and_start(&env, "newest", &["--no-archive"]);
+    assert_eq!(
+        r.psql("SELECT string_agg(v::text, ',' ORDER BY v) FROM t"),
+        "1,2,3,4"
+    );
+    r.stop();
+    // Just outside the window: refused, nothing written.
+    let (data, _) = restore_dir(&env, "outside");
+    let out = env.run(&[
+        "restore",
+        "postgres",
+        "latest",
+        "--target-dir",
+        data.to_str().unwrap(),
+        "--target-time",
+        &before_b2,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("recoverable window"), "{}", out.stderr);
+    assert!(!data.exists());
+}

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod checksum;
 pub mod control;
 pub mod error;
+pub mod expire;
 pub mod history;
 pub mod info;
 pub mod logical;

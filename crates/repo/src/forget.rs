@@ -103,11 +103,13 @@ impl Repository {
     }
 
     /// Applies `policy` to every source and, unless `dry_run`, removes the
-    /// snapshots it does not keep. Unreadable pins stop the run: a hold
-    /// that cannot be read must not be ignored.
+    /// snapshots it does not keep. Snapshots in `window_bases` (where a
+    /// point-in-time-recovery window starts) are kept too. Unreadable pins
+    /// stop the run: a hold that cannot be read must not be ignored.
     pub async fn forget(
         &self,
         policy: &Policy,
+        window_bases: &HashSet<Id>,
         dry_run: bool,
         progress: &DynProgress,
     ) -> Result<ForgetPlan> {
@@ -133,6 +135,7 @@ impl Repository {
                     time: e.snapshot.time,
                     kind: e.snapshot.kind,
                     pinned: pinned.contains(&e.id),
+                    window_base: window_bases.contains(&e.id),
                 });
         }
         let mut plan = ForgetPlan {

@@ -11,7 +11,8 @@
 //! "weekly for 3 months", `keep-monthly 12` "monthly for a year".
 //! `keep-within 30d` keeps everything not older than 30 days before the
 //! newest snapshot; `keep-kind pre-deploy=90d` the same, for one kind.
-//! Pinned snapshots are always kept. A snapshot kept by several rules lists
+//! Pinned snapshots are always kept, and so is the base backup a PostgreSQL
+//! cluster's point-in-time-recovery window starts from. A snapshot kept by several rules lists
 //! them all.
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
@@ -119,6 +120,8 @@ pub struct Candidate {
     pub kind: BackupKind,
     /// Pinned (legal hold).
     pub pinned: bool,
+    /// The base backup the point-in-time-recovery window starts from.
+    pub window_base: bool,
 }
 
 /// Why a snapshot is kept.
@@ -127,6 +130,8 @@ pub struct Candidate {
 pub enum Reason {
     /// It is pinned.
     Pinned,
+    /// The point-in-time-recovery window starts from it.
+    PitrWindow,
     /// One of the newest N.
     Last {
         /// Its rank, 1 = newest.
@@ -183,6 +188,9 @@ pub fn apply(policy: &Policy, snapshots: &[Candidate]) -> Vec<Decision> {
         let reasons = &mut out[i].reasons;
         if c.pinned {
             reasons.push(Reason::Pinned);
+        }
+        if c.window_base {
+            reasons.push(Reason::PitrWindow);
         }
         if (i as u64) < u64::from(policy.keep_last) {
             reasons.push(Reason::Last { rank: i as u32 + 1 });
@@ -272,6 +280,7 @@ mod tests {
             time,
             kind: BackupKind::Scheduled,
             pinned: false,
+            window_base: false,
         }
     }
 
@@ -378,7 +387,7 @@ mod tests {
         let mut out = Vec::new();
         for x in c {
             let newer = c.iter().filter(|y| (y.time, y.id) > (x.time, x.id)).count() as u64;
-            let mut keep = x.pinned || newer < u64::from(policy.keep_last);
+            let mut keep = x.pinned || x.window_base || newer < u64::from(policy.keep_last);
             for (u, unit) in Unit::ALL.iter().enumerate() {
                 let n = i64::from(policy.keep_periods[u]);
                 let p = unit.period(x.time);
@@ -428,6 +437,7 @@ mod tests {
                     b[1..9].copy_from_slice(&(i as u64).to_le_bytes());
                     x.id = Id::from_bytes(b);
                     x.pinned = next() % 50 == 0;
+                    x.window_base = next() % 70 == 0;
                     x.kind = match next() % 3 {
                         0 => BackupKind::PreDeploy,
                         1 => BackupKind::Manual,

@@ -2,6 +2,9 @@
 
 use anyhow::{Result, bail};
 use lifeboat_format::snapshot::BackupKind;
+use std::collections::HashSet;
+
+use lifeboat_postgres::expire::{self, WalExpiry, WindowLine};
 use lifeboat_repo::retention::{Policy, Reason, Unit, parse_duration};
 
 use crate::cli::{ForgetArgs, Global, PinArgs, UnpinArgs};
@@ -60,6 +63,7 @@ fn policy(args: &ForgetArgs) -> Result<Policy> {
 fn describe(r: &Reason) -> String {
     match r {
         Reason::Pinned => "pinned".into(),
+        Reason::PitrWindow => "PITR window starts here".into(),
         Reason::Last { rank } => format!("last {rank}"),
         Reason::Period { unit, period } => {
             let u = match unit {
@@ -76,16 +80,54 @@ fn describe(r: &Reason) -> String {
     }
 }
 
-/// Applies the retention policy.
+/// Parses the PITR window: the retention durations, or minutes/seconds.
+fn pitr_window(s: &str) -> Result<chrono::Duration> {
+    parse_duration(s)
+        .or_else(|| crate::commands::prune::parse_short_duration(s))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--pitr-window {s:?} is not a duration; use e.g. 30d, 12h, 90min"
+            ))
+            .into()
+        })
+}
+
+/// Applies the retention policy, then expires WAL outside the PITR window.
 pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
     let policy = policy(args)?;
+    let window = pitr_window(&args.pitr_window)?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let plan = repo.forget(&policy, args.dry_run, &reporter.sink()).await;
+    let sink = reporter.sink();
+    let done = async {
+        let window_start = chrono::Utc::now() - window;
+        let all = repo.list_snapshots(&sink).await?;
+        let bases = expire::window_snapshot_ids(&all, window_start);
+        let plan = repo.forget(&policy, &bases, args.dry_run, &sink).await?;
+        let kept_ids: HashSet<_> = plan
+            .sources
+            .iter()
+            .flat_map(|s| &s.snapshots)
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect();
+        let kept: Vec<_> = all
+            .iter()
+            .filter(|e| kept_ids.contains(&e.id))
+            .cloned()
+            .collect();
+        let wal = expire::expire_wal(&repo, &all, &kept, window_start, args.dry_run, &sink).await?;
+        anyhow::Ok((plan, wal))
+    }
+    .await;
     reporter.finish();
-    let plan = plan?;
+    let (plan, wal) = done?;
     if g.json {
-        return output::json(&plan);
+        let mut v = serde_json::to_value(&plan)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("wal".into(), serde_json::to_value(&wal)?);
+        }
+        return output::json(&v);
     }
     if g.quiet {
         return Ok(());
@@ -113,7 +155,57 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
             "removed (their data stays until `lifeboat prune`)"
         }
     );
+    for w in &wal {
+        print_wal(w, plan.dry_run);
+    }
     Ok(())
+}
+
+fn print_windows(label: &str, lines: &[WindowLine]) {
+    if lines.is_empty() {
+        println!("  {label}: no recoverable window");
+    }
+    for l in lines {
+        println!(
+            "  {label}: timeline {}: from {} to {}",
+            l.timeline,
+            l.earliest.format("%Y-%m-%d %H:%M:%S UTC"),
+            l.latest
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "its consistency point".into())
+        );
+    }
+}
+
+fn print_wal(w: &WalExpiry, dry_run: bool) {
+    println!(
+        "PostgreSQL cluster {}: PITR window from {}{}",
+        w.system_id,
+        w.window_start.format("%Y-%m-%d %H:%M:%S UTC"),
+        w.base
+            .map(|b| format!(", starting from base backup {}", b.short()))
+            .unwrap_or_default()
+    );
+    if let Some(n) = &w.note {
+        println!("  {n}");
+    }
+    println!(
+        "  WAL: {} file(s) ({}) {}, {} kept{}",
+        w.removed_files,
+        output::size(w.removed_bytes),
+        if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        },
+        w.kept_files,
+        w.keep_from
+            .as_ref()
+            .map(|s| format!(" (from segment {s})"))
+            .unwrap_or_default()
+    );
+    print_windows("before", &w.before);
+    print_windows("after ", &w.after);
 }
 
 /// Pins a snapshot.

@@ -8,8 +8,8 @@ use crate::commands::open_repo;
 use crate::exit::UsageError;
 use crate::output::{self, Reporter, size};
 
-/// Parses a grace period: `0`, or a number with `s`, `min`, `h` or `d`.
-fn parse_grace(s: &str) -> Option<chrono::Duration> {
+/// Parses a short duration: `0`, or a number with `s`, `min`, `h` or `d`.
+pub fn parse_short_duration(s: &str) -> Option<chrono::Duration> {
     let s = s.trim();
     if s == "0" {
         return Some(chrono::Duration::zero());
@@ -42,7 +42,7 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn options(args: &PruneArgs) -> Result<PruneOptions> {
-    let grace = parse_grace(&args.grace).ok_or_else(|| {
+    let grace = parse_short_duration(&args.grace).ok_or_else(|| {
         UsageError(format!(
             "--grace {:?}: expected 0 or a duration such as 90s, 30min, 1h, 2d",
             args.grace
@@ -177,12 +177,18 @@ mod tests {
 
     #[test]
     fn grace_and_sizes_parse() {
-        assert_eq!(parse_grace("0"), Some(chrono::Duration::zero()));
-        assert_eq!(parse_grace("90s"), Some(chrono::Duration::seconds(90)));
-        assert_eq!(parse_grace("30min"), Some(chrono::Duration::minutes(30)));
-        assert_eq!(parse_grace("2d"), Some(chrono::Duration::days(2)));
-        assert_eq!(parse_grace("1m"), None);
-        assert_eq!(parse_grace("h"), None);
+        assert_eq!(parse_short_duration("0"), Some(chrono::Duration::zero()));
+        assert_eq!(
+            parse_short_duration("90s"),
+            Some(chrono::Duration::seconds(90))
+        );
+        assert_eq!(
+            parse_short_duration("30min"),
+            Some(chrono::Duration::minutes(30))
+        );
+        assert_eq!(parse_short_duration("2d"), Some(chrono::Duration::days(2)));
+        assert_eq!(parse_short_duration("1m"), None);
+        assert_eq!(parse_short_duration("h"), None);
         assert_eq!(parse_size("10G"), Some(10 << 30));
         assert_eq!(parse_size("500MiB"), Some(500 << 20));
         assert_eq!(parse_size("123"), Some(123));
