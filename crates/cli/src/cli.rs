@@ -119,6 +119,34 @@ pub enum Command {
     /// is still running. Backups never wait for prune. Only one prune runs
     /// at a time; a killed prune is finished by the next.
     Prune(PruneArgs),
+    /// Copy snapshots (with the data they need) and archived WAL to a
+    /// replica repository in another region or provider, only what it
+    /// lacks, verifying everything read. The replica shares this
+    /// repository's encryption key but has its own passphrase; create it
+    /// with --init. Run it repeatedly (the weekly offsite copy).
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The replica: a directory or s3://bucket/prefix (S3 credentials from
+    /// the usual AWS_* variables).
+    #[arg(long, value_name = "LOCATION")]
+    pub to: String,
+    /// Create the replica first (the location must be empty).
+    #[arg(long)]
+    pub init: bool,
+    /// The replica's passphrase from this file (else LIFEBOAT_TO_PASSWORD,
+    /// --to-password-command, or a prompt).
+    #[arg(long, env = "LIFEBOAT_TO_PASSWORD_FILE", value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+    /// Run this command for the replica's passphrase.
+    #[arg(long, env = "LIFEBOAT_TO_PASSWORD_COMMAND", value_name = "COMMAND")]
+    pub to_password_command: Option<String>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Snapshots to copy (ids or unique prefixes, or "latest"); default all.
+    pub snapshots: Vec<String>,
 }
 
 #[derive(Debug, Args)]

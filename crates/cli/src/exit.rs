@@ -92,7 +92,7 @@ fn repo_hint(r: &RepoError) -> Option<&'static str> {
             "check LIFEBOAT_REPOSITORY (or --repo); to create a repository there, run `lifeboat init`",
         ),
         RepoError::AlreadyInitialized { .. } => Some(
-            "nothing was changed; point LIFEBOAT_REPOSITORY at an empty location to create a new repository",
+            "nothing was changed; a new repository (or a replica, with `copy --init`) needs an empty location",
         ),
         RepoError::Corrupt { .. } | RepoError::MissingBlob { .. } => {
             Some("run `lifeboat check --read-data` to see everything that is affected")

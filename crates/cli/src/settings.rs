@@ -65,6 +65,40 @@ fn read_file_settings(path: &Path) -> Result<FileSettings> {
         .map_err(|e| UsageError(format!("settings file {} is invalid: {e}", path.display())).into())
 }
 
+/// Where a replica is and how to unlock it (`copy --to`).
+#[derive(Debug)]
+pub struct Target {
+    /// Parsed location.
+    pub location: Location,
+    /// Location as given, for messages.
+    pub location_text: String,
+    /// Passphrase source.
+    pub password: PasswordSource,
+}
+
+impl Target {
+    /// Resolves the replica's location and passphrase source: the flags,
+    /// then LIFEBOAT_TO_PASSWORD, then a prompt.
+    pub fn resolve(to: &str, file: Option<&Path>, command: Option<&str>) -> Result<Self> {
+        let location =
+            Location::parse(to).map_err(|e| UsageError(format!("invalid --to location: {e}")))?;
+        let password = if let Some(f) = file {
+            PasswordSource::File(f.to_path_buf())
+        } else if let Some(c) = command {
+            PasswordSource::Command(c.to_string())
+        } else if let Ok(p) = std::env::var("LIFEBOAT_TO_PASSWORD") {
+            PasswordSource::Env(p)
+        } else {
+            PasswordSource::Prompt
+        };
+        Ok(Self {
+            location,
+            location_text: to.to_string(),
+            password,
+        })
+    }
+}
+
 impl Settings {
     /// Resolves the settings for a command.
     pub fn resolve(g: &Global) -> Result<Self> {

@@ -813,6 +813,43 @@ fn wal_outside_the_pitr_window_expires_and_the_window_still_restores() {
         "1,2,3,4"
     );
     r.stop();
+
+    // The region-outage plan: a replica with its own passphrase holds the
+    // base backups and the WAL, and recovers to the newest point on its own.
+    let replica_dir = env.path().join("replica");
+    let to_pass = [("LIFEBOAT_TO_PASSWORD", "offsite passphrase")];
+    let copy_args = [
+        "--json",
+        "copy",
+        "--to",
+        replica_dir.to_str().unwrap(),
+        "--kdf-memory",
+        "1",
+        "--kdf-iterations",
+        "1",
+    ];
+    let mut first_args = copy_args.to_vec();
+    first_args.push("--init");
+    let first = env.run_with(&to_pass, &first_args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let first = first.json();
+    assert_eq!(first["snapshots_copied"], 2, "{first}");
+    assert!(first["wal_copied"].as_u64().unwrap() > 0, "{first}");
+    let again = env.run_with(&to_pass, &copy_args).json();
+    assert_eq!(again["wal_copied"], 0, "{again}");
+    assert_eq!(again["packs_copied"], 0, "{again}");
+    let replica = Env {
+        dir: tempfile::tempdir().unwrap(),
+        repo: replica_dir.display().to_string(),
+        vars: vec![("LIFEBOAT_PASSWORD".into(), "offsite passphrase".into())],
+    };
+    let (r, _) = restore_and_start(&replica, "from-replica", &["--no-archive"]);
+    assert_eq!(
+        r.psql("SELECT string_agg(v::text, ',' ORDER BY v) FROM t"),
+        "1,2,3,4"
+    );
+    r.amcheck();
+    r.stop();
     // Just outside the window: refused, nothing written.
     let (data, _) = restore_dir(&env, "outside");
     let out = env.run(&[

@@ -33,6 +33,7 @@ use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
 use crate::layout;
 use crate::progress::{DynProgress, Event};
+use crate::reachable::Reachable;
 use crate::repository::{Repository, cpu, local_origin};
 use crate::running::is_live;
 use crate::uploader::{PackSink, Uploader};
@@ -147,10 +148,8 @@ struct State {
     files: Vec<(Id, IndexFile)>,
     stored: HashMap<Id, u64>,
     plans: Vec<(Id, DeletionPlan)>,
-    used: HashSet<Id>,
+    reach: Reachable,
     walked: HashSet<Id>,
-    trees: HashSet<Id>,
-    missing: u64,
     /// The index changed (repacked packs were indexed): read it again.
     index_changed: bool,
 }
@@ -245,8 +244,8 @@ impl Repository {
                 .await?;
         }
         report.snapshots = state.walked.len() as u64;
-        report.used_blobs = state.used.len() as u64;
-        report.missing_blobs = state.missing;
+        report.used_blobs = state.reach.blobs.len() as u64;
+        report.missing_blobs = state.reach.missing;
         Ok(report)
     }
 
@@ -297,42 +296,7 @@ impl Repository {
             }
         }
         progress.event(Event::Phase("finding used data"));
-        let mut level: Vec<Id> = roots
-            .into_iter()
-            .filter(|r| state.trees.insert(*r))
-            .collect();
-        while !level.is_empty() {
-            let mut reads = futures::stream::iter(std::mem::take(&mut level))
-                .map(|id| {
-                    let index = &index;
-                    async move { (id, self.read_tree(index, &id, "prune").await) }
-                })
-                .buffer_unordered(16);
-            while let Some((id, tree)) = reads.next().await {
-                state.used.insert(id);
-                let tree = match tree {
-                    Ok(t) => t,
-                    Err(e) if e.is_access_problem() => return Err(e),
-                    Err(RepoError::MissingBlob { .. }) => {
-                        state.missing += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                for node in tree.nodes {
-                    for c in node.content {
-                        if state.used.insert(c) && !index.contains(&c) {
-                            state.missing += 1;
-                        }
-                    }
-                    if let Some(sub) = node.subtree
-                        && state.trees.insert(sub)
-                    {
-                        level.push(sub);
-                    }
-                }
-            }
-        }
+        self.add_reachable(&index, roots, &mut state.reach).await?;
         Ok(())
     }
 
@@ -400,7 +364,7 @@ impl Repository {
         // A snapshot written since the plan may need a blob whose only copy
         // is in a doomed pack: keep that pack.
         let locations = state.locations();
-        for blob in &state.used {
+        for blob in &state.reach.blobs {
             if let Some(locs) = locations.get(blob)
                 && locs.iter().all(|p| doomed.contains(p))
                 && doomed.remove(&locs[0])
@@ -408,7 +372,7 @@ impl Repository {
                 report.deleted.kept_in_use += 1;
             }
         }
-        if state.missing > 0 {
+        if state.reach.missing > 0 {
             // Blobs are missing from every index: an unindexed pack may hold
             // them (a lost index file). Keep such packs for `repair index`.
             let indexed = state.indexed_packs();
@@ -515,7 +479,7 @@ impl Repository {
         // one that holds it. Other copies are unused space.
         let mut keep: HashMap<Id, Vec<PackEntry>> = HashMap::new();
         let locations = state.locations();
-        for blob in &state.used {
+        for blob in &state.reach.blobs {
             let Some(pack) = locations
                 .get(blob)
                 .and_then(|l| l.iter().find(|p| !marked.contains(p)))
@@ -540,7 +504,7 @@ impl Repository {
                 // With blobs missing from every index, an unindexed pack may
                 // be where they are (a lost index file): keep it for
                 // `repair index`.
-                if state.missing == 0 {
+                if state.reach.missing == 0 {
                     report.marked.unindexed_packs += 1;
                     doomed.push(*pack);
                 }
