@@ -202,8 +202,9 @@ pub struct ForgetArgs {
     /// now (e.g. 30d, 12h, 90min). The base backup the window starts from is
     /// kept whatever the rules say; archived WAL that neither the window nor
     /// any kept base backup needs is removed.
-    #[arg(long, value_name = "DURATION", default_value = "30d")]
-    pub pitr_window: String,
+    /// Default: `pitr_window` in lifeboat.toml's [retention], else 30d.
+    #[arg(long, value_name = "DURATION")]
+    pub pitr_window: Option<String>,
 }
 
 #[derive(Debug, Args)]

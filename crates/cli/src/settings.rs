@@ -21,6 +21,38 @@ struct StorageSettings {
     retries: Option<u32>,
 }
 
+/// The `[retention]` table of lifeboat.toml, and each `[[retention.source]]`
+/// in it (which must have `match` and may not nest further).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// For a `[[retention.source]]`: text the source ("host kind paths") contains.
+    #[serde(rename = "match")]
+    pub pattern: Option<String>,
+    /// Keep the newest N.
+    pub keep_last: Option<u32>,
+    /// Keep the newest of each of the last N hours.
+    pub keep_hourly: Option<u32>,
+    /// … days.
+    pub keep_daily: Option<u32>,
+    /// … ISO weeks.
+    pub keep_weekly: Option<u32>,
+    /// … months.
+    pub keep_monthly: Option<u32>,
+    /// … years.
+    pub keep_yearly: Option<u32>,
+    /// Keep everything this young.
+    pub keep_within: Option<String>,
+    /// `KIND=DURATION` rules.
+    #[serde(default)]
+    pub keep_kind: Vec<String>,
+    /// The PostgreSQL point-in-time-recovery window (top level only).
+    pub pitr_window: Option<String>,
+    /// Per-source overrides (top level only).
+    #[serde(default)]
+    pub source: Vec<RetentionSettings>,
+}
+
 /// lifeboat.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +62,7 @@ struct FileSettings {
     password_command: Option<String>,
     #[serde(default)]
     storage: StorageSettings,
+    retention: Option<RetentionSettings>,
 }
 
 /// How to obtain the passphrase.
@@ -56,6 +89,8 @@ pub struct Settings {
     pub password: PasswordSource,
     /// Storage wrapper options.
     pub storage: OpenOptions,
+    /// Retention rules from lifeboat.toml.
+    pub retention: Option<RetentionSettings>,
 }
 
 fn read_file_settings(path: &Path) -> Result<FileSettings> {
@@ -139,6 +174,7 @@ impl Settings {
             location_text,
             password,
             storage,
+            retention: file.retention,
         })
     }
 }

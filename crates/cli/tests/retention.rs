@@ -107,3 +107,64 @@ fn forget_keeps_what_the_rules_and_pins_say() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(snapshot_count(&env), 2);
 }
+
+#[test]
+fn lifeboat_toml_sets_a_policy_per_source() {
+    let env = Env::fs();
+    env.init();
+    let (a, b) = (env.path().join("app-config"), env.path().join("uploads"));
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..4 {
+            std::fs::write(dir.join("f"), format!("version {i}")).unwrap();
+            env.backup(&[dir]);
+        }
+    }
+    let toml = env.path().join("lifeboat.toml");
+    std::fs::write(
+        &toml,
+        "[retention]\nkeep_last = 1\npitr_window = \"7d\"\n\n\
+         [[retention.source]]\nmatch = \"uploads\"\nkeep_last = 3\n",
+    )
+    .unwrap();
+    let cfg = toml.to_str().unwrap();
+    let plan = env.ok(&["--json", "--config", cfg, "forget"]).json();
+    assert_eq!(plan["kept"], 4, "{plan}");
+    let sources = plan["sources"].as_array().unwrap();
+    let uploads = sources
+        .iter()
+        .find(|s| s["source"].as_str().unwrap().contains("uploads"))
+        .unwrap();
+    assert_eq!(uploads["matched"], "uploads");
+    let kept = |s: &serde_json::Value| {
+        s["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["keep"] == true)
+            .count()
+    };
+    assert_eq!(kept(uploads), 3);
+    let other = sources.iter().find(|s| s["matched"].is_null()).unwrap();
+    assert_eq!(kept(other), 1);
+    assert_eq!(snapshot_count(&env), 4);
+
+    // Flags win over the file; a source rule without `match` is refused.
+    let plan = env
+        .ok(&[
+            "--json",
+            "--config",
+            cfg,
+            "forget",
+            "--dry-run",
+            "--keep-last",
+            "2",
+        ])
+        .json();
+    assert_eq!(plan["kept"], 3, "{plan}");
+    std::fs::write(&toml, "[retention]\n[[retention.source]]\nkeep_last = 3\n").unwrap();
+    let out = env.run(&["--config", cfg, "forget"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("needs `match`"), "{}", out.stderr);
+    assert_eq!(snapshot_count(&env), 4);
+}

@@ -19,7 +19,7 @@ use crate::error::{RepoError, Result};
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, local_origin};
-use crate::retention::{Candidate, Decision, Policy, apply};
+use crate::retention::{Candidate, Decision, PolicySet, apply};
 
 /// The source a snapshot belongs to, for grouping.
 pub fn source_of(s: &Snapshot) -> String {
@@ -31,6 +31,8 @@ pub fn source_of(s: &Snapshot) -> String {
 pub struct SourcePlan {
     /// "host kind paths".
     pub source: String,
+    /// The lifeboat.toml pattern whose policy applied (none: the default).
+    pub matched: Option<String>,
     /// One decision per snapshot, newest first.
     pub snapshots: Vec<Decision>,
 }
@@ -38,8 +40,8 @@ pub struct SourcePlan {
 /// What `forget` decided (and, unless a dry run, did).
 #[derive(Clone, Debug, Serialize)]
 pub struct ForgetPlan {
-    /// The policy applied.
-    pub policy: Policy,
+    /// The policies applied.
+    pub policy: PolicySet,
     /// Per source.
     pub sources: Vec<SourcePlan>,
     /// Snapshots kept.
@@ -108,15 +110,15 @@ impl Repository {
     /// stop the run: a hold that cannot be read must not be ignored.
     pub async fn forget(
         &self,
-        policy: &Policy,
+        policy: &PolicySet,
         window_bases: &HashSet<Id>,
         dry_run: bool,
         progress: &DynProgress,
     ) -> Result<ForgetPlan> {
-        if policy.is_empty() {
-            return Err(RepoError::Invalid(
-                "the retention policy keeps nothing; give at least one --keep-* rule".into(),
-            ));
+        if let Some(which) = policy.empty_one() {
+            return Err(RepoError::Invalid(format!(
+                "{which} retention policy keeps nothing; give at least one keep rule"
+            )));
         }
         let pinned: HashSet<Id> = self
             .pins()
@@ -146,7 +148,9 @@ impl Repository {
             dry_run,
         };
         for (source, candidates) in groups {
-            let decisions = apply(policy, &candidates);
+            let (chosen, matched) = policy.for_source(&source);
+            let decisions = apply(chosen, &candidates);
+            let matched = matched.map(str::to_string);
             for d in &decisions {
                 if d.keep {
                     plan.kept += 1;
@@ -156,6 +160,7 @@ impl Repository {
             }
             plan.sources.push(SourcePlan {
                 source,
+                matched,
                 snapshots: decisions,
             });
         }

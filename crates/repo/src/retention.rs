@@ -109,6 +109,46 @@ impl Policy {
     }
 }
 
+/// A default policy and per-source overrides (from lifeboat.toml).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PolicySet {
+    /// For sources no override matches.
+    pub default: Policy,
+    /// `(pattern, policy)`: the first whose pattern the source description
+    /// ("host kind paths") contains applies.
+    pub sources: Vec<(String, Policy)>,
+}
+
+impl PolicySet {
+    /// One policy for every source.
+    pub fn single(policy: Policy) -> Self {
+        Self {
+            default: policy,
+            sources: Vec::new(),
+        }
+    }
+
+    /// The policy for `source` and the pattern that chose it (None: the default).
+    pub fn for_source(&self, source: &str) -> (&Policy, Option<&str>) {
+        self.sources
+            .iter()
+            .find(|(pattern, _)| source.contains(pattern.as_str()))
+            .map(|(p, policy)| (policy, Some(p.as_str())))
+            .unwrap_or((&self.default, None))
+    }
+
+    /// The first policy that keeps nothing, if any (refused: it would remove everything).
+    pub fn empty_one(&self) -> Option<&str> {
+        if self.default.is_empty() {
+            return Some("the default");
+        }
+        self.sources
+            .iter()
+            .find(|(_, p)| p.is_empty())
+            .map(|(pattern, _)| pattern.as_str())
+    }
+}
+
 /// One snapshot as the policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {

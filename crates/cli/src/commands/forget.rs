@@ -5,28 +5,29 @@ use lifeboat_format::snapshot::BackupKind;
 use std::collections::HashSet;
 
 use lifeboat_postgres::expire::{self, WalExpiry, WindowLine};
-use lifeboat_repo::retention::{Policy, Reason, Unit, parse_duration};
+use lifeboat_repo::retention::{Policy, PolicySet, Reason, Unit, parse_duration};
 
 use crate::cli::{ForgetArgs, Global, PinArgs, UnpinArgs};
 use crate::commands::open_repo;
 use crate::exit::UsageError;
 use crate::output::{self, Reporter};
+use crate::settings::{RetentionSettings, Settings};
 
-/// The policy the flags describe, or the runbook policy without any.
-fn policy(args: &ForgetArgs) -> Result<Policy> {
+/// The policy some keep rules describe, or `None` when they have none.
+fn rules_policy(r: &RetentionSettings) -> Result<Option<Policy>> {
     let counts = [
-        args.keep_hourly,
-        args.keep_daily,
-        args.keep_weekly,
-        args.keep_monthly,
-        args.keep_yearly,
+        r.keep_hourly,
+        r.keep_daily,
+        r.keep_weekly,
+        r.keep_monthly,
+        r.keep_yearly,
     ];
-    if args.keep_last.is_none()
+    if r.keep_last.is_none()
         && counts.iter().all(Option::is_none)
-        && args.keep_within.is_none()
-        && args.keep_kind.is_empty()
+        && r.keep_within.is_none()
+        && r.keep_kind.is_empty()
     {
-        return Ok(Policy::runbook());
+        return Ok(None);
     }
     let duration = |s: &str| {
         parse_duration(s).ok_or_else(|| {
@@ -36,10 +37,10 @@ fn policy(args: &ForgetArgs) -> Result<Policy> {
         })
     };
     let mut keep_kind = Vec::new();
-    for k in &args.keep_kind {
+    for k in &r.keep_kind {
         let Some((kind, d)) = k.split_once('=') else {
             bail!(UsageError(format!(
-                "--keep-kind {k:?}: expected KIND=DURATION"
+                "keep-kind {k:?}: expected KIND=DURATION"
             )));
         };
         let kind = match kind {
@@ -47,17 +48,60 @@ fn policy(args: &ForgetArgs) -> Result<Policy> {
             "pre-deploy" => BackupKind::PreDeploy,
             "manual" => BackupKind::Manual,
             other => bail!(UsageError(format!(
-                "--keep-kind: {other:?} is not scheduled, pre-deploy or manual"
+                "keep-kind: {other:?} is not scheduled, pre-deploy or manual"
             ))),
         };
         keep_kind.push((kind, duration(d)?));
     }
-    Ok(Policy {
-        keep_last: args.keep_last.unwrap_or(0),
+    Ok(Some(Policy {
+        keep_last: r.keep_last.unwrap_or(0),
         keep_periods: counts.map(|c| c.unwrap_or(0)),
-        keep_within: args.keep_within.as_deref().map(duration).transpose()?,
+        keep_within: r.keep_within.as_deref().map(duration).transpose()?,
         keep_kind,
-    })
+    }))
+}
+
+/// The policies to apply: the flags' (for every source) when any keep flag
+/// is given; else lifeboat.toml's [retention] with its per-source
+/// overrides; else the runbook policy.
+fn policies(args: &ForgetArgs, file: Option<&RetentionSettings>) -> Result<PolicySet> {
+    let flags = RetentionSettings {
+        keep_last: args.keep_last,
+        keep_hourly: args.keep_hourly,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_yearly: args.keep_yearly,
+        keep_within: args.keep_within.clone(),
+        keep_kind: args.keep_kind.clone(),
+        ..RetentionSettings::default()
+    };
+    if let Some(p) = rules_policy(&flags)? {
+        return Ok(PolicySet::single(p));
+    }
+    let Some(file) = file else {
+        return Ok(PolicySet::single(Policy::runbook()));
+    };
+    let mut set = PolicySet::single(rules_policy(file)?.unwrap_or_else(Policy::runbook));
+    for s in &file.source {
+        let Some(pattern) = s.pattern.clone().filter(|p| !p.is_empty()) else {
+            bail!(UsageError(
+                "lifeboat.toml: every [[retention.source]] needs `match` (text the source \"host kind paths\" contains)".into()
+            ));
+        };
+        if !s.source.is_empty() || s.pitr_window.is_some() {
+            bail!(UsageError(format!(
+                "lifeboat.toml: [[retention.source]] match = {pattern:?}: `source` and `pitr_window` belong in [retention] itself"
+            )));
+        }
+        let Some(p) = rules_policy(s)? else {
+            bail!(UsageError(format!(
+                "lifeboat.toml: [[retention.source]] match = {pattern:?} has no keep rule"
+            )));
+        };
+        set.sources.push((pattern, p));
+    }
+    Ok(set)
 }
 
 fn describe(r: &Reason) -> String {
@@ -94,8 +138,17 @@ fn pitr_window(s: &str) -> Result<chrono::Duration> {
 
 /// Applies the retention policy, then expires WAL outside the PITR window.
 pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
-    let policy = policy(args)?;
-    let window = pitr_window(&args.pitr_window)?;
+    let settings = Settings::resolve(g)?;
+    let policy = policies(args, settings.retention.as_ref())?;
+    let window = pitr_window(
+        args.pitr_window
+            .as_deref()
+            .or(settings
+                .retention
+                .as_ref()
+                .and_then(|r| r.pitr_window.as_deref()))
+            .unwrap_or("30d"),
+    )?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
     let sink = reporter.sink();
@@ -133,7 +186,10 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
         return Ok(());
     }
     for s in &plan.sources {
-        println!("{}", s.source);
+        match &s.matched {
+            Some(m) => println!("{}  (policy of lifeboat.toml source {m:?})", s.source),
+            None => println!("{}", s.source),
+        }
         for d in &s.snapshots {
             let reasons: Vec<String> = d.reasons.iter().map(describe).collect();
             println!(
