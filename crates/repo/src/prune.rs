@@ -62,7 +62,7 @@ impl Default for PruneOptions {
             grace: Duration::hours(1),
             max_unused_percent: 5.0,
             max_repack: None,
-            uploads: 4,
+            uploads: 2,
         }
     }
 }
@@ -477,22 +477,25 @@ impl Repository {
         let indexed = state.indexed_packs();
         // Each used blob is counted in one pack: the first unmarked stored
         // one that holds it. Other copies are unused space.
-        let mut keep: HashMap<Id, Vec<PackEntry>> = HashMap::new();
         let locations = state.locations();
-        for blob in &state.reach.blobs {
-            let Some(pack) = locations
-                .get(blob)
-                .and_then(|l| l.iter().find(|p| !marked.contains(p)))
-            else {
-                continue;
-            };
-            if let Some(e) = indexed
-                .get(pack)
-                .and_then(|p| p.blobs.iter().find(|e| e.id == *blob))
-            {
-                keep.entry(*pack).or_default().push(*e);
+        let keeper: HashMap<Id, Id> = state
+            .reach
+            .blobs
+            .iter()
+            .filter_map(|b| {
+                let pack = locations.get(b)?.iter().find(|p| !marked.contains(p))?;
+                Some((*b, *pack))
+            })
+            .collect();
+        let mut keep: HashMap<Id, Vec<PackEntry>> = HashMap::new();
+        for (id, pack) in &indexed {
+            for e in &pack.blobs {
+                if keeper.get(&e.id) == Some(id) {
+                    keep.entry(*id).or_default().push(*e);
+                }
             }
         }
+        drop(locations);
         let mut doomed: Vec<Id> = Vec::new();
         let mut partial: Vec<(Id, u64, u64)> = Vec::new();
         let mut live_bytes = 0u64;
@@ -642,7 +645,11 @@ impl Repository {
                         .await?
                     }
                 })
-                .buffer_unordered(2);
+                // One pack read at a time (its blobs are verified and
+                // re-packed while the uploader writes): memory stays at one
+                // pack read plus the uploader's few pack buffers, whatever
+                // the size of the repository.
+                .buffer_unordered(1);
             while let Some(moved) = copies.next().await {
                 progress.event(Event::Advance {
                     items: 1,
