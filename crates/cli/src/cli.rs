@@ -125,6 +125,47 @@ pub enum Command {
     /// repository's encryption key but has its own passphrase; create it
     /// with --init. Run it repeatedly (the weekly offsite copy).
     Copy(CopyArgs),
+    /// Run the data checks of lifeboat.toml ([[check]]: a query and the
+    /// value it must return, a range, or a maximum age) against a live
+    /// database. Exits 1 when any check fails.
+    VerifyData(VerifyDataArgs),
+    /// Stop writes to a database (new sessions read-only, existing ones
+    /// ended after --grace) for a recovery, or allow them again. Runs the
+    /// [maintenance] hook commands of lifeboat.toml for the application side.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyDataArgs {
+    /// The database (libpq connection string or URL; PG* variables apply).
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Stop writes.
+    On(MaintenanceOnArgs),
+    /// Allow writes again.
+    Off(MaintenanceOffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceOnArgs {
+    /// The database (libpq connection string or URL; PG* variables apply).
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+    /// How long connected sessions may finish their work before they are ended.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceOffArgs {
+    /// The database (libpq connection string or URL; PG* variables apply).
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
 }
 
 #[derive(Debug, Args)]

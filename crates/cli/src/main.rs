@@ -59,6 +59,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Unpin(a) => commands::forget::unpin(g, a).await,
         Command::Prune(a) => commands::prune::prune(g, a).await,
         Command::Copy(a) => commands::copy::copy(g, a).await,
+        Command::VerifyData(a) => commands::verify::verify_data(g, a).await,
+        Command::Maintenance(c) => commands::verify::maintenance(g, c).await,
         Command::Wal(WalCommand::Push(a)) => return commands::wal::push(g, a).await,
         Command::Wal(WalCommand::PushAhead(a)) => commands::wal::push_ahead(g, a).await,
         Command::Wal(WalCommand::Fetch(a)) => return Ok(commands::wal::fetch(g, a).await),

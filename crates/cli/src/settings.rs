@@ -53,16 +53,43 @@ pub struct RetentionSettings {
     pub source: Vec<RetentionSettings>,
 }
 
+/// The `[maintenance]` table of lifeboat.toml: commands for the
+/// application side of `maintenance on|off`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// Run (with `sh -c`) before writes are stopped, e.g. to show a maintenance page.
+    pub on_command: Option<String>,
+    /// Run after writes are allowed again.
+    pub off_command: Option<String>,
+}
+
 /// lifeboat.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileSettings {
+pub struct FileSettings {
     repository: Option<String>,
     password_file: Option<PathBuf>,
     password_command: Option<String>,
     #[serde(default)]
     storage: StorageSettings,
     retention: Option<RetentionSettings>,
+    /// Data checks for `verify-data` (and drills).
+    #[serde(default)]
+    pub check: Vec<lifeboat_postgres::checks::CheckSpec>,
+    /// Hooks for `maintenance on|off`.
+    #[serde(default)]
+    pub maintenance: MaintenanceSettings,
+}
+
+impl FileSettings {
+    /// The settings file named by --config / LIFEBOAT_CONFIG, or defaults.
+    pub fn load(g: &Global) -> Result<Self> {
+        match &g.config {
+            Some(p) => read_file_settings(p),
+            None => Ok(Self::default()),
+        }
+    }
 }
 
 /// How to obtain the passphrase.
@@ -137,10 +164,7 @@ impl Target {
 impl Settings {
     /// Resolves the settings for a command.
     pub fn resolve(g: &Global) -> Result<Self> {
-        let file = match &g.config {
-            Some(p) => read_file_settings(p)?,
-            None => FileSettings::default(),
-        };
+        let file = FileSettings::load(g)?;
         let location_text = g.repo.clone().or(file.repository).ok_or_else(|| {
             UsageError("no repository given: set LIFEBOAT_REPOSITORY, pass --repo, or set `repository` in lifeboat.toml".into())
         })?;

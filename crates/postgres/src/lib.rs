@@ -19,6 +19,7 @@
 pub mod archive;
 pub mod basebackup;
 pub mod catalog;
+pub mod checks;
 pub mod checksum;
 pub mod control;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod history;
 pub mod info;
 pub mod logical;
 pub mod lsn;
+pub mod maintenance;
 pub mod pitr;
 pub mod policy;
 pub mod segment;

@@ -15,6 +15,7 @@ pub mod repair;
 pub mod restore;
 pub mod restore_postgres;
 pub mod snapshots;
+pub mod verify;
 pub mod wal;
 
 use anyhow::Result;
