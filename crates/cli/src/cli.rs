@@ -420,6 +420,11 @@ pub struct BackupCommon {
     /// Read every file, even those unchanged since the last backup.
     #[arg(long)]
     pub force: bool,
+    /// Percentage of the new data packs read back from storage and verified
+    /// before the snapshot is written (new metadata, index files and the
+    /// snapshot are always read back; 0 reads back one data pack).
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub read_back: f64,
 }
 
 #[derive(Debug, Args)]
@@ -633,6 +638,10 @@ pub struct CheckArgs {
     /// Also read and verify every byte of every pack.
     #[arg(long)]
     pub read_data: bool,
+    /// With --read-data: read a random share of the packs (e.g. 10%), a
+    /// different one each run, so a daily check covers everything in time.
+    #[arg(long, value_name = "PERCENT", requires = "read_data")]
+    pub subset: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `prune`: two-phase deletion, repacking, racing backups, kill -9 and the
-//! prune lock, against real repositories (a directory and the S3 test server).
+//! prune lock, against real repositories (a directory and the S3 test server);
+//! and `check --read-data --subset`, which verifies a sample of the packs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -437,4 +438,38 @@ fn backups_racing_prune_lose_nothing_on_a_directory() {
 #[test]
 fn backups_racing_prune_lose_nothing_on_s3() {
     race(&Env::s3("prune-race"), 12);
+}
+
+#[test]
+fn check_read_data_subset_reads_a_random_share() {
+    let env = Env::fs();
+    env.ok(&[
+        "init",
+        "--kdf-memory",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+    ]);
+    let src = env.path().join("src");
+    write_files(&src, 0, 200, 100 << 10);
+    env.backup(&[&src]);
+    let full = check_clean(&env, true);
+    let total = full["bytes_read"].as_u64().unwrap();
+    assert!(full["subset"].is_null());
+    let out = env.ok(&["--json", "check", "--read-data", "--subset", "10%"]);
+    let part = out.json();
+    assert_eq!(part["subset"], 10.0);
+    assert!(part["bytes_read"].as_u64().unwrap() < total / 2, "{part}");
+    let all = env
+        .ok(&["--json", "check", "--read-data", "--subset", "100%"])
+        .json();
+    assert_eq!(all["bytes_read"].as_u64().unwrap(), total);
+    for bad in [
+        &["check", "--subset", "10%"][..],
+        &["check", "--read-data", "--subset", "0%"],
+    ] {
+        assert_eq!(env.run(bad).code, 2, "{bad:?}");
+    }
 }

@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::index::MasterIndex;
 use crate::layout;
 use crate::progress::{DynProgress, Event};
+use crate::readback::in_sample;
 use crate::repository::{Repository, cpu};
 
 /// How serious a finding is.
@@ -72,6 +73,8 @@ pub struct CheckReport {
     pub read_data: bool,
     /// Archived PostgreSQL WAL files (verified too with `read_data`).
     pub wal_files: u64,
+    /// The percentage of packs read, when not all were.
+    pub subset: Option<f64>,
 }
 
 impl CheckReport {
@@ -104,6 +107,9 @@ struct Damage {
 pub struct CheckOptions {
     /// Read and verify every pack, not only the structure.
     pub read_data: bool,
+    /// With `read_data`: read only this percentage of the packs, chosen at
+    /// random each run (so repeated runs cover everything over time).
+    pub subset: Option<f64>,
 }
 
 impl Repository {
@@ -183,6 +189,11 @@ impl Repository {
         }
 
         if options.read_data {
+            if let Some(percent) = options.subset {
+                let salt = u64::from_le_bytes(lifeboat_format::crypto::random_bytes()?);
+                readable.retain(|&pos| in_sample(&index.packs()[pos].id, percent, salt));
+                report.subset = Some(percent);
+            }
             progress.event(Event::Phase("reading packs"));
             let total: u64 = readable.iter().map(|&p| index.pack(p as u32).size).sum();
             progress.event(Event::Total {

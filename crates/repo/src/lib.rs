@@ -23,6 +23,7 @@ pub mod pool;
 pub mod progress;
 pub mod prune;
 pub mod reachable;
+pub mod readback;
 pub mod repair;
 pub mod repository;
 pub mod restore;

@@ -44,6 +44,21 @@ pub struct UploadStats {
     pub stored_bytes: u64,
     /// Index files written.
     pub index_files: Vec<Id>,
+    /// Every pack uploaded (for reading back).
+    pub written: Vec<WrittenPack>,
+}
+
+/// A pack this run uploaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenPack {
+    /// Its id.
+    pub id: Id,
+    /// Its size.
+    pub size: u64,
+    /// Blobs in it.
+    pub blobs: usize,
+    /// Whether it holds directory listings (metadata) rather than file data.
+    pub trees: bool,
 }
 
 /// Handle to the background upload task.
@@ -176,6 +191,12 @@ async fn run(
                 stats.blobs += done.pack.blobs.len() as u64;
                 stats.raw_bytes += done.raw_bytes;
                 stats.stored_bytes += done.pack.size;
+                stats.written.push(WrittenPack {
+                    id: done.pack.id,
+                    size: done.pack.size,
+                    blobs: done.pack.blobs.len(),
+                    trees: done.pack.blobs.iter().any(|b| b.blob_type == BlobType::Tree),
+                });
                 pending.packs.push(done.pack);
                 if pending.packs.len() >= PACKS_PER_INDEX_FILE {
                     write_index(&repo, &mut pending, &mut stats).await?;

@@ -79,7 +79,13 @@ async fn a_storage_failure_mid_backup_leaves_a_consistent_repository() {
     faulty.heal();
     assert_eq!(repo.list_snapshots(&none()).await.unwrap().len(), 1);
     let report = repo
-        .check(CheckOptions { read_data: true }, none())
+        .check(
+            CheckOptions {
+                read_data: true,
+                subset: None,
+            },
+            none(),
+        )
         .await
         .unwrap();
     assert_eq!(report.errors(), 0, "{:?}", report.findings);
@@ -105,5 +111,61 @@ async fn a_storage_failure_mid_backup_leaves_a_consistent_repository() {
             std::fs::read(restored.join(name)).unwrap(),
             std::fs::read(dir.path().join(name)).unwrap()
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_store_did_not_keep_fails_the_backup_that_made_it() {
+    let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
+    let storage: DynStorage = faulty.clone();
+    let init = InitOptions {
+        kdf: KdfCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        pack_size: 1 << 20,
+        ..InitOptions::default()
+    };
+    let repo = Repository::init(storage, "memory", b"pw", init)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::write(dir.path().join(format!("f{i}")), noise(2 << 20, i + 7)).unwrap();
+    }
+    let paths = vec![dir.path().to_path_buf()];
+
+    // Directory listings are always read back: a damaged one is caught.
+    faulty.corrupt_writes("data/");
+    let err = repo
+        .backup_files(&paths, &BackupOptions::default(), none())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("reading back data/"), "{msg}");
+    assert!(msg.contains("not reported as successful"), "{msg}");
+    assert!(repo.snapshot_ids().await.unwrap().is_empty());
+
+    // The damaged packs are not reused: the next backup stores its data
+    // again and restores intact.
+    faulty.heal();
+    let ok = repo
+        .backup_files(&paths, &BackupOptions::default(), none())
+        .await
+        .unwrap();
+    assert!(ok.read_back_bytes > 0);
+    let target = tempfile::tempdir().unwrap();
+    let entry = repo.find_snapshot(&ok.id.to_hex(), &none()).await.unwrap();
+    repo.restore_files(&entry, target.path(), &RestoreOptions::default(), none())
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let name = format!("f{i}");
+        let restored = target
+            .path()
+            .join(dir.path().strip_prefix("/").unwrap())
+            .join(&name);
+        assert_eq!(std::fs::read(restored).unwrap(), noise(2 << 20, i + 7));
     }
 }

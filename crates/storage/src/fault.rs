@@ -29,6 +29,9 @@ pub struct FaultStorage {
     /// (fault, operations to let through first, operations to fail)
     pending: Mutex<Option<(Fault, u64, u64)>>,
     calls: AtomicU64,
+    /// Keys starting with this are stored with one byte flipped (a store
+    /// that acknowledges a write it did not keep intact).
+    corrupt_prefix: Mutex<Option<String>>,
 }
 
 impl FaultStorage {
@@ -38,6 +41,7 @@ impl FaultStorage {
             inner,
             pending: Mutex::new(None),
             calls: AtomicU64::new(0),
+            corrupt_prefix: Mutex::new(None),
         }
     }
 
@@ -51,9 +55,22 @@ impl FaultStorage {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some((fault, skip, count));
     }
 
-    /// Disarms any pending fault.
+    /// Stores every later write to a key starting with `prefix` with one
+    /// byte flipped, acknowledging it as usual.
+    pub fn corrupt_writes(&self, prefix: &str) {
+        *self
+            .corrupt_prefix
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(prefix.into());
+    }
+
+    /// Disarms any pending fault and write corruption.
     pub fn heal(&self) {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .corrupt_prefix
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Operations seen so far.
@@ -92,6 +109,20 @@ impl FaultStorage {
 impl Storage for FaultStorage {
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<(), StorageError> {
         self.check(key)?;
+        let corrupt = self
+            .corrupt_prefix
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p.as_str()));
+        let data = if corrupt && !data.is_empty() {
+            let mut v = data.to_vec();
+            let mid = v.len() / 2;
+            v[mid] ^= 0x01;
+            Bytes::from(v)
+        } else {
+            data
+        };
         self.inner.put(key, data, mode).await
     }
 

@@ -52,6 +52,7 @@ fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
             (Some(p), false) => Parent::Snapshot(p.clone()),
             (None, false) => Parent::Auto,
         },
+        read_back_percent: c.read_back,
     }
 }
 

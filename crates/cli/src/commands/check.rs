@@ -5,16 +5,34 @@ use lifeboat_repo::{CheckOptions, Severity};
 
 use crate::cli::{CheckArgs, Global};
 use crate::commands::open_repo;
+use crate::exit::UsageError;
 use crate::output::{self, Reporter};
 
 /// Checks the repository; fails when any error is found.
 pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
+    let subset = args
+        .subset
+        .as_deref()
+        .map(|s| {
+            s.trim()
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+                .filter(|p| *p > 0.0 && *p <= 100.0)
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "--subset {s:?}: expected a percentage above 0% and at most 100%"
+                    ))
+                })
+        })
+        .transpose()?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
     let report = repo
         .check(
             CheckOptions {
                 read_data: args.read_data,
+                subset,
             },
             reporter.sink(),
         )
@@ -50,7 +68,14 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
                 report.blobs,
                 report.wal_files,
                 if report.read_data {
-                    format!(", read {}", output::size(report.bytes_read))
+                    format!(
+                        ", read {}{}",
+                        output::size(report.bytes_read),
+                        report
+                            .subset
+                            .map(|p| format!(" ({p}% of the packs, chosen at random)"))
+                            .unwrap_or_default()
+                    )
                 } else {
                     String::new()
                 },

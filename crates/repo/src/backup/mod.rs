@@ -36,10 +36,13 @@ pub use streams::{StoredStream, StreamStore};
 
 use crate::error::{RepoError, Result};
 use crate::index::MasterIndex;
+use crate::layout;
 use crate::progress::{DynProgress, Event};
+use crate::readback;
 use crate::repository::{Repository, cpu, local_origin};
 use crate::running::RunningBackup;
 use crate::uploader::{Claims, PackSink, Uploader};
+use lifeboat_format::object::ObjectKind;
 
 /// How to take a backup.
 #[derive(Clone, Debug)]
@@ -60,6 +63,10 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Snapshot whose unchanged files are reused without reading them.
     pub parent: Parent,
+    /// Share of the new data packs read back from storage and verified
+    /// before the snapshot is written, in percent (every new metadata pack,
+    /// index file and the snapshot itself are always read back).
+    pub read_back_percent: f64,
 }
 
 impl Default for BackupOptions {
@@ -73,6 +80,7 @@ impl Default for BackupOptions {
             uploads: 2,
             host: None,
             parent: Parent::Auto,
+            read_back_percent: 5.0,
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct BackupResult {
     pub skipped: Vec<String>,
     /// Problems found in the data that was backed up (e.g. bad page checksums).
     pub problems: Vec<String>,
+    /// Bytes read back from storage and verified after writing.
+    pub read_back_bytes: u64,
 }
 
 fn cores() -> usize {
@@ -324,6 +334,27 @@ impl TreeBackup {
         let uploaded = self.uploader.finish().await;
         let (root, counts) = built?;
         let uploaded = uploaded?;
+        // What was written is read back before anything names it.
+        self.progress
+            .event(Event::Phase("reading back what was written"));
+        let salt = u64::from_le_bytes(lifeboat_format::crypto::random_bytes()?);
+        let chosen = readback::sample(&uploaded.written, self.options.read_back_percent, salt);
+        let mut read_back_bytes = match self.repo.read_back(&chosen).await {
+            Ok(n) => n,
+            Err(e) => {
+                // Keep later backups from reusing what did not survive: the
+                // packs this run indexed become unindexed (prune removes them).
+                for id in &uploaded.index_files {
+                    let _ = self.repo.storage().delete(&layout::index(id)).await;
+                }
+                return Err(e);
+            }
+        };
+        for id in &uploaded.index_files {
+            self.repo
+                .load_object(ObjectKind::Index, &layout::index(id), id)
+                .await?;
+        }
         let origin = local_origin(None);
         let mut summary = self.summary;
         summary.dirs = counts.dirs;
@@ -352,6 +383,9 @@ impl TreeBackup {
         self.progress.event(Event::Phase("saving snapshot"));
         let (id, size) = self.repo.save_snapshot(&snapshot).await?;
         snapshot.summary.stored_bytes += size;
+        // Read back: its content must hash to its id again.
+        self.repo.load_snapshot(&id).await?;
+        read_back_bytes += size;
         if let Some(running) = self.running.take() {
             // The snapshot is durable; a record left behind only delays a
             // prune until it goes stale.
@@ -366,6 +400,7 @@ impl TreeBackup {
             snapshot,
             skipped: self.skipped,
             problems: self.problems,
+            read_back_bytes,
         })
     }
 }
