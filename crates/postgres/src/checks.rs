@@ -242,7 +242,7 @@ mod tests {
         assert!(fresh.judge(Some("2026-11-23T00:00:00+00:00"), now).0);
         let (ok, why) = fresh.judge(Some("2026-11-21T00:00:00+00:00"), now);
         assert!(!ok);
-        assert!(why.contains("60h old"), "{why}");
+        assert!(why.contains("2d old"), "{why}");
         let exact = CheckSpec {
             name: "version".into(),
             sql: "SELECT 1".into(),
