@@ -473,3 +473,42 @@ fn check_read_data_subset_reads_a_random_share() {
         assert_eq!(env.run(bad).code, 2, "{bad:?}");
     }
 }
+
+#[test]
+fn a_damaged_deletion_plan_stops_prune_but_never_a_backup() {
+    let env = Env::fs();
+    env.ok(&[
+        "init",
+        "--kdf-memory",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+    ]);
+    let src = env.path().join("src");
+    write_files(&src, 0, 20, 100 << 10);
+    env.backup(&[&src]);
+    write_files(&src, 0, 10, 100 << 10);
+    std::fs::remove_dir_all(&src).unwrap();
+    write_files(&src, 500, 10, 100 << 10);
+    env.backup(&[&src]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let first = prune(&env, &[]);
+    assert!(first["marked"]["plan"].is_string(), "{first}");
+    let plan = objects(&env.repo_dir(), "prune").remove(0);
+    let mut bytes = std::fs::read(&plan).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&plan, bytes).unwrap();
+
+    // Backups go on; prune refuses, naming the plan, and deletes nothing.
+    write_files(&src, 600, 3, 100 << 10);
+    env.backup(&[&src]);
+    let packs = common::packs(&env.repo_dir()).len();
+    let out = env.run(&["prune", "--grace", "0"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("prune/"), "{}", out.stderr);
+    assert_eq!(common::packs(&env.repo_dir()).len(), packs);
+    assert_restores(&env, "latest", &src, &src);
+}

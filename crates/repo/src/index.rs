@@ -171,16 +171,12 @@ impl Repository {
     /// (and as warnings), not fatal: their packs then look unindexed, which
     /// is safe for backups and named by `check`.
     pub async fn load_index(&self, progress: &DynProgress) -> Result<IndexLoad> {
-        let marked = match self.deletion_plans().await {
-            Ok(plans) => plans.into_iter().flat_map(|(_, p)| p.packs).collect(),
-            Err(e) if e.is_access_problem() => return Err(e),
-            Err(e) => {
-                progress.event(Event::Warning(format!(
-                    "a deletion plan is unreadable ({e}); reading as if no pack were marked"
-                )));
-                HashSet::new()
-            }
-        };
+        let marked = self
+            .readable_deletion_plans()
+            .await?
+            .into_iter()
+            .flat_map(|(_, p)| p.packs)
+            .collect();
         self.load_index_marked(progress, &marked, false).await
     }
 

@@ -87,7 +87,8 @@ impl Repository {
                     None => Ok(p.size),
                 }
             })
-            .buffer_unordered(4);
+            // Two whole packs in memory at most, on top of what the backup used.
+            .buffer_unordered(2);
         let mut total = 0;
         while let Some(r) = checks.next().await {
             total += r?;

@@ -205,7 +205,9 @@ impl Repository {
         // before this write wrote its plan before our listing, so we see it.
         write_record(self, &key, &record, PutMode::CreateOnly).await?;
         let heartbeat = Heartbeat::start(self, key, record);
-        let plans = self.deletion_plans().await?;
+        // An unreadable plan is skipped: prune refuses to run while one
+        // exists, so its packs are never deleted and may be reused.
+        let plans = self.readable_deletion_plans().await?;
         let seen: Vec<Id> = plans.iter().map(|(id, _)| *id).collect();
         heartbeat.update(|r| r.seen_plans = Some(seen)).await?;
         let marked = plans
@@ -218,6 +220,16 @@ impl Repository {
     /// Every deletion plan. An unreadable plan is an error: its packs cannot
     /// be told apart, and guessing could lose data.
     pub async fn deletion_plans(&self) -> Result<Vec<(Id, DeletionPlan)>> {
+        self.load_deletion_plans(false).await
+    }
+
+    /// Every readable deletion plan (damaged ones skipped); for backups,
+    /// which must not stop because of prune's bookkeeping.
+    pub async fn readable_deletion_plans(&self) -> Result<Vec<(Id, DeletionPlan)>> {
+        self.load_deletion_plans(true).await
+    }
+
+    async fn load_deletion_plans(&self, skip_damaged: bool) -> Result<Vec<(Id, DeletionPlan)>> {
         let ids: Vec<Id> = self
             .storage()
             .list(layout::PRUNE)
@@ -242,6 +254,7 @@ impl Repository {
                 Ok(p) => out.push(p),
                 // Deleted by a prune finishing it while we listed: nothing to avoid.
                 Err(RepoError::Storage(e)) if e.is_not_found() => {}
+                Err(e) if skip_damaged && !e.is_access_problem() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -267,13 +280,12 @@ impl Repository {
             .buffer_unordered(16);
         let mut out = Vec::new();
         while let Some(e) = loaded.next().await {
-            match &e.record {
+            match e.record {
                 // Ended while we listed.
                 Err(RepoError::Storage(s)) if s.is_not_found() => {}
-                Err(err) if err.is_access_problem() => {
-                    return Err(RepoError::Invalid(format!("cannot read {}: {err}", e.key)));
-                }
-                _ => out.push(e),
+                // The store itself is failing: stop rather than guess.
+                Err(err) if err.is_access_problem() => return Err(err),
+                record => out.push(RunningEntry { key: e.key, record }),
             }
         }
         Ok(out)
