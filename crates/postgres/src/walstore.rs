@@ -25,9 +25,9 @@ use crate::lsn::Lsn;
 use crate::segment::RestorePoint;
 
 /// Prefix of every WAL object.
-pub const WAL_PREFIX: &str = "wal/";
+pub const WAL_PREFIX: &str = lifeboat_repo::layout::WAL;
 /// Prefix of every restore point marker.
-pub const RESTORE_POINT_PREFIX: &str = "rp/";
+pub const RESTORE_POINT_PREFIX: &str = lifeboat_repo::layout::RESTORE_POINTS;
 
 /// The prefix of one cluster's WAL.
 pub fn cluster_prefix(sysid: u64) -> String {

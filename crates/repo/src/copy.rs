@@ -29,9 +29,6 @@ use crate::progress::{DynProgress, Event};
 use crate::reachable::Reachable;
 use crate::repository::{Repository, cpu, local_origin, write_slot};
 
-/// Prefix of named restore point markers (docs/FORMAT.md section 9).
-const RESTORE_POINTS: &str = "rp/";
-
 /// Packs per index file written on the replica.
 const PACKS_PER_INDEX_FILE: usize = 1000;
 
@@ -294,7 +291,7 @@ impl Repository {
         report: &mut CopyReport,
     ) -> Result<()> {
         progress.event(Event::Phase("copying archived WAL"));
-        for prefix in [layout::WAL, RESTORE_POINTS] {
+        for prefix in [layout::WAL, layout::RESTORE_POINTS] {
             let theirs: HashSet<String> = target
                 .storage()
                 .list(prefix)

@@ -22,6 +22,8 @@ pub const RUNNING: &str = "running/";
 pub const PRUNE_LOCK: &str = "locks/prune";
 /// Prefix of archived PostgreSQL WAL (see docs/FORMAT.md section 9).
 pub const WAL: &str = "wal/";
+/// Prefix of named restore point markers (docs/FORMAT.md section 9).
+pub const RESTORE_POINTS: &str = "rp/";
 
 /// Key of a key slot.
 pub fn key_slot(id: &Id) -> String {
