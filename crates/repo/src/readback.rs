@@ -87,8 +87,8 @@ impl Repository {
                     None => Ok(p.size),
                 }
             })
-            // Two whole packs in memory at most, on top of what the backup used.
-            .buffer_unordered(2);
+            // One whole pack in memory at a time, on top of what the backup used.
+            .buffer_unordered(1);
         let mut total = 0;
         while let Some(r) = checks.next().await {
             total += r?;
