@@ -134,6 +134,94 @@ pub enum Command {
     /// [maintenance] hook commands of lifeboat.toml for the application side.
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
+    /// Prove a backup restores: restore it into a scratch PostgreSQL
+    /// cluster (started in a temporary directory on a free port, removed
+    /// afterwards; or an empty staging database with --db), compare row
+    /// counts with those recorded at backup time, run pg_amcheck and the
+    /// [[check]]s of lifeboat.toml, and measure the recovery time (RTO) and
+    /// the data-loss window (RPO) against [targets]. The report goes into
+    /// the repository (see `lifeboat drills`), to stdout and to --report.
+    /// Exits 1 when anything fails or a target is missed.
+    Drill(DrillArgs),
+    /// List the drill reports kept in the repository.
+    Drills(DrillsArgs),
+    /// The runbook checklist at a glance: per source the newest backup and
+    /// its age against the RPO target, the WAL archive lag, the newest drill
+    /// and its RTO, the last integrity check, and what is overdue. Exits 1
+    /// when anything is overdue or failing (for cron and monitoring).
+    Status,
+    /// The corruption runbook in one command: stop writes on the damaged
+    /// database (--db), recover a new data directory to --target-time and
+    /// start it, verify it with pg_amcheck and the [[check]]s, switch over
+    /// ([recover] switch_command, else printed) and resume writes. Stops
+    /// at the first failed step; never writes to the damaged cluster's data
+    /// directory.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The backup to drill: latest, random, or a snapshot id.
+    #[arg(default_value = "latest", value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// Simulate a loss at this time: recover to it (physical) or use the
+    /// newest logical backup before it. Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub target_time: Option<String>,
+    /// Restore a logical backup into this empty staging database instead of
+    /// a scratch cluster.
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+    /// Also write the report to this file (JSON if it ends in .json, else Markdown).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Parallel connections for a logical restore.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Give up on recovery after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillsArgs {
+    /// Show only the newest N.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Recover to this moment (just before the accident), e.g. "2026-11-23 09:41:00+00".
+    #[arg(long, value_name = "TIME")]
+    pub target_time: String,
+    /// The new data directory (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: PathBuf,
+    /// The damaged database, still running: writes are stopped there first.
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+    /// How long sessions on it may finish before they are ended.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace: u64,
+    /// Port for the recovered server (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Unix socket directory for the recovered server.
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    pub socket_dir: PathBuf,
+    /// Tablespace destination, OID=DIR (repeatable).
+    #[arg(long, value_name = "OID=DIR")]
+    pub tablespace_map: Vec<String>,
+    /// Keep the recovered server from archiving WAL into the repository.
+    #[arg(long)]
+    pub no_archive: bool,
+    /// How long recovery may take, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Also write the report to this file (JSON if it ends in .json, else Markdown).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -388,6 +476,10 @@ pub struct BackupFilesArgs {
     /// Files and directories to back up (directories recursively).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Record the snapshot as taken at this time instead of now (for copies
+    /// imported from elsewhere), e.g. "2026-11-01 03:00:00Z".
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
     #[command(flatten)]
     pub common: BackupCommon,
 }

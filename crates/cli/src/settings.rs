@@ -64,6 +64,15 @@ pub struct MaintenanceSettings {
     pub off_command: Option<String>,
 }
 
+/// The `[recover]` table of lifeboat.toml.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverSettings {
+    /// Run (with `sh -c`) to switch the application over to the recovered
+    /// server; it sees LIFEBOAT_RECOVERED_PGDATA, _HOST, _PORT and _CONNINFO.
+    pub switch_command: Option<String>,
+}
+
 /// lifeboat.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +89,12 @@ pub struct FileSettings {
     /// Hooks for `maintenance on|off`.
     #[serde(default)]
     pub maintenance: MaintenanceSettings,
+    /// RTO, RPO and the drill and check schedule.
+    #[serde(default)]
+    pub targets: lifeboat_ops::targets::TargetsConfig,
+    /// The switch-over hook of `recover`.
+    #[serde(default)]
+    pub recover: RecoverSettings,
 }
 
 impl FileSettings {

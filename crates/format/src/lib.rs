@@ -29,6 +29,7 @@ pub mod maintenance;
 pub mod names;
 pub mod object;
 pub mod pack;
+pub mod report;
 pub mod row_chunker;
 pub mod snapshot;
 pub mod tree;

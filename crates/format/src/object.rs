@@ -46,6 +46,8 @@ pub enum ObjectKind {
     DeletionPlan,
     /// A backup in progress, for prune to wait on (`running/<id>`).
     Running,
+    /// A drill, check or recovery report (`reports/<id>`).
+    Report,
 }
 
 impl ObjectKind {
@@ -59,6 +61,7 @@ impl ObjectKind {
             ObjectKind::Pin => 5,
             ObjectKind::DeletionPlan => 6,
             ObjectKind::Running => 7,
+            ObjectKind::Report => 8,
         }
     }
 
@@ -72,6 +75,7 @@ impl ObjectKind {
             5 => Ok(ObjectKind::Pin),
             6 => Ok(ObjectKind::DeletionPlan),
             7 => Ok(ObjectKind::Running),
+            8 => Ok(ObjectKind::Report),
             other => Err(FormatError::Invalid {
                 what: "object",
                 reason: format!("unknown object kind {other}"),
@@ -89,6 +93,7 @@ impl ObjectKind {
             ObjectKind::Pin => "pin",
             ObjectKind::DeletionPlan => "deletion plan",
             ObjectKind::Running => "backup-in-progress record",
+            ObjectKind::Report => "report",
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct CheckSpec {
     pub name: String,
     /// A query returning one row; its first column is judged.
     pub sql: String,
+    /// The database to run it in, where lifeboat picks the connection
+    /// (drills and recoveries); default: the backup's main database.
+    pub database: Option<String>,
     /// The value, as text, must equal this.
     pub expect: Option<String>,
     /// The value, as a number, must be at least this.
@@ -27,7 +30,7 @@ pub struct CheckSpec {
 }
 
 /// The outcome of one check.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// The check's name.
     pub name: String,

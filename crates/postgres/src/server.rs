@@ -185,12 +185,18 @@ impl Server {
         cmd.output().is_ok_and(|o| o.status.success())
     }
 
-    /// A libpq connection string for this server.
-    pub fn conninfo(&self, dbname: &str) -> String {
-        let user = std::fs::metadata(&self.pgdata)
+    /// The role to connect as: the data directory owner's name, as after
+    /// `initdb` by that user (else `postgres`).
+    pub fn user(&self) -> String {
+        std::fs::metadata(&self.pgdata)
             .ok()
             .and_then(|m| user_name(m.uid()))
-            .unwrap_or_else(|| "postgres".into());
+            .unwrap_or_else(|| "postgres".into())
+    }
+
+    /// A libpq connection string for this server.
+    pub fn conninfo(&self, dbname: &str) -> String {
+        let user = self.user();
         format!(
             "host={} port={} user={user} dbname={dbname}",
             self.socket_dir.display(),

@@ -20,6 +20,8 @@ pub const PRUNE: &str = "prune/";
 pub const RUNNING: &str = "running/";
 /// The prune lock (one prune at a time; backups never take it).
 pub const PRUNE_LOCK: &str = "locks/prune";
+/// Prefix of catalog reports (drills, checks, recoveries).
+pub const REPORTS: &str = "reports/";
 /// Prefix of archived PostgreSQL WAL (see docs/FORMAT.md section 9).
 pub const WAL: &str = "wal/";
 /// Prefix of named restore point markers (docs/FORMAT.md section 9).
@@ -49,6 +51,11 @@ pub fn snapshot(id: &Id) -> String {
 /// Key of a pin.
 pub fn pin(id: &Id) -> String {
     format!("{PINS}{id}")
+}
+
+/// Key of a catalog report.
+pub fn report(id: &Id) -> String {
+    format!("{REPORTS}{id}")
 }
 
 /// Key of a deletion plan.

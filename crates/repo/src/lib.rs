@@ -25,6 +25,7 @@ pub mod prune;
 pub mod reachable;
 pub mod readback;
 pub mod repair;
+pub mod reports;
 pub mod repository;
 pub mod restore;
 pub mod retention;

@@ -228,6 +228,7 @@ impl Repository {
             ObjectKind::Snapshot => layout::snapshot(&id),
             ObjectKind::Pin => layout::pin(&id),
             ObjectKind::DeletionPlan => layout::deletion_plan(&id),
+            ObjectKind::Report => layout::report(&id),
             ObjectKind::Config | ObjectKind::Wal | ObjectKind::Running => {
                 return Err(RepoError::Invalid(format!(
                     "{} objects are not content-addressed",

@@ -53,6 +53,7 @@ fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
             (None, false) => Parent::Auto,
         },
         read_back_percent: c.read_back,
+        time: None,
     }
 }
 
@@ -121,11 +122,17 @@ pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
 
 /// Backs up files and directories.
 pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
+    let time = args
+        .time
+        .as_deref()
+        .map(crate::commands::restore_postgres::parse_time)
+        .transpose()?
+        .map(|(t, _)| t);
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let result = repo
-        .backup_files(&args.paths, &options(&repo, &args.common), reporter.sink())
-        .await;
+    let mut opts = options(&repo, &args.common);
+    opts.time = time;
+    let result = repo.backup_files(&args.paths, &opts, reporter.sink()).await;
     reporter.finish();
     report(g, &result?)
 }

@@ -1,6 +1,7 @@
 //! `lifeboat check`
 
 use anyhow::{Result, bail};
+use lifeboat_format::report::CatalogReport;
 use lifeboat_repo::{CheckOptions, Severity};
 
 use crate::cli::{CheckArgs, Global};
@@ -28,6 +29,7 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
         .transpose()?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
+    let started = chrono::Utc::now();
     let report = repo
         .check(
             CheckOptions {
@@ -83,6 +85,34 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
                 report.warnings()
             );
         }
+    }
+    // Kept in the catalog for `status` (the weekly check of the runbook).
+    let o = lifeboat_repo::repository::local_origin(None);
+    let stored = CatalogReport {
+        kind: "check".into(),
+        time: started,
+        by: format!("{}@{}", o.user, o.host),
+        ok: report.errors() == 0,
+        summary: format!(
+            "{} check: {} snapshots, {} packs{}: {} errors, {} warnings",
+            if report.read_data {
+                "data"
+            } else {
+                "structure"
+            },
+            report.snapshots,
+            report.packs,
+            report
+                .subset
+                .map(|p| format!(" ({p}% read)"))
+                .unwrap_or_default(),
+            report.errors(),
+            report.warnings()
+        ),
+        body: serde_json::to_value(&report).unwrap_or_default(),
+    };
+    if let Err(e) = repo.save_report(&stored).await {
+        eprintln!("warning: the check report could not be stored in the repository: {e}");
     }
     if report.errors() > 0 {
         bail!("the repository has {} error(s)", report.errors());

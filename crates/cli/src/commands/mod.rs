@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod drill;
 pub mod export;
 pub mod forget;
 pub mod info;
@@ -11,6 +12,7 @@ pub mod key;
 pub mod logical;
 pub mod ls;
 pub mod prune;
+pub mod recover;
 pub mod repair;
 pub mod restore;
 pub mod restore_postgres;

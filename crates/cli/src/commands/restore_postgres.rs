@@ -54,10 +54,12 @@ fn shell_quote(s: &str) -> String {
 /// The `restore_command` for the restored server: this lifeboat, the same
 /// repository and passphrase source. A passphrase given only in the
 /// environment cannot be written down; the server must then see it too.
-fn restore_command(
+/// Without `pgdata`, `wal fetch` finds the data directory as PostgreSQL's
+/// working directory.
+pub fn restore_command(
     g: &Global,
     settings: &Settings,
-    pgdata: &Path,
+    pgdata: Option<&Path>,
 ) -> Result<(String, Option<String>)> {
     let exe = std::env::current_exe().context("cannot find the lifeboat executable")?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -85,10 +87,14 @@ fn restore_command(
             )
         }
     }
-    cmd.push_str(&format!(
-        " wal fetch --pgdata {} %f \"%p\"",
-        shell_quote(&abs(pgdata).display().to_string())
-    ));
+    cmd.push_str(" wal fetch");
+    if let Some(pgdata) = pgdata {
+        cmd.push_str(&format!(
+            " --pgdata {}",
+            shell_quote(&abs(pgdata).display().to_string())
+        ));
+    }
+    cmd.push_str(" %f \"%p\"");
     Ok((cmd, note))
 }
 
@@ -114,12 +120,6 @@ fn target(args: &RestorePostgresArgs, reporter: &Reporter) -> Result<Target> {
             Some(TargetKeyword::Latest) | None => Target::Latest,
         }
     })
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// Restores a base backup and recovers it.
@@ -152,7 +152,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
         spaces.push((oid, PathBuf::from(dir)));
     }
-    let (restore_command, note) = restore_command(g, &settings, &target_dir)?;
+    let (restore_command, note) = restore_command(g, &settings, Some(&target_dir))?;
     if let Some(n) = note
         && !args.start
     {
@@ -162,7 +162,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         Some(StartOptions {
             port: match args.port {
                 Some(p) => p,
-                None => free_port()?,
+                None => lifeboat_postgres::scratch::free_port()?,
             },
             socket_dir: args.socket_dir.clone(),
             timeout: Duration::from_secs(args.timeout),

@@ -1,10 +1,9 @@
 //! `lifeboat verify-data` and `lifeboat maintenance on|off`: the runbook's
 //! data checks and write stop, against a live database.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use lifeboat_postgres::{checks, maintenance, sql};
 
 use crate::cli::{Global, MaintenanceCommand, VerifyDataArgs};
@@ -52,17 +51,7 @@ pub async fn verify_data(g: &Global, args: &VerifyDataArgs) -> Result<()> {
 
 /// Runs a hook command from lifeboat.toml; a failing hook stops the command.
 fn hook(what: &str, command: Option<&str>) -> Result<()> {
-    let Some(cmd) = command else { return Ok(()) };
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run the {what} command {cmd:?}"))?;
-    if !status.success() {
-        bail!("the {what} command {cmd:?} failed ({status})");
-    }
-    Ok(())
+    Ok(lifeboat_ops::hooks::run(what, command, &[])?)
 }
 
 /// Stops or resumes writes.

@@ -215,6 +215,28 @@ impl Cluster {
         self.psql_db("postgres", sql)
     }
 
+    /// Runs SQL with psql in `postgres`; the error text when it fails.
+    pub fn psql_result(&self, sql: &str) -> Result<String, String> {
+        let mut c = self.client("psql");
+        c.args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ]);
+        let out = c.stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Forces a segment switch and waits until everything so far is archived.
     pub fn archive_now(&self) {
         let wal = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");

@@ -169,7 +169,7 @@ pub async fn export_custom(
     output: Option<&std::path::Path>,
     progress: DynProgress,
 ) -> Result<ExportSummary> {
-    use crate::server::{PgBin, Server, initdb, user_ids};
+    use crate::server::PgBin;
 
     progress.event(Event::Phase("reading the backup"));
     let backup = OpenedBackup::open(repo, reference, &progress).await?;
@@ -186,57 +186,11 @@ pub async fn export_custom(
             bin.program("initdb").display()
         )));
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("lifeboat-export-")
-        .tempdir()
-        .map_err(|e| PgError::io(std::env::temp_dir(), e))?;
-    if rustix::process::geteuid().is_root() {
-        // PostgreSQL runs as postgres: it must reach its data and socket.
-        let (uid, gid) = user_ids("postgres").ok_or_else(|| {
-            PgError::Setup("user postgres does not exist; PostgreSQL cannot run as root".into())
-        })?;
-        std::os::unix::fs::chown(scratch.path(), Some(uid), Some(gid))
-            .map_err(|e| PgError::io(scratch.path(), e))?;
-    }
-    let pgdata = scratch.path().join("data");
     progress.event(Event::Phase("creating a throwaway cluster"));
-    {
-        let (bin, pgdata) = (bin.clone(), pgdata.clone());
-        tokio::task::spawn_blocking(move || initdb(&bin, &pgdata, None))
-            .await
-            .map_err(|e| PgError::Command(format!("initdb did not finish: {e}")))??;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| PgError::io("127.0.0.1", e))?;
-    let server = Server {
-        pgdata: pgdata.clone(),
-        port,
-        socket_dir: scratch.path().to_path_buf(),
-        bin,
-    };
-    let log = scratch.path().join("server.log");
-    {
-        let (server, log) = (server.clone(), log.clone());
-        tokio::task::spawn_blocking(move || {
-            server.start(
-                &[
-                    ("listen_addresses", String::new()),
-                    ("fsync", "off".into()),
-                    ("max_wal_size", "4GB".into()),
-                ],
-                &log,
-                true,
-                std::time::Duration::from_secs(60),
-            )
-        })
-        .await
-        .map_err(|e| PgError::Command(format!("starting the throwaway cluster: {e}")))??;
-    }
-    let result = rebuild_and_dump(repo, &backup, &manifest, &server, output, &progress).await;
-    let stopper = server.clone();
-    let _ = tokio::task::spawn_blocking(move || stopper.stop("immediate")).await;
+    let cluster = crate::scratch::ScratchCluster::create(bin, "lifeboat-export-").await?;
+    let result =
+        rebuild_and_dump(repo, &backup, &manifest, &cluster.server, output, &progress).await;
+    let _ = cluster.stop().await;
     let (tables, rows) = result?;
     Ok(ExportSummary {
         snapshot: backup.entry.id.to_hex(),

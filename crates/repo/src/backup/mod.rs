@@ -67,6 +67,9 @@ pub struct BackupOptions {
     /// before the snapshot is written, in percent (every new metadata pack,
     /// index file and the snapshot itself are always read back).
     pub read_back_percent: f64,
+    /// The time recorded in the snapshot (default: when the backup starts),
+    /// for copies imported from elsewhere.
+    pub time: Option<DateTime<Utc>>,
 }
 
 impl Default for BackupOptions {
@@ -81,6 +84,7 @@ impl Default for BackupOptions {
             host: None,
             parent: Parent::Auto,
             read_back_percent: 5.0,
+            time: None,
         }
     }
 }
@@ -151,7 +155,7 @@ impl Repository {
         progress: DynProgress,
     ) -> Result<TreeBackup> {
         let started = Instant::now();
-        let time = Utc::now();
+        let time = options.time.unwrap_or_else(Utc::now);
         progress.event(Event::Phase("loading index"));
         // Registered before the index is read, so a prune running meanwhile
         // keeps every pack this backup may reuse until it has finished.

@@ -1,0 +1,94 @@
+//! `lifeboat recover`
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use lifeboat_ops::markdown;
+use lifeboat_ops::recover::{self, RecoverOptions};
+use lifeboat_ops::targets::human;
+
+use crate::cli::{Global, RecoverArgs};
+use crate::commands::drill::{checks, write_report};
+use crate::commands::open_repo;
+use crate::commands::restore_postgres::{parse_time, restore_command};
+use crate::exit::UsageError;
+use crate::output::{self, Reporter};
+use crate::settings::{FileSettings, Settings};
+
+/// Runs the corruption runbook.
+pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
+    let file = FileSettings::load(g)?;
+    let checks = checks(&file)?;
+    let (target_time, note) = parse_time(&args.target_time)?;
+    let mut tablespaces = Vec::new();
+    for m in &args.tablespace_map {
+        let (oid, dir) = m
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--tablespace-map {m:?}: expected OID=DIR")))?;
+        let oid: u32 = oid
+            .parse()
+            .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
+        tablespaces.push((oid, PathBuf::from(dir)));
+    }
+    let settings = Settings::resolve(g)?;
+    let repo = open_repo(g).await?;
+    let (restore_command, _) = restore_command(g, &settings, Some(&args.target_dir))?;
+    let reporter = Reporter::new(g);
+    if let Some(n) = note {
+        reporter.note(&format!("note: {n}"));
+    }
+    let opts = RecoverOptions {
+        target_time,
+        target_dir: args.target_dir.clone(),
+        tablespaces,
+        live_db: args.db.clone(),
+        grace: Duration::from_secs(args.grace),
+        checks,
+        restore_command,
+        port: match args.port {
+            Some(p) => p,
+            None => lifeboat_postgres::scratch::free_port()?,
+        },
+        socket_dir: args.socket_dir.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        concurrency: if repo.storage().capabilities().remote {
+            8
+        } else {
+            4
+        },
+        no_archive: args.no_archive,
+        on_command: file.maintenance.on_command.clone(),
+        off_command: file.maintenance.off_command.clone(),
+        switch_command: file.recover.switch_command.clone(),
+    };
+    let report = recover::run(&repo, &opts, reporter.sink()).await;
+    reporter.finish();
+    let saved = repo.save_report(&report.to_catalog()).await;
+    let md = markdown::recover(&report);
+    if let Some(path) = &args.report {
+        write_report(path, &report, &md)?;
+    }
+    if g.json {
+        output::json(&report)?;
+    } else if !g.quiet {
+        for s in &report.steps {
+            println!(
+                "{:<6} {:<12} {:>10}  {}",
+                if s.ok { "ok" } else { "FAILED" },
+                s.name,
+                human(s.seconds),
+                s.detail
+            );
+        }
+        println!("{}", report.outcome);
+        for n in &report.next {
+            println!("next: {n}");
+        }
+    }
+    saved.context("the recovery report could not be stored in the repository")?;
+    if !report.ok {
+        bail!("recovery stopped: {}", report.outcome);
+    }
+    Ok(())
+}

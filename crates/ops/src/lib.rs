@@ -1,0 +1,19 @@
+//! Operations built on the repository and the PostgreSQL support: restore
+//! drills that prove a backup restores and measure how long it takes (RTO)
+//! and how much would be lost (RPO), the `status` report of the old
+//! runbook's checklist, and the corruption-recovery runbook as timed steps.
+//!
+//! Like every library here it never prints: results are values, progress
+//! goes through the injected reporter.
+
+pub mod drill;
+pub mod error;
+pub mod hooks;
+pub mod markdown;
+pub mod recover;
+pub mod status;
+pub mod steps;
+pub mod targets;
+pub mod verify;
+
+pub use error::{OpsError, Result};

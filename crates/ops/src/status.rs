@@ -1,0 +1,381 @@
+//! `status`: the old runbook's daily, weekly, monthly and quarterly
+//! checklist as one report — per source the newest backup and its age
+//! against the RPO target, the WAL archive lag, the newest drill and its
+//! measured RTO, the last integrity check, and what is overdue. The
+//! judgement is a pure function of what the repository holds and the time.
+
+use chrono::{DateTime, Utc};
+use lifeboat_format::report::CatalogReport;
+use lifeboat_format::snapshot::SourceKind;
+use lifeboat_postgres::info;
+use lifeboat_repo::forget::source_of;
+use lifeboat_repo::progress::DynProgress;
+use lifeboat_repo::{Repository, SnapshotEntry};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::targets::{Measured, Targets, human};
+
+/// One source's newest backup.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceStatus {
+    /// "host kind paths".
+    pub source: String,
+    /// Snapshots held.
+    pub snapshots: usize,
+    /// The newest one's id.
+    pub newest: String,
+    /// When it was taken.
+    pub newest_time: DateTime<Utc>,
+    /// Its age against the RPO target.
+    pub age: Measured,
+}
+
+/// One PostgreSQL cluster's WAL archive.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchiveStatus {
+    /// System identifier.
+    pub system_id: String,
+    /// The newest archived WAL file.
+    pub newest_wal: Option<String>,
+    /// Seconds since it was archived, against the RPO target.
+    pub lag: Option<Measured>,
+}
+
+/// The newest drill or check.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunStatus {
+    /// When the newest one ran.
+    pub time: DateTime<Utc>,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Its one-line summary.
+    pub summary: String,
+    /// When the newest passing one ran, if any.
+    pub last_passed: Option<DateTime<Utc>>,
+    /// Age of the newest passing one against the interval.
+    pub age: Option<Measured>,
+    /// Recovery time the newest passing drill measured, against the RTO target.
+    pub rto: Option<Measured>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    /// When it was made.
+    pub now: DateTime<Utc>,
+    /// Backups per source.
+    pub sources: Vec<SourceStatus>,
+    /// WAL archives per cluster.
+    pub archives: Vec<ArchiveStatus>,
+    /// The newest drill.
+    pub drill: Option<RunStatus>,
+    /// The newest check.
+    pub check: Option<RunStatus>,
+    /// What needs doing, one line each.
+    pub overdue: Vec<String>,
+    /// True when nothing is overdue or failing.
+    pub ok: bool,
+}
+
+fn secs(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+fn runs(
+    kind: &str,
+    reports: &[CatalogReport],
+    now: DateTime<Utc>,
+    every: chrono::Duration,
+    rto: Option<chrono::Duration>,
+) -> Option<RunStatus> {
+    let mine: Vec<&CatalogReport> = reports.iter().filter(|r| r.kind == kind).collect();
+    let newest = mine.iter().max_by_key(|r| r.time)?;
+    let passed = mine.iter().filter(|r| r.ok).max_by_key(|r| r.time);
+    Some(RunStatus {
+        time: newest.time,
+        ok: newest.ok,
+        summary: newest.summary.clone(),
+        last_passed: passed.map(|r| r.time),
+        age: passed.map(|r| Measured::against(secs(now - r.time), every)),
+        rto: rto.and_then(|target| {
+            let s = passed?.body.get("rto")?.get("seconds")?.as_f64()?;
+            Some(Measured::against(s, target))
+        }),
+    })
+}
+
+/// Judges what the repository holds at `now`: `snapshots`, the archives
+/// (system id, newest WAL, seconds since it was archived) and the stored
+/// drill and check reports.
+pub fn judge(
+    now: DateTime<Utc>,
+    snapshots: &[SnapshotEntry],
+    archives: &[(String, Option<String>, Option<i64>)],
+    reports: &[CatalogReport],
+    targets: &Targets,
+) -> StatusReport {
+    let mut overdue = Vec::new();
+    let mut groups: std::collections::BTreeMap<String, Vec<&SnapshotEntry>> = Default::default();
+    for e in snapshots {
+        groups.entry(source_of(&e.snapshot)).or_default().push(e);
+    }
+    let mut sources = Vec::new();
+    for (source, list) in groups {
+        let Some(newest) = list.iter().max_by_key(|e| e.snapshot.time) else {
+            continue;
+        };
+        let age = Measured::against(secs(now - newest.snapshot.time), targets.rpo);
+        if !age.met {
+            overdue.push(format!(
+                "backup of {source}: the newest ({}) is {} old, the RPO target is {}",
+                newest.snapshot.time.format("%Y-%m-%d %H:%M UTC"),
+                human(age.seconds),
+                human(age.target_seconds)
+            ));
+        }
+        sources.push(SourceStatus {
+            source,
+            snapshots: list.len(),
+            newest: newest.id.to_hex(),
+            newest_time: newest.snapshot.time,
+            age,
+        });
+    }
+    if sources.is_empty() {
+        overdue.push("no backups: the repository holds no snapshot".into());
+    }
+    let archives: Vec<ArchiveStatus> = archives
+        .iter()
+        .map(|(sys, wal, lag)| {
+            let lag = lag.map(|l| Measured::against(l.max(0) as f64, targets.rpo));
+            if let Some(l) = lag
+                && !l.met
+            {
+                overdue.push(format!(
+                    "WAL archive of cluster {sys}: nothing archived for {}, the RPO target is {} (is archive_command failing?)",
+                    human(l.seconds),
+                    human(l.target_seconds)
+                ));
+            }
+            ArchiveStatus {
+                system_id: sys.clone(),
+                newest_wal: wal.clone(),
+                lag,
+            }
+        })
+        .collect();
+    let has_pg = snapshots.iter().any(|e| {
+        matches!(
+            e.snapshot.source,
+            SourceKind::Postgres | SourceKind::PostgresLogical
+        )
+    });
+    let drill = runs(
+        "drill",
+        reports,
+        now,
+        targets.drill_every,
+        Some(targets.rto),
+    );
+    match &drill {
+        None if has_pg => overdue.push(format!(
+            "restore drill: none has run; run `lifeboat drill` (target: every {})",
+            human(secs(targets.drill_every))
+        )),
+        None => {}
+        Some(d) => {
+            if !d.ok {
+                overdue.push(format!("restore drill: the last one failed: {}", d.summary));
+            }
+            match d.age {
+                None => overdue.push("restore drill: none has passed".into()),
+                Some(a) if !a.met => overdue.push(format!(
+                    "restore drill: the last passing one is {} old, the target is every {}",
+                    human(a.seconds),
+                    human(a.target_seconds)
+                )),
+                Some(_) => {}
+            }
+            if let Some(r) = d.rto
+                && !r.met
+            {
+                overdue.push(format!(
+                    "RTO: the last drill measured {}, the target is {}",
+                    human(r.seconds),
+                    human(r.target_seconds)
+                ));
+            }
+        }
+    }
+    let check = runs("check", reports, now, targets.check_every, None);
+    match &check {
+        None if !sources.is_empty() => overdue.push(format!(
+            "integrity check: none recorded; run `lifeboat check --read-data --subset 10%` (target: every {})",
+            human(secs(targets.check_every))
+        )),
+        None => {}
+        Some(c) => {
+            if !c.ok {
+                overdue.push(format!("integrity check: the last one failed: {}", c.summary));
+            }
+            match c.age {
+                None => overdue.push("integrity check: none has passed".into()),
+                Some(a) if !a.met => overdue.push(format!(
+                    "integrity check: the last passing one is {} old, the target is every {}",
+                    human(a.seconds),
+                    human(a.target_seconds)
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    StatusReport {
+        now,
+        ok: overdue.is_empty(),
+        sources,
+        archives,
+        drill,
+        check,
+        overdue,
+    }
+}
+
+/// Gathers everything from the repository and judges it now.
+pub async fn gather(
+    repo: &Repository,
+    targets: &Targets,
+    progress: &DynProgress,
+) -> Result<StatusReport> {
+    let snapshots = repo.list_snapshots(progress).await?;
+    let clusters = info::info(repo, progress).await?;
+    let archives: Vec<(String, Option<String>, Option<i64>)> = clusters
+        .into_iter()
+        .filter(|c| c.newest_wal.is_some())
+        .map(|c| (c.system_id, c.newest_wal, c.archive_lag_seconds))
+        .collect();
+    let reports = repo.reports(None).await?;
+    let reports: Vec<CatalogReport> = reports.reports.into_iter().map(|(_, r)| r).collect();
+    Ok(judge(Utc::now(), &snapshots, &archives, &reports, targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use lifeboat_format::Id;
+    use lifeboat_format::snapshot::{BackupKind, Snapshot};
+
+    fn snap(n: u8, host: &str, source: SourceKind, time: DateTime<Utc>) -> SnapshotEntry {
+        SnapshotEntry {
+            id: Id::from_bytes([n; 32]),
+            snapshot: Snapshot {
+                time,
+                host: host.into(),
+                user: "ops".into(),
+                source,
+                paths: vec!["/srv".into()],
+                kind: BackupKind::Scheduled,
+                reason: None,
+                tags: Vec::new(),
+                root: Id::from_bytes([0; 32]),
+                parent: None,
+                summary: Default::default(),
+                program: "lifeboat test".into(),
+                postgres: None,
+                logical: None,
+            },
+        }
+    }
+
+    fn report(kind: &str, time: DateTime<Utc>, ok: bool, rto: f64) -> CatalogReport {
+        CatalogReport {
+            kind: kind.into(),
+            time,
+            by: "ops@db1".into(),
+            ok,
+            summary: format!("{kind} ok={ok}"),
+            body: serde_json::json!({"rto": {"seconds": rto}}),
+        }
+    }
+
+    #[test]
+    fn everything_recent_is_ok() {
+        let now = Utc::now();
+        let t = Targets::default();
+        let snaps = [snap(
+            1,
+            "db1",
+            SourceKind::PostgresLogical,
+            now - Duration::hours(3),
+        )];
+        let reports = [
+            report("drill", now - Duration::days(3), true, 40.0),
+            report("check", now - Duration::days(1), true, 0.0),
+        ];
+        let s = judge(
+            now,
+            &snaps,
+            &[("7".into(), Some("0001".into()), Some(20))],
+            &reports,
+            &t,
+        );
+        assert!(s.ok, "{:?}", s.overdue);
+        assert_eq!(s.sources.len(), 1);
+        assert_eq!(
+            s.drill.as_ref().and_then(|d| d.rto).map(|r| r.seconds),
+            Some(40.0)
+        );
+    }
+
+    #[test]
+    fn old_backups_lagging_archives_and_missing_drills_are_overdue() {
+        let now = Utc::now();
+        let t = Targets::default();
+        let snaps = [
+            snap(1, "db1", SourceKind::Postgres, now - Duration::hours(30)),
+            snap(2, "web", SourceKind::Files, now - Duration::hours(2)),
+        ];
+        let s = judge(
+            now,
+            &snaps,
+            &[("7".into(), Some("0001".into()), Some(90_000))],
+            &[],
+            &t,
+        );
+        assert!(!s.ok);
+        let all = s.overdue.join("\n");
+        assert!(all.contains("backup of db1"), "{all}");
+        assert!(!all.contains("backup of web"), "{all}");
+        assert!(all.contains("WAL archive"), "{all}");
+        assert!(all.contains("restore drill: none has run"), "{all}");
+        assert!(all.contains("integrity check: none recorded"), "{all}");
+    }
+
+    #[test]
+    fn failed_and_stale_runs_are_reported() {
+        let now = Utc::now();
+        let t = Targets::default();
+        let snaps = [snap(
+            1,
+            "db1",
+            SourceKind::PostgresLogical,
+            now - Duration::hours(1),
+        )];
+        let reports = [
+            report("drill", now - Duration::days(40), true, 30.0),
+            report("drill", now - Duration::days(1), false, 30.0),
+            report("check", now - Duration::days(2), true, 0.0),
+            report("drill", now - Duration::days(50), true, 9000.0),
+        ];
+        let s = judge(now, &snaps, &[], &reports, &t);
+        let all = s.overdue.join("\n");
+        assert!(all.contains("the last one failed"), "{all}");
+        assert!(all.contains("last passing one is 40d"), "{all}");
+        assert!(
+            !all.contains("RTO"),
+            "only the newest passing drill counts: {all}"
+        );
+        assert!(!all.contains("integrity"), "{all}");
+    }
+}

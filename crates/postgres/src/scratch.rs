@@ -1,0 +1,122 @@
+//! Throwaway PostgreSQL clusters: a private temporary directory (owned by
+//! the `postgres` user when lifeboat runs as root), a free port, a socket
+//! in the directory and no TCP listener. Used by `export --format custom`
+//! and by restore drills; everything goes when the value is dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::error::{PgError, Result};
+use crate::server::{PgBin, Server, initdb, user_ids};
+
+/// A temporary directory PostgreSQL may use (data directory, socket, log).
+pub fn scratch_dir(prefix: &str) -> Result<TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| PgError::io(std::env::temp_dir(), e))?;
+    if rustix::process::geteuid().is_root() {
+        // PostgreSQL runs as postgres: it must reach its data and socket.
+        let (uid, gid) = user_ids("postgres").ok_or_else(|| {
+            PgError::Setup("user postgres does not exist; PostgreSQL cannot run as root".into())
+        })?;
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+            .map_err(|e| PgError::io(dir.path(), e))?;
+    }
+    Ok(dir)
+}
+
+/// A free TCP port on the loopback interface (PostgreSQL names its socket
+/// after the port, so each scratch server gets its own).
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| PgError::io("127.0.0.1", e))
+}
+
+/// A running throwaway cluster. Stop it with [`ScratchCluster::stop`];
+/// dropping it without stopping stops it too (immediately).
+#[derive(Debug)]
+pub struct ScratchCluster {
+    /// The server.
+    pub server: Server,
+    /// Its log file.
+    pub log: PathBuf,
+    dir: Option<TempDir>,
+}
+
+impl ScratchCluster {
+    /// Creates (`initdb`) and starts a new cluster with `bin`'s programs.
+    /// Durability is off: it only lives as long as the work it is for.
+    pub async fn create(bin: PgBin, prefix: &str) -> Result<Self> {
+        let dir = scratch_dir(prefix)?;
+        let pgdata = dir.path().join("data");
+        {
+            let (bin, pgdata) = (bin.clone(), pgdata.clone());
+            tokio::task::spawn_blocking(move || initdb(&bin, &pgdata, None))
+                .await
+                .map_err(|e| PgError::Command(format!("initdb did not finish: {e}")))??;
+        }
+        let server = Server {
+            pgdata,
+            port: free_port()?,
+            socket_dir: dir.path().to_path_buf(),
+            bin,
+        };
+        let log = dir.path().join("server.log");
+        let cluster = Self {
+            server,
+            log,
+            dir: Some(dir),
+        };
+        {
+            let (server, log) = (cluster.server.clone(), cluster.log.clone());
+            tokio::task::spawn_blocking(move || {
+                server.start(
+                    &[
+                        ("listen_addresses", String::new()),
+                        ("fsync", "off".into()),
+                        ("max_wal_size", "4GB".into()),
+                    ],
+                    &log,
+                    true,
+                    Duration::from_secs(60),
+                )
+            })
+            .await
+            .map_err(|e| PgError::Command(format!("starting the throwaway cluster: {e}")))??;
+        }
+        Ok(cluster)
+    }
+
+    /// The directory holding the data directory, socket and log.
+    pub fn path(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map_or_else(|| self.server.socket_dir.as_path(), |d| d.path())
+    }
+
+    /// Stops the server and removes everything.
+    pub async fn stop(mut self) -> Result<()> {
+        let server = self.server.clone();
+        let stopped = tokio::task::spawn_blocking(move || server.stop("immediate"))
+            .await
+            .map_err(|e| PgError::Command(format!("stopping the throwaway cluster: {e}")))?;
+        if let Some(d) = self.dir.take() {
+            let path = d.path().to_path_buf();
+            d.close().map_err(|e| PgError::io(path, e))?;
+        }
+        stopped
+    }
+}
+
+impl Drop for ScratchCluster {
+    fn drop(&mut self) {
+        if self.dir.is_some() && self.server.is_running() {
+            let _ = self.server.stop("immediate");
+        }
+    }
+}
