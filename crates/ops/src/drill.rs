@@ -247,7 +247,7 @@ pub async fn run(
             && !m.met
         {
             report.failures.push(format!(
-                "{what} {} misses the target {} ({:.1}s > {:.1}s)",
+                "{what} {} misses the target {} ({:.3}s > {:.3}s)",
                 human(m.seconds),
                 human(m.target_seconds),
                 m.seconds,

@@ -3,12 +3,11 @@
 //! lost (RPO), and how often drills and checks must run.
 
 use chrono::Duration;
-use lifeboat_postgres::checks::parse_age;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OpsError, Result};
 
-/// `[targets]` as written: durations such as `15min`, `1h`, `30d`.
+/// `[targets]` as written: durations such as `500ms`, `15min`, `1.5h`, `30d`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetsConfig {
@@ -54,11 +53,13 @@ impl Targets {
         let read = |name: &str, v: &Option<String>, default: Duration| {
             match v {
             None => Ok(default),
-            Some(s) => parse_age(s).filter(|d| *d > Duration::zero()).ok_or_else(|| {
-                OpsError::Invalid(format!(
-                    "[targets] {name} = {s:?} is not a duration (use e.g. \"90s\", \"15min\", \"4h\", \"30d\")"
-                ))
-            }),
+            Some(s) => parse_target(s)
+                .filter(|d| *d > Duration::zero())
+                .ok_or_else(|| {
+                    OpsError::Invalid(format!(
+                        "[targets] {name} = {s:?} is not a duration (use e.g. \"90s\", \"15min\", \"4h\", \"30d\")"
+                    ))
+                }),
         }
         };
         Ok(Self {
@@ -68,6 +69,23 @@ impl Targets {
             check_every: read("check_every", &c.check_every, d.check_every)?,
         })
     }
+}
+
+/// Parses an objective: a number (decimals allowed) with `ms`, `s`,
+/// `min`, `h` or `d`.
+pub fn parse_target(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let n: f64 = s[..split].parse().ok()?;
+    let unit_ms = match s[split..].trim() {
+        "ms" => 1.0,
+        "s" => 1e3,
+        "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86_400e3,
+        _ => return None,
+    };
+    Some(Duration::milliseconds((n * unit_ms).round() as i64))
 }
 
 /// A measured figure against its objective.
@@ -96,6 +114,9 @@ impl Measured {
 /// A duration in words for reports: `42.1s`, `12min 5s`, `3h 20min`, `2d 4h`.
 pub fn human(seconds: f64) -> String {
     let s = seconds.max(0.0);
+    if s < 1.0 {
+        return format!("{}ms", (s * 1000.0).round());
+    }
     if s < 60.0 {
         return format!("{s:.1}s");
     }
@@ -138,6 +159,9 @@ mod tests {
         assert!(Measured::against(59.0, Duration::minutes(1)).met);
         assert!(!Measured::against(61.0, Duration::minutes(1)).met);
         assert_eq!(human(4.25), "4.2s");
+        assert_eq!(human(0.0123), "12ms");
+        assert_eq!(parse_target("1.5h"), Some(Duration::minutes(90)));
+        assert_eq!(parse_target("1ms"), Some(Duration::milliseconds(1)));
         assert_eq!(human(725.0), "12min 5s");
         assert_eq!(human(12_000.0), "3h 20min");
         assert_eq!(human(187_200.0), "2d 4h");

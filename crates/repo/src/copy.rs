@@ -51,6 +51,8 @@ pub struct CopyReport {
     pub wal_bytes: u64,
     /// WAL files the replica already had.
     pub wal_present: u64,
+    /// Catalog reports (drills, checks, recoveries) copied.
+    pub reports_copied: u64,
 }
 
 impl Repository {
@@ -198,7 +200,34 @@ impl Repository {
             }
         }
         self.copy_wal(target, progress, &mut report).await?;
+        self.copy_reports(target, &mut report).await?;
         Ok(report)
+    }
+
+    /// Copies the catalog reports the replica lacks, so what was proven
+    /// travels with the backups.
+    async fn copy_reports(&self, target: &Repository, report: &mut CopyReport) -> Result<()> {
+        let theirs: HashSet<String> = target
+            .storage()
+            .list(layout::REPORTS)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        for m in self.storage().list(layout::REPORTS).await? {
+            let Some(id) = layout::id_from_key(&m.key, layout::REPORTS) else {
+                continue;
+            };
+            if theirs.contains(&m.key) {
+                continue;
+            }
+            self.copy_object(target, &m.key, |mk, bytes| {
+                object::open_object_with_id(mk, ObjectKind::Report, &id, bytes).map(|_| ())
+            })
+            .await?;
+            report.reports_copied += 1;
+        }
+        Ok(())
     }
 
     /// Copies whole packs (verified by their hash), then indexes them.
