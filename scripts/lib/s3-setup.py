@@ -12,6 +12,16 @@ common = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_acce
 
 plain = boto3.client("s3", endpoint_url=os.environ["LIFEBOAT_TEST_S3_ENDPOINT"], **common)
 plain.create_bucket(Bucket=os.environ["LIFEBOAT_TEST_S3_BUCKET"])
+# A bucket with S3 Object Lock: every new object is locked for a day.
+locked = os.environ["LIFEBOAT_TEST_S3_LOCK_BUCKET"]
+plain.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+plain.put_object_lock_configuration(
+    Bucket=locked,
+    ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+    },
+)
 
 auth_url = os.environ["LIFEBOAT_TEST_S3_AUTH_ENDPOINT"]
 iam = boto3.client("iam", endpoint_url=auth_url, **common)

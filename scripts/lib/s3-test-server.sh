@@ -41,6 +41,7 @@ start_s3_test_servers() {
   export LIFEBOAT_TEST_S3_AUTH_ENDPOINT="http://127.0.0.1:$auth_port"
   export LIFEBOAT_TEST_S3_BUCKET=lifeboat-test
   export LIFEBOAT_TEST_S3_AUTH_BUCKET=lifeboat-auth
+  export LIFEBOAT_TEST_S3_LOCK_BUCKET=lifeboat-locked
   # Creates the buckets, and on the authenticating server an IAM user with an
   # access key (the first three requests there are unauthenticated).
   local keys

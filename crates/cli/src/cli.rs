@@ -437,6 +437,11 @@ pub struct InitArgs {
     /// Target pack size in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pack_size: u32,
+    /// The bucket has S3 Object Lock with a default retention of this many
+    /// days: prune then deletes nothing younger (and says what it kept).
+    /// Fixed at init, like the bucket's retention.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub object_lock_days: Option<u32>,
 }
 
 /// Why a backup is taken.

@@ -512,3 +512,54 @@ fn a_damaged_deletion_plan_stops_prune_but_never_a_backup() {
     assert_eq!(common::packs(&env.repo_dir()).len(), packs);
     assert_restores(&env, "latest", &src, &src);
 }
+
+#[test]
+fn prune_on_an_object_lock_bucket_deletes_nothing_locked_and_says_until_when() {
+    let env = Env::s3_locked("lock");
+    env.ok(&[
+        "init",
+        "--kdf-memory",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--object-lock-days",
+        "1",
+    ]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.bin"), pseudo_random(3 << 20, 1)).unwrap();
+    env.backup(&[&src]);
+    std::fs::write(src.join("a.bin"), pseudo_random(3 << 20, 2)).unwrap();
+    let kept = env.backup(&[&src])["id"].as_str().unwrap().to_string();
+    env.ok(&["forget", "--keep-last", "1"]);
+
+    // Marked and due at once, but every pack is locked for a day.
+    let first = prune(&env, &["--grace", "0"]);
+    assert!(
+        first["marked"]["unused_packs"].as_u64().unwrap() >= 1,
+        "{first}"
+    );
+    let d = &first["deleted"];
+    assert_eq!(d["packs"], 0, "{first}");
+    assert!(d["locked_packs"].as_u64().unwrap() >= 1, "{first}");
+    let until = chrono::DateTime::parse_from_rfc3339(d["locked_until"].as_str().unwrap()).unwrap();
+    let hours =
+        (until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((24.0..=25.1).contains(&hours), "{hours} h: {first}");
+
+    // The next prune finds the same packs stored, still held, and says so.
+    let out = env.ok(&["prune", "--grace", "0"]);
+    assert!(
+        out.stdout.contains("under S3 Object Lock until"),
+        "{}",
+        out.stdout
+    );
+    let second = prune(&env, &["--grace", "0"]);
+    assert_eq!(second["packs"], first["packs"], "{second}");
+    assert_eq!(
+        second["deleted"]["locked_packs"], d["locked_packs"],
+        "{second}"
+    );
+    env.ok(&["check", "--read-data"]);
+    assert_restores(&env, &kept, &src, &src);
+}

@@ -26,6 +26,11 @@ pub struct RepoConfig {
     pub chunker: ChunkerParams,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// Days every object stays locked after it is written (S3 Object Lock
+    /// with a default retention on the bucket); prune deletes nothing
+    /// younger. Absent: no lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock_days: Option<u32>,
 }
 
 impl RepoConfig {
@@ -64,8 +69,15 @@ mod tests {
             created: Utc::now(),
             chunker: ChunkerParams::with_seed(3),
             pack_size: DEFAULT_PACK_SIZE,
+            object_lock_days: None,
         };
         assert_eq!(RepoConfig::from_json(&c.to_json()).ok(), Some(c.clone()));
+        assert!(!String::from_utf8_lossy(&c.to_json()).contains("object_lock"));
+        let locked = RepoConfig {
+            object_lock_days: Some(30),
+            ..c.clone()
+        };
+        assert_eq!(RepoConfig::from_json(&locked.to_json()).ok(), Some(locked));
         let mut newer = c.clone();
         newer.version = 7;
         assert!(matches!(

@@ -19,6 +19,7 @@ pub mod forget;
 pub mod index;
 pub mod keys;
 pub mod layout;
+pub mod object_lock;
 pub mod pool;
 pub mod progress;
 pub mod prune;

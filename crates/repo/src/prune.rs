@@ -93,6 +93,13 @@ pub struct DeleteReport {
     pub kept_in_use: u64,
     /// Index files replaced by one without the deleted packs.
     pub index_files_replaced: u64,
+    /// Packs not deleted because S3 Object Lock still holds them (or an
+    /// index file naming them); they stay marked for a later prune.
+    pub locked_packs: u64,
+    /// Their size.
+    pub locked_bytes: u64,
+    /// When the last of them unlocks.
+    pub locked_until: Option<chrono::DateTime<Utc>>,
 }
 
 /// What the mark phase did (or would do).
@@ -378,6 +385,21 @@ impl Repository {
             let indexed = state.indexed_packs();
             doomed.retain(|p| indexed.contains_key(p));
         }
+        // Under Object Lock, a pack is deleted only once it and every index
+        // file naming it (which its deletion replaces) have unlocked.
+        let held = self.hold_locked(state, &mut doomed).await?;
+        if !held.is_empty() {
+            report.deleted.locked_packs += held.len() as u64;
+            report.deleted.locked_bytes += held
+                .iter()
+                .filter_map(|(p, _)| state.stored.get(p))
+                .sum::<u64>();
+            report.deleted.locked_until = held
+                .iter()
+                .map(|(_, u)| *u)
+                .chain(report.deleted.locked_until)
+                .max();
+        }
         // Index files naming doomed packs are replaced first, so no index
         // ever names a pack that is gone.
         let affected: Vec<Id> = state
@@ -409,6 +431,7 @@ impl Repository {
         report.deleted.packs += doomed.len() as u64;
         report.deleted.bytes += doomed_bytes;
         report.deleted.plans.extend(ready.iter().copied());
+        let mut carried = None;
         if !options.dry_run {
             progress.event(Event::Phase("replacing index files"));
             let mut new_file = None;
@@ -442,8 +465,34 @@ impl Repository {
                 });
             }
             drop(deletes);
+            // Locked packs stay marked, in a plan of their own written before
+            // the old ones go (it keeps their time: the grace period is over).
+            if !held.is_empty() {
+                let o = local_origin(None);
+                let time = state
+                    .plans
+                    .iter()
+                    .filter(|(id, _)| ready.contains(id))
+                    .map(|(_, p)| p.time)
+                    .min()
+                    .unwrap_or_else(Utc::now);
+                let mut packs: Vec<Id> = held.iter().map(|(p, _)| *p).collect();
+                packs.sort();
+                let plan = DeletionPlan {
+                    time,
+                    by: format!("{}@{} (held by object lock)", o.user, o.host),
+                    bytes: packs.iter().filter_map(|p| state.stored.get(p)).sum(),
+                    packs,
+                };
+                let (id, _) = self
+                    .save_object(ObjectKind::DeletionPlan, plan.to_json())
+                    .await?;
+                carried = Some((id, plan));
+            }
             for id in &ready {
-                self.delete_if_present(&layout::deletion_plan(id)).await?;
+                if carried.as_ref().is_none_or(|(c, _)| c != id) {
+                    self.delete_if_present(&layout::deletion_plan(id)).await?;
+                }
             }
             state.files.retain(|(f, _)| !affected.contains(f));
             if let Some(id) = new_file {
@@ -460,7 +509,50 @@ impl Repository {
             state.stored.remove(p);
         }
         state.plans.retain(|(id, _)| !ready.contains(id));
+        if let Some(c) = carried {
+            state.plans.push(c);
+        }
         Ok(())
+    }
+
+    /// Removes from `doomed` the packs S3 Object Lock still holds, or whose
+    /// index files it holds; returns them with their unlock dates.
+    async fn hold_locked(
+        &self,
+        state: &State,
+        doomed: &mut HashSet<Id>,
+    ) -> Result<Vec<(Id, chrono::DateTime<Utc>)>> {
+        let Some(dates) = self.lock_dates(&[layout::DATA, layout::INDEX]).await? else {
+            return Ok(Vec::new());
+        };
+        let now = Utc::now();
+        let mut until: HashMap<Id, chrono::DateTime<Utc>> = HashMap::new();
+        for (file, f) in &state.files {
+            let Some(file_until) = dates.get(&layout::index(file)) else {
+                continue;
+            };
+            for p in f.packs.iter().filter(|p| doomed.contains(&p.id)) {
+                let u = until.entry(p.id).or_insert(*file_until);
+                *u = (*u).max(*file_until);
+            }
+        }
+        let mut held = Vec::new();
+        doomed.retain(|p| {
+            let u = dates
+                .get(&layout::pack(p))
+                .copied()
+                .into_iter()
+                .chain(until.get(p).copied())
+                .max();
+            match u {
+                Some(u) if u > now => {
+                    held.push((*p, u));
+                    false
+                }
+                _ => true,
+            }
+        });
+        Ok(held)
     }
 
     /// Finds unused, unindexed and (within limits) partly used packs,

@@ -27,6 +27,8 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// Who is creating the repository.
     pub origin: SlotOrigin,
+    /// Days objects stay locked by the bucket's Object Lock retention.
+    pub object_lock_days: Option<u32>,
 }
 
 impl Default for InitOptions {
@@ -35,6 +37,7 @@ impl Default for InitOptions {
             kdf: KdfCost::DEFAULT,
             pack_size: DEFAULT_PACK_SIZE,
             origin: local_origin(None),
+            object_lock_days: None,
         }
     }
 }
@@ -120,6 +123,7 @@ impl Repository {
             created: Utc::now(),
             chunker: ChunkerParams::with_seed(seed),
             pack_size: options.pack_size,
+            object_lock_days: options.object_lock_days,
         };
         // Validate what we are about to write with the reader's own rules.
         RepoConfig::from_json(&config.to_json()).map_err(RepoError::Format)?;

@@ -157,6 +157,7 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StorageEr
                     out.push(ObjectMeta {
                         key,
                         size: meta.len(),
+                        modified: meta.modified().ok(),
                     });
                 }
             }
@@ -203,6 +204,7 @@ impl Storage for FsStorage {
             Ok(ObjectMeta {
                 key: k,
                 size: m.len(),
+                modified: m.modified().ok(),
             })
         })
         .await

@@ -60,6 +60,9 @@ pub struct ObjectMeta {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was last written, where the store says (S3 object lock
+    /// periods run from this).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// The storage trait every driver implements.

@@ -73,6 +73,7 @@ impl Storage for MemoryStorage {
         Ok(ObjectMeta {
             key: key.into(),
             size: data.len() as u64,
+            modified: None,
         })
     }
 
@@ -85,6 +86,7 @@ impl Storage for MemoryStorage {
             .map(|(k, v)| ObjectMeta {
                 key: k.clone(),
                 size: v.len() as u64,
+                modified: None,
             })
             .collect())
     }

@@ -33,6 +33,7 @@ pub async fn run(g: &Global, args: &InitArgs) -> Result<()> {
             kdf: kdf_cost(&args.kdf),
             pack_size: args.pack_size << 20,
             origin: local_origin(None),
+            object_lock_days: args.object_lock_days,
         },
     )
     .await?;

@@ -133,6 +133,16 @@ fn print_report(r: &PruneReport) {
             }
         );
     }
+    if d.locked_packs > 0 {
+        println!(
+            "kept {} pack(s) ({}) under S3 Object Lock until {}: they stay marked and a prune after that date deletes them",
+            d.locked_packs,
+            size(d.locked_bytes),
+            d.locked_until.map_or("unknown".into(), |t| t
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string())
+        );
+    }
     for p in &r.postponed {
         println!(
             "waiting: plan {} ({} packs, {}): {}",

@@ -62,9 +62,22 @@ impl Env {
 
     /// A repository under a fresh prefix of the S3 test server's bucket.
     pub fn s3(name: &str) -> Self {
-        let endpoint = s3_endpoint();
         let bucket =
             std::env::var("LIFEBOAT_TEST_S3_BUCKET").unwrap_or_else(|_| "lifeboat-test".into());
+        Self::s3_in(&bucket, name)
+    }
+
+    /// A repository under a fresh prefix of the S3 test server's bucket
+    /// with Object Lock (a default retention of one day).
+    pub fn s3_locked(name: &str) -> Self {
+        let bucket = std::env::var("LIFEBOAT_TEST_S3_LOCK_BUCKET")
+            .unwrap_or_else(|_| "lifeboat-locked".into());
+        Self::s3_in(&bucket, name)
+    }
+
+    /// A repository under a fresh prefix of `bucket` on the S3 test server.
+    pub fn s3_in(bucket: &str, name: &str) -> Self {
+        let endpoint = s3_endpoint();
         let dir = tempfile::tempdir().unwrap();
         // The temp directory's random name keeps prefixes unique across runs.
         let suffix: String = dir
