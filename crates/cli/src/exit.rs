@@ -6,6 +6,7 @@
 //! the credentials · 6 database does not exist. `wal fetch` adds its own
 //! codes for PostgreSQL (see `commands::wal`).
 
+use lifeboat_ops::OpsError;
 use lifeboat_postgres::{ConnectProblem, PgError};
 use lifeboat_repo::RepoError;
 use lifeboat_storage::StorageError;
@@ -49,6 +50,19 @@ fn repo_code(r: &RepoError) -> u8 {
     }
 }
 
+fn pg_code(p: &PgError) -> u8 {
+    match p {
+        PgError::OutsideWindow(_) | PgError::Invalid(_) | PgError::NotEmpty(_) => USAGE,
+        PgError::Connect { problem, .. } => match problem {
+            ConnectProblem::Unreachable => DB_UNREACHABLE,
+            ConnectProblem::Authentication => DB_AUTH,
+            ConnectProblem::NoSuchDatabase => DB_MISSING,
+        },
+        PgError::Repo(r) => repo_code(r),
+        _ => FAILURE,
+    }
+}
+
 /// The exit code for an error, from the most specific cause in its chain.
 pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -57,19 +71,15 @@ pub fn code(err: &anyhow::Error) -> u8 {
         {
             return USAGE;
         }
-        match cause.downcast_ref::<PgError>() {
-            Some(PgError::OutsideWindow(_) | PgError::Invalid(_) | PgError::NotEmpty(_)) => {
-                return USAGE;
-            }
-            Some(PgError::Connect { problem, .. }) => {
-                return match problem {
-                    ConnectProblem::Unreachable => DB_UNREACHABLE,
-                    ConnectProblem::Authentication => DB_AUTH,
-                    ConnectProblem::NoSuchDatabase => DB_MISSING,
-                };
-            }
-            Some(PgError::Repo(r)) => return repo_code(r),
-            Some(_) => return FAILURE,
+        if let Some(p) = cause.downcast_ref::<PgError>() {
+            return pg_code(p);
+        }
+        // Its wrapped errors are transparent: they do not appear in the chain.
+        match cause.downcast_ref::<OpsError>() {
+            Some(OpsError::Invalid(_)) => return USAGE,
+            Some(OpsError::Repo(r)) => return repo_code(r),
+            Some(OpsError::Pg(p)) => return pg_code(p),
+            Some(OpsError::Hook(_)) => return FAILURE,
             None => {}
         }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
@@ -117,7 +127,12 @@ fn storage_hint(s: &StorageError) -> Option<&'static str> {
 /// A line of advice for the person at the terminal, when we have one.
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
-        if let Some(p) = cause.downcast_ref::<PgError>() {
+        let pg = match cause.downcast_ref::<OpsError>() {
+            Some(OpsError::Repo(r)) => return repo_hint(r),
+            Some(OpsError::Pg(p)) => Some(p),
+            _ => cause.downcast_ref::<PgError>(),
+        };
+        if let Some(p) = pg {
             return match p {
                 PgError::Repo(r) => repo_hint(r),
                 PgError::OutsideWindow(_) => {

@@ -133,15 +133,28 @@ fn logical_drills_pass_fail_on_checks_and_targets_and_are_listed() {
         out.stderr
     );
 
-    // The three reports are kept in the repository, newest last.
+    // Into an empty staging database instead of a scratch cluster.
+    c.psql("CREATE DATABASE staging");
+    let staging = c.conninfo().replace("dbname=postgres", "dbname=staging");
+    let out = drill(&env, &cfg, &["latest", "--db", &staging]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = out.json();
+    assert!(
+        r["restored_into"].as_str().unwrap().contains("staging"),
+        "{r}"
+    );
+    assert!(r["scratch_dir"].is_null(), "{r}");
+    assert_eq!(c.psql_db("staging", "SELECT count(*) FROM orders"), "500");
+
+    // The four reports are kept in the repository, newest last.
     let out = env.ok(&["--json", "drills"]);
     let list = out.json()["drills"].as_array().unwrap().clone();
-    assert_eq!(list.len(), 3);
+    assert_eq!(list.len(), 4);
     assert_eq!(
         list.iter()
             .map(|d| d["ok"].as_bool().unwrap())
             .collect::<Vec<_>>(),
-        [true, false, false]
+        [true, false, false, true]
     );
     let out = env.ok(&["drills"]);
     assert!(
@@ -232,6 +245,19 @@ fn a_physical_drill_recovers_the_archive_and_measures_rpo() {
         "{r}"
     );
     assert_scratch_removed(&r);
+    // A random backup (there is one) recovers to its own end; a staging
+    // database cannot take a physical backup.
+    let out = drill(&env, &cfg, &["random"]);
+    let r = out.json();
+    assert_eq!(r["source"], "postgres", "{r}");
+    assert_eq!(r["steps"][0]["ok"], true, "{r}");
+    let out = drill(&env, &cfg, &["latest", "--db", &c.conninfo()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("physical base backup"),
+        "{}",
+        out.stderr
+    );
     // The source keeps running, untouched, and was not archived into by the drill.
     assert_eq!(c.psql("SELECT count(*) FROM orders"), "525");
     c.stop();
@@ -262,6 +288,22 @@ fn status_turns_overdue_for_an_old_backup_and_a_missing_check() {
     );
     let out = env.run(&["status"]);
     assert!(out.stdout.contains("OVERDUE"), "{}", out.stdout);
+    // Bad input: nothing to drill, no such snapshot, a wrong passphrase.
+    let out = env.run(&["drill"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no PostgreSQL backup"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&["drill", "0badc0de"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = env.run_with(&[("LIFEBOAT_PASSWORD", "wrong")], &["status"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let bad = config(&env, "bad.toml", "[targets]\nrto = \"soon\"\n");
+    let out = env.run(&["--config", &bad, "status"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("rto"), "{}", out.stderr);
 
     // A fresh backup and a check clear it; a tighter RPO makes it overdue again.
     env.ok(&["backup", "files", data.to_str().unwrap()]);

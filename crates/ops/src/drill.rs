@@ -197,6 +197,13 @@ pub async fn run(
     let mut log = StepLog::new();
     progress.event(Event::Phase("choosing the backup"));
     let entry = choose(repo, &opts.snapshot, opts.target_time, &progress).await?;
+    if entry.snapshot.source == SourceKind::Postgres && opts.staging.is_some() {
+        return Err(OpsError::Invalid(format!(
+            "snapshot {} is a physical base backup: it restores into a data directory, so drills \
+             start a scratch cluster for it; --db (a staging database) works with logical backups",
+            entry.id.short()
+        )));
+    }
     let target_time = opts.target_time.unwrap_or(started);
     let mut report = DrillReport {
         started,
