@@ -101,4 +101,10 @@ as_pg "$PGBIN/pg_amcheck" -h "$DEMO" -p "$PORT2" -U postgres --install-missing -
 echo "pg_amcheck: no corruption"
 as_pg "$LB" check --read-data
 
+step "lifeboat drill --target-time '$TARGET'  (the monthly restore test: scratch cluster, checks, measured RTO and RPO)"
+as_pg "$LB" drill --target-time "$TARGET"
+
+step "lifeboat status  (the runbook checklist)"
+as_pg "$LB" status
+
 printf '\n\033[1mdemo finished: %s rows recovered to %s; everything is in %s\033[0m\n' "$AFTER" "$TARGET" "$DEMO"

@@ -14,6 +14,7 @@ use lifeboat_format::report::CatalogReport;
 use lifeboat_format::snapshot::SourceKind;
 use lifeboat_postgres::catalog::Target;
 use lifeboat_postgres::checks::{CheckResult, CheckSpec};
+use lifeboat_postgres::error::PgError;
 use lifeboat_postgres::logical::load::{LogicalRestoreOptions, logical_restore};
 use lifeboat_postgres::logical::{quote_ident, quote_literal};
 use lifeboat_postgres::pitr::{self, PgRestoreOptions, StartOptions, TargetAction};
@@ -585,7 +586,21 @@ async fn physical(
         socket_dir: dir.path().to_path_buf(),
         bin: bin.clone(),
     };
-    match pitr::restore(repo, &restore_opts, progress.clone()).await {
+    let mut restored = pitr::restore(repo, &restore_opts, progress.clone()).await;
+    if let Err(PgError::OutsideWindow(_)) = &restored
+        && opts.target_time.is_some()
+        && pg.timeline > 0
+    {
+        // A newer timeline (a recovery that forked the history) may not
+        // reach the target; the base backup's own timeline may. Nothing was
+        // written: planning failed first.
+        let mut retry = restore_opts.clone();
+        retry.timeline = Some(pg.timeline);
+        if let Ok(r) = pitr::restore(repo, &retry, progress.clone()).await {
+            restored = Ok(r);
+        }
+    }
+    match restored {
         Ok(r) => {
             let reached = r.reached.clone().unwrap_or_default();
             report.snapshot = r.snapshot.clone();

@@ -180,13 +180,12 @@ pub fn describe_counts(tables: &[TableCount]) -> (bool, String) {
     if bad.is_empty() {
         let rows: u64 = tables.iter().map(|t| t.found).sum();
         let compared = tables.iter().filter(|t| t.expected.is_some()).count();
-        (
-            true,
-            format!(
-                "{} tables, {rows} rows; {compared} compared with the counts recorded at backup time, all equal",
-                tables.len()
-            ),
-        )
+        let how = if compared == 0 {
+            "counted on the restored copy".to_string()
+        } else {
+            format!("{compared} compared with the counts recorded at backup time, all equal")
+        };
+        (true, format!("{} tables, {rows} rows; {how}", tables.len()))
     } else {
         (false, bad.join("; "))
     }
