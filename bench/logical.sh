@@ -25,6 +25,8 @@ SCALE=${SCALE:-50}
 WIDE_ROWS=${WIDE_ROWS:-200000}
 WIDE_ROWS_START=$WIDE_ROWS
 DAYS=${DAYS:-7}
+# Extra options for lifeboat's timed backups, e.g. "--compression fastest".
+LB_BACKUP_ARGS=${LB_BACKUP_ARGS:-}
 
 # shellcheck source=../scripts/lib/ensure-postgres.sh
 . "$ROOT/scripts/lib/ensure-postgres.sh"
@@ -91,7 +93,7 @@ for run in $(seq 1 "$RUNS"); do
   rm -rf "$OUT/lb-repo" "$OUT/dump.d" "$OUT/dump.fc"
   as_pg $LBR init -q --kdf-memory 64
   drop_caches
-  record lifeboat backup "$run" "$(timed as_pg $LBR backup postgres --logical --db "$CI dbname=bench" --jobs 2 -q)"
+  record lifeboat backup "$run" "$(timed as_pg $LBR backup postgres --logical --db "$CI dbname=bench" --jobs 2 -q $LB_BACKUP_ARGS)"
   drop_caches
   record pg_dump_d backup "$run" "$(timed as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fd -j 2 -Z0 -f "$OUT/dump.d" bench)"
   drop_caches
