@@ -438,13 +438,10 @@ fn recover_brings_back_a_dropped_table_and_stops_on_a_failed_check() {
         c.start();
         l
     };
-    let good = config(
-        &env,
-        "good.toml",
-        &checks_with(
-            "\n[[check]]\nname = \"rows back\"\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"510\"\ndatabase = \"postgres\"\n",
-        ),
+    let good_text = checks_with(
+        "\n[[check]]\nname = \"rows back\"\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"510\"\ndatabase = \"postgres\"\n",
     );
+    let good = config(&env, "good.toml", &good_text);
     let b2 = recovery_dir(&env, "r2");
     let p2 = free_port();
     let out = recover(&env, &good, &before_accident, &b2, &c.conninfo(), p2);
@@ -477,6 +474,47 @@ fn recover_brings_back_a_dropped_table_and_stops_on_a_failed_check() {
     assert_eq!(recovered.psql("SELECT count(*) FROM orders"), "510");
     recovered.psql("INSERT INTO orders (item) VALUES ('writes resumed')");
     recovered.stop();
+
+    // Without a switch command the switch-over is printed for a person, and
+    // the way to resume writes with it.
+    env.ok(&["maintenance", "off", "--db", &c.conninfo()]);
+    let manual = config(
+        &env,
+        "manual.toml",
+        &good_text
+            .lines()
+            .take_while(|l| !l.starts_with("[recover]"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let b3 = recovery_dir(&env, "r3");
+    let p3 = free_port();
+    let out = env.run(&[
+        "--config",
+        &manual,
+        "recover",
+        "--target-time",
+        &before_accident,
+        "--target-dir",
+        b3.join("data").to_str().unwrap(),
+        "--socket-dir",
+        b3.to_str().unwrap(),
+        "--port",
+        &p3.to_string(),
+        "--db",
+        &c.conninfo(),
+        "--grace",
+        "1",
+        "--no-archive",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("switch over by hand"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("next: switch over") && out.stdout.contains("maintenance off --db"),
+        "{}",
+        out.stdout
+    );
+    Cluster::existing(b3.join("data"), p3, b3.clone()).stop();
     // The damaged cluster still lacks the table; its files are as they were
     // (apart from what the server itself writes while running).
     assert!(c.psql_result("SELECT count(*) FROM orders").is_err());

@@ -1,0 +1,209 @@
+//! Logical drills: a scratch cluster (or an empty staging database), each
+//! database of the backup created and restored, row counts compared with
+//! those recorded at backup time.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lifeboat_postgres::logical::load::{LogicalRestoreOptions, logical_restore};
+use lifeboat_postgres::logical::{quote_ident, quote_literal};
+use lifeboat_postgres::scratch::ScratchCluster;
+use lifeboat_postgres::server::{PgBin, Server};
+use lifeboat_postgres::sql;
+use lifeboat_repo::forget::source_of;
+use lifeboat_repo::progress::{DynProgress, Event};
+use lifeboat_repo::{Repository, SnapshotEntry};
+
+use super::{DrillOptions, DrillReport, rpo_of, verify_all};
+use crate::error::Result;
+use crate::steps::StepLog;
+use crate::verify::Restored;
+
+/// The newest logical snapshot of the same source at or before `t`.
+async fn newest_logical_before(
+    repo: &Repository,
+    entry: &SnapshotEntry,
+    t: DateTime<Utc>,
+    progress: &DynProgress,
+) -> Option<DateTime<Utc>> {
+    let source = source_of(&entry.snapshot);
+    let all = repo.list_snapshots(progress).await.ok()?;
+    all.iter()
+        .filter(|e| source_of(&e.snapshot) == source && e.snapshot.time <= t)
+        .map(|e| e.snapshot.time)
+        .max()
+}
+
+pub(super) async fn drill(
+    repo: &Repository,
+    opts: &DrillOptions,
+    entry: &SnapshotEntry,
+    report: &mut DrillReport,
+    log: &mut StepLog,
+    progress: &DynProgress,
+) -> Result<()> {
+    let meta = entry.snapshot.logical.clone().unwrap_or_default();
+    let databases: Vec<String> = meta.databases.iter().map(|d| d.name.clone()).collect();
+    report.recoverable_to = newest_logical_before(repo, entry, report.target_time, progress).await;
+    report.rpo = rpo_of(report.target_time, report.recoverable_to, &opts.targets);
+    let bin = match &opts.pg_bin {
+        Some(d) => PgBin::at(d),
+        None => PgBin::find(Some(meta.version_num / 10000)),
+    };
+
+    log.begin("restore");
+    progress.event(Event::Phase("starting a scratch cluster"));
+    let (restored, cluster) = match &opts.staging {
+        Some(c) => {
+            if databases.len() > 1 {
+                log.end(
+                    false,
+                    format!(
+                        "the backup holds {} databases and --db names one; drill into a scratch cluster instead",
+                        databases.len()
+                    ),
+                );
+                return Ok(());
+            }
+            let cfg = sql::config(Some(c), None)?;
+            report.restored_into = format!("staging database {}", sql::describe(&cfg));
+            (Restored::Database(c.clone()), None)
+        }
+        None => match ScratchCluster::create(bin.clone(), "lifeboat-drill-").await {
+            Ok(cl) => {
+                report.scratch_dir = Some(cl.path().to_path_buf());
+                report.restored_into = format!(
+                    "scratch cluster {} (port {}, removed afterwards)",
+                    cl.server.pgdata.display(),
+                    cl.server.port
+                );
+                (Restored::Server(cl.server.clone()), Some(cl))
+            }
+            Err(e) => {
+                log.end(false, format!("cannot start a scratch cluster: {e}"));
+                return Ok(());
+            }
+        },
+    };
+    let mut restored_ok = true;
+    let mut loaded = (0usize, 0u64, 0usize);
+    for (db, info) in databases.iter().zip(&meta.databases) {
+        if let Restored::Server(s) = &restored
+            && let Err(e) = create_database(s, db, &info.encoding).await
+        {
+            log.end(false, format!("creating database {db}: {e}"));
+            restored_ok = false;
+            break;
+        }
+        progress.event(Event::Phase("restoring"));
+        let r = logical_restore(
+            repo,
+            &entry.id.to_hex(),
+            &LogicalRestoreOptions {
+                conninfo: Some(restored.conninfo(db)),
+                database: Some(db.clone()),
+                jobs: opts.jobs.max(1),
+                pg_bin: opts.pg_bin.clone(),
+                ..LogicalRestoreOptions::default()
+            },
+            progress.clone(),
+        )
+        .await;
+        match r {
+            Ok(r) => {
+                loaded.0 += r.tables.len();
+                loaded.1 += r.tables.iter().map(|t| t.restored).sum::<u64>();
+                loaded.2 += r.warnings.len();
+            }
+            Err(e) => {
+                log.end(false, format!("database {db}: {e}"));
+                restored_ok = false;
+                break;
+            }
+        }
+    }
+    if restored_ok {
+        log.end(
+            true,
+            format!(
+                "{} database(s), {} tables, {} rows loaded{}",
+                databases.len(),
+                loaded.0,
+                loaded.1,
+                if loaded.2 > 0 {
+                    format!(", {} warning(s) (owners, grants or settings)", loaded.2)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        let expected: BTreeMap<String, BTreeMap<String, u64>> = meta
+            .databases
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    d.tables
+                        .iter()
+                        .map(|t| (format!("{}.{}", t.schema, t.name), t.rows))
+                        .collect(),
+                )
+            })
+            .collect();
+        let main = databases
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "postgres".into());
+        verify_all(
+            opts,
+            &bin,
+            &restored,
+            &databases,
+            &expected,
+            &main,
+            entry.snapshot.time,
+            report,
+            log,
+            progress,
+        )
+        .await;
+    }
+    if let Some(cl) = cluster {
+        log.begin("clean up");
+        match cl.stop().await {
+            Ok(()) => log.end(true, "scratch cluster stopped and removed"),
+            Err(e) => log.end(false, format!("removing the scratch cluster: {e}")),
+        };
+    }
+    Ok(())
+}
+
+async fn create_database(
+    s: &Server,
+    name: &str,
+    encoding: &str,
+) -> std::result::Result<(), String> {
+    let cfg = sql::config(Some(&s.conninfo("postgres")), None).map_err(|e| e.to_string())?;
+    let client = sql::connect(&cfg).await.map_err(|e| e.to_string())?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let enc = if encoding.is_empty() {
+        "UTF8"
+    } else {
+        encoding
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'",
+            quote_ident(name),
+            quote_literal(enc)
+        ))
+        .await
+        .map_err(|e| e.to_string())
+}
