@@ -195,17 +195,13 @@ pub async fn run(repo: &Repository, opts: &RecoverOptions, progress: DynProgress
             reached.timeline
         ),
     );
-    let pg = repo
-        .load_snapshot(
-            &restored
-                .snapshot
-                .parse()
-                .unwrap_or(lifeboat_format::Id::from_bytes([0; 32])),
-        )
-        .await
-        .ok()
-        .and_then(|s| s.postgres)
-        .unwrap_or_default();
+    // The base backup's metadata: its version picks the programs, its
+    // databases the one checks run in.
+    let pg = match restored.snapshot.parse::<lifeboat_format::Id>() {
+        Ok(id) => repo.load_snapshot(&id).await.ok().and_then(|s| s.postgres),
+        Err(_) => None,
+    }
+    .unwrap_or_default();
     let server = Server {
         pgdata: restored.target_dir.clone(),
         port: opts.port,

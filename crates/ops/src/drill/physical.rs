@@ -51,18 +51,17 @@ pub(super) async fn drill(
         pgdata.display(),
         port
     );
-    let explicit = !matches!(opts.snapshot.trim(), "latest" | "random");
     let target = match opts.target_time {
         Some(t) => Target::Time(t),
         None if opts.snapshot.trim() == "latest" => Target::Latest,
         None => Target::Immediate,
     };
     let restore_opts = PgRestoreOptions {
-        // With a target time and no snapshot named, the planner picks the base backup.
-        snapshot: if explicit || opts.target_time.is_none() {
-            entry.id.to_hex()
-        } else {
+        // `latest` with a target time: the planner picks the base backup.
+        snapshot: if opts.snapshot.trim() == "latest" && opts.target_time.is_some() {
             "latest".into()
+        } else {
+            entry.id.to_hex()
         },
         target_dir: pgdata.clone(),
         target,
