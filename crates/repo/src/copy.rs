@@ -27,7 +27,7 @@ use crate::index::MasterIndex;
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::reachable::Reachable;
-use crate::repository::{Repository, cpu, local_origin, write_slot};
+use crate::repository::{Repository, cpu, ensure_no_repository, local_origin, write_slot};
 
 /// Packs per index file written on the replica.
 const PACKS_PER_INDEX_FILE: usize = 1000;
@@ -65,15 +65,7 @@ impl Repository {
         passphrase: &[u8],
         kdf: KdfCost,
     ) -> Result<Repository> {
-        match storage.head(layout::CONFIG).await {
-            Ok(_) => {
-                return Err(RepoError::AlreadyInitialized {
-                    location: location.into(),
-                });
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        ensure_no_repository(&storage, location).await?;
         let slot = Id::random()?;
         write_slot(
             &storage,

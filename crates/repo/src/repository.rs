@@ -53,6 +53,17 @@ pub fn local_origin(label: Option<String>) -> SlotOrigin {
     }
 }
 
+/// Refuses a location that already holds a repository (a config object).
+pub(crate) async fn ensure_no_repository(storage: &DynStorage, location: &str) -> Result<()> {
+    match storage.head(layout::CONFIG).await {
+        Ok(_) => Err(RepoError::AlreadyInitialized {
+            location: location.into(),
+        }),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An unlocked repository.
 #[derive(Clone)]
 pub struct Repository {
@@ -106,15 +117,7 @@ impl Repository {
         passphrase: &[u8],
         options: InitOptions,
     ) -> Result<Self> {
-        match storage.head(layout::CONFIG).await {
-            Ok(_) => {
-                return Err(RepoError::AlreadyInitialized {
-                    location: location.into(),
-                });
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        ensure_no_repository(&storage, location).await?;
         let key = MasterKey::generate()?;
         let seed = u64::from_le_bytes(random_bytes()?);
         let config = RepoConfig {

@@ -1,6 +1,5 @@
 //! `lifeboat recover`
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,8 +10,7 @@ use lifeboat_ops::targets::human;
 use crate::cli::{Global, RecoverArgs};
 use crate::commands::drill::{checks, write_report};
 use crate::commands::open_repo;
-use crate::commands::restore_postgres::{parse_time, restore_command};
-use crate::exit::UsageError;
+use crate::commands::restore_postgres::{parse_time, restore_command, tablespace_maps};
 use crate::output::{self, Reporter};
 use crate::settings::{FileSettings, Settings};
 
@@ -21,16 +19,7 @@ pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
     let file = FileSettings::load(g)?;
     let checks = checks(&file)?;
     let (target_time, note) = parse_time(&args.target_time)?;
-    let mut tablespaces = Vec::new();
-    for m in &args.tablespace_map {
-        let (oid, dir) = m
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--tablespace-map {m:?}: expected OID=DIR")))?;
-        let oid: u32 = oid
-            .parse()
-            .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
-        tablespaces.push((oid, PathBuf::from(dir)));
-    }
+    let tablespaces = tablespace_maps(&args.tablespace_map)?;
     let settings = Settings::resolve(g)?;
     let repo = open_repo(g).await?;
     let (restore_command, _) = restore_command(g, &settings, Some(&args.target_dir))?;

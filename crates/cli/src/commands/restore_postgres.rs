@@ -47,6 +47,21 @@ pub fn parse_time(s: &str) -> Result<(DateTime<Utc>, Option<String>)> {
     )))
 }
 
+/// Parses `--tablespace-map OID=DIR` values.
+pub fn tablespace_maps(maps: &[String]) -> Result<Vec<(u32, PathBuf)>> {
+    maps.iter()
+        .map(|m| {
+            let (oid, dir) = m
+                .split_once('=')
+                .ok_or_else(|| UsageError(format!("--tablespace-map {m:?}: expected OID=DIR")))?;
+            let oid: u32 = oid
+                .parse()
+                .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
+            Ok((oid, PathBuf::from(dir)))
+        })
+        .collect()
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -142,16 +157,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             ))
         })?),
     };
-    let mut spaces = Vec::new();
-    for m in &args.tablespace_map {
-        let (oid, dir) = m
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--tablespace-map {m:?}: expected OID=DIR")))?;
-        let oid: u32 = oid
-            .parse()
-            .map_err(|_| UsageError(format!("--tablespace-map {m:?}: {oid} is not an OID")))?;
-        spaces.push((oid, PathBuf::from(dir)));
-    }
+    let spaces = tablespace_maps(&args.tablespace_map)?;
     let (restore_command, note) = restore_command(g, &settings, Some(&target_dir))?;
     if let Some(n) = note
         && !args.start
