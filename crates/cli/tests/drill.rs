@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::pg::{Cluster, free_port, give_to_postgres};
+use common::pg::{Cluster, base_backup, free_port, give_to_postgres};
 use common::{Env, Out};
 
 const GOOD_CHECKS: &str = r#"
@@ -28,6 +28,16 @@ fn shop(env: &Env) -> Cluster {
          CREATE TABLE customers (id int PRIMARY KEY, name text);\
          INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 40) g;",
     );
+    c
+}
+
+/// The shop, a base backup of it, then 25 more orders, archived: 525 rows
+/// to recover, 25 of them only from the WAL.
+fn shop_archived_after_a_base_backup(env: &Env) -> Cluster {
+    let c = shop(env);
+    base_backup(env, &c);
+    c.psql("INSERT INTO orders (item) SELECT 'late' || g FROM generate_series(1, 25) g");
+    c.archive_now();
     c
 }
 
@@ -162,6 +172,18 @@ fn logical_drills_pass_fail_on_checks_and_targets_and_are_listed() {
         "{}",
         out.stdout
     );
+
+    // A damaged report is named, and the others are still listed.
+    let damaged = common::objects(&env.repo_dir(), "reports").remove(0);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let v = env.ok(&["--json", "drills"]).json();
+    assert_eq!(v["drills"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["unreadable"].as_array().unwrap().len(), 1, "{v}");
+    let out = env.ok(&["drills"]);
+    assert!(out.stderr.contains("cannot be read"), "{}", out.stderr);
     c.stop();
 }
 
@@ -213,17 +235,7 @@ fn a_drill_of_a_backup_with_a_corrupted_pack_fails_and_names_it() {
 fn a_physical_drill_recovers_the_archive_and_measures_rpo() {
     let env = Env::fs();
     env.init();
-    let c = shop(&env);
-    env.ok(&[
-        "backup",
-        "postgres",
-        "--pgdata",
-        c.data.to_str().unwrap(),
-        "--db",
-        &c.conninfo(),
-    ]);
-    c.psql("INSERT INTO orders (item) SELECT 'late' || g FROM generate_series(1, 25) g");
-    c.archive_now();
+    let c = shop_archived_after_a_base_backup(&env);
     let cfg = config(
         &env,
         "phys.toml",
@@ -324,20 +336,35 @@ fn recovery_dir(env: &Env, name: &str) -> PathBuf {
     base
 }
 
+/// `recover` into `base`/data on `port`, stopping writes on `db`; JSON output.
 fn recover(env: &Env, cfg: &str, target: &str, base: &Path, db: &str, port: u16) -> Out {
-    env.run(&[
-        "--json",
+    recover_as(env, &["--json"], cfg, target, base, db, port)
+}
+
+fn recover_as(
+    env: &Env,
+    output: &[&str],
+    cfg: &str,
+    target: &str,
+    base: &Path,
+    db: &str,
+    port: u16,
+) -> Out {
+    let port = port.to_string();
+    let data = base.join("data");
+    let mut args = output.to_vec();
+    args.extend_from_slice(&[
         "--config",
         cfg,
         "recover",
         "--target-time",
         target,
         "--target-dir",
-        base.join("data").to_str().unwrap(),
+        data.to_str().unwrap(),
         "--socket-dir",
         base.to_str().unwrap(),
         "--port",
-        &port.to_string(),
+        &port,
         "--db",
         db,
         "--grace",
@@ -345,7 +372,8 @@ fn recover(env: &Env, cfg: &str, target: &str, base: &Path, db: &str, port: u16)
         "--no-archive",
         "--timeout",
         "120",
-    ])
+    ]);
+    env.run(&args)
 }
 
 /// Relation files and control data of a data directory (the server
@@ -372,14 +400,7 @@ fn recover_brings_back_a_dropped_table_and_stops_on_a_failed_check() {
     let env = Env::fs();
     env.init();
     let c = shop(&env);
-    env.ok(&[
-        "backup",
-        "postgres",
-        "--pgdata",
-        c.data.to_str().unwrap(),
-        "--db",
-        &c.conninfo(),
-    ]);
+    base_backup(&env, &c);
     c.psql("INSERT INTO orders (item) SELECT 'after' || g FROM generate_series(1, 10) g");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let before_accident =
@@ -489,24 +510,7 @@ fn recover_brings_back_a_dropped_table_and_stops_on_a_failed_check() {
     );
     let b3 = recovery_dir(&env, "r3");
     let p3 = free_port();
-    let out = env.run(&[
-        "--config",
-        &manual,
-        "recover",
-        "--target-time",
-        &before_accident,
-        "--target-dir",
-        b3.join("data").to_str().unwrap(),
-        "--socket-dir",
-        b3.to_str().unwrap(),
-        "--port",
-        &p3.to_string(),
-        "--db",
-        &c.conninfo(),
-        "--grace",
-        "1",
-        "--no-archive",
-    ]);
+    let out = recover_as(&env, &[], &manual, &before_accident, &b3, &c.conninfo(), p3);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("switch over by hand"), "{}", out.stdout);
     assert!(
@@ -563,17 +567,7 @@ fn restore_and_verify(env: &Env, cfg: &str, name: &str) -> Cluster {
 fn complete_loss_and_region_outage_runbooks_restore_and_verify() {
     let env = Env::fs();
     env.init();
-    let c = shop(&env);
-    env.ok(&[
-        "backup",
-        "postgres",
-        "--pgdata",
-        c.data.to_str().unwrap(),
-        "--db",
-        &c.conninfo(),
-    ]);
-    c.psql("INSERT INTO orders (item) SELECT 'late' || g FROM generate_series(1, 25) g");
-    c.archive_now();
+    let c = shop_archived_after_a_base_backup(&env);
     let cfg = config(
         &env,
         "runbook.toml",

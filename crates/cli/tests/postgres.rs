@@ -7,26 +7,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pg::{Cluster, free_port, give_to_postgres};
+use common::pg::{Cluster, base_backup, free_port, give_to_postgres};
 use common::{Env, Out};
 
 fn setup() -> Env {
     let env = Env::fs();
     env.init();
     env
-}
-
-fn base_backup(env: &Env, c: &Cluster) -> serde_json::Value {
-    env.ok(&[
-        "--json",
-        "backup",
-        "postgres",
-        "--pgdata",
-        c.data.to_str().unwrap(),
-        "--db",
-        &c.conninfo(),
-    ])
-    .json()
 }
 
 /// A directory for a restored cluster (its parent belongs to postgres).

@@ -85,6 +85,20 @@ pub fn prepare(env: &Env) -> PathBuf {
     pass
 }
 
+/// `backup postgres --pgdata` of `c` into `env`'s repository; the JSON result.
+pub fn base_backup(env: &Env, c: &Cluster) -> serde_json::Value {
+    env.ok(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--pgdata",
+        c.data.to_str().unwrap(),
+        "--db",
+        &c.conninfo(),
+    ])
+    .json()
+}
+
 /// A running throwaway cluster.
 pub struct Cluster {
     pub data: PathBuf,
@@ -193,22 +207,8 @@ impl Cluster {
 
     /// Runs SQL with psql in `db`; returns unaligned, tuples-only output.
     pub fn psql_db(&self, db: &str, sql: &str) -> String {
-        let out = run({
-            let mut c = self.client("psql");
-            c.args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ]);
-            c
-        });
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.psql_db_result(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql:?} in {db} failed: {e}"))
     }
 
     pub fn psql(&self, sql: &str) -> String {
@@ -217,6 +217,11 @@ impl Cluster {
 
     /// Runs SQL with psql in `postgres`; the error text when it fails.
     pub fn psql_result(&self, sql: &str) -> Result<String, String> {
+        self.psql_db_result("postgres", sql)
+    }
+
+    /// Runs SQL with psql in `db`; the output, or the error text.
+    pub fn psql_db_result(&self, db: &str, sql: &str) -> Result<String, String> {
         let mut c = self.client("psql");
         c.args([
             "-X",
@@ -225,7 +230,7 @@ impl Cluster {
             "-v",
             "ON_ERROR_STOP=1",
             "-d",
-            "postgres",
+            db,
             "-c",
             sql,
         ]);
