@@ -27,7 +27,9 @@ use crate::index::MasterIndex;
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::reachable::Reachable;
-use crate::repository::{Repository, cpu, ensure_no_repository, local_origin, write_slot};
+use crate::repository::{
+    Repository, cpu, ensure_no_repository, local_origin, put_config, write_slot,
+};
 
 /// Packs per index file written on the replica.
 const PACKS_PER_INDEX_FILE: usize = 1000;
@@ -82,19 +84,7 @@ impl Repository {
             object::seal_object(&mk, &mut enc, ObjectKind::Config, b"config", &json)
         })
         .await??;
-        match storage
-            .put(layout::CONFIG, bytes.into(), PutMode::CreateOnly)
-            .await
-        {
-            Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => {
-                let _ = storage.delete(&layout::key_slot(&slot)).await;
-                return Err(RepoError::AlreadyInitialized {
-                    location: location.into(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+        put_config(&storage, location, &slot, bytes.into()).await?;
         Repository::open(storage, location, passphrase).await
     }
 

@@ -64,6 +64,30 @@ pub(crate) async fn ensure_no_repository(storage: &DynStorage, location: &str) -
     }
 }
 
+/// Writes the sealed config create-only, after the key slot `slot`; when
+/// another writer created a repository there meanwhile, removes the slot
+/// again and refuses.
+pub(crate) async fn put_config(
+    storage: &DynStorage,
+    location: &str,
+    slot: &Id,
+    sealed: Bytes,
+) -> Result<()> {
+    match storage
+        .put(layout::CONFIG, sealed, PutMode::CreateOnly)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(StorageError::AlreadyExists { .. }) => {
+            let _ = storage.delete(&layout::key_slot(slot)).await;
+            Err(RepoError::AlreadyInitialized {
+                location: location.into(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An unlocked repository.
 #[derive(Clone)]
 pub struct Repository {
@@ -151,19 +175,7 @@ impl Repository {
             b"config",
             &config.to_json(),
         )?;
-        match storage
-            .put(layout::CONFIG, Bytes::from(bytes), PutMode::CreateOnly)
-            .await
-        {
-            Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => {
-                let _ = storage.delete(&layout::key_slot(&slot)).await;
-                return Err(RepoError::AlreadyInitialized {
-                    location: location.into(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+        put_config(&storage, location, &slot, Bytes::from(bytes)).await?;
         Ok(Self::assemble(storage, location, key, config, slot))
     }
 
