@@ -3,9 +3,11 @@
 //! those recorded at backup time.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use lifeboat_postgres::logical::load::{LogicalRestoreOptions, logical_restore};
+use lifeboat_postgres::logical::OpenedBackup;
+use lifeboat_postgres::logical::load::{LogicalRestoreOptions, restore_opened};
 use lifeboat_postgres::logical::{quote_ident, quote_literal};
 use lifeboat_postgres::scratch::ScratchCluster;
 use lifeboat_postgres::server::{PgBin, Server};
@@ -85,9 +87,18 @@ pub(super) async fn drill(
             }
         },
     };
-    let mut restored_ok = true;
+    // The backup's tree and the index are read once for all its databases.
+    let opened = match OpenedBackup::open(repo, &entry.id.to_hex(), progress).await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            log.end(false, e.to_string());
+            None
+        }
+    };
+    let mut restored_ok = opened.is_some();
     let mut loaded = (0usize, 0u64, 0usize);
     for (db, info) in databases.iter().zip(&meta.databases) {
+        let Some(backup) = opened.as_ref() else { break };
         if let Restored::Server(s) = &restored
             && let Err(e) = create_database(s, db, &info.encoding).await
         {
@@ -96,9 +107,9 @@ pub(super) async fn drill(
             break;
         }
         progress.event(Event::Phase("restoring"));
-        let r = logical_restore(
+        let r = restore_opened(
             repo,
-            &entry.id.to_hex(),
+            backup,
             &LogicalRestoreOptions {
                 conninfo: Some(restored.conninfo(db)),
                 database: Some(db.clone()),
@@ -107,6 +118,7 @@ pub(super) async fn drill(
                 ..LogicalRestoreOptions::default()
             },
             progress.clone(),
+            Instant::now(),
         )
         .await;
         match r {
