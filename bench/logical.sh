@@ -110,7 +110,7 @@ done
 
 # Seven days of churn, twice: hot and uniform.
 ACCOUNTS=$((SCALE * 100000))
-MODES="hot uniform"
+MODES=${MODES:-hot uniform}
 [ "$DAYS" -gt 0 ] || MODES=""
 for mode in $MODES; do
   echo "seven days, $mode churn" >&2
@@ -140,9 +140,11 @@ for mode in $MODES; do
       ACCOUNTS=$((ACCOUNTS + n))
       WIDE_ROWS=$((WIDE_ROWS + w))
     fi
+    before=$(bytes_of "$OUT/lb-days")
     as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q
     as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/day.fc" days
     dumps=$((dumps + $(bytes_of "$OUT/day.fc")))
+    echo "  day $day: lifeboat +$(( ($(bytes_of "$OUT/lb-days") - before) / 1024 )) KiB, pg_dump -Fc $(( $(bytes_of "$OUT/day.fc") / 1024 )) KiB" >&2
   done
   record "days_$mode" lifeboat 0 "$(bytes_of "$OUT/lb-days")"
   record "days_$mode" pg_dump_c 0 "$dumps"
@@ -159,10 +161,11 @@ for tool, step, run, value in rows:
     by[(tool, step)].append(float(value))
 med = lambda k: statistics.median(by[k])
 print(f"\nmedians of {sys.argv[2]} run(s); database {int(sys.argv[3]) / 2**20:.0f} MiB\n")
-lb, fd, fc = med(("lifeboat", "backup")), med(("pg_dump_d", "backup")), med(("pg_dump_c", "backup"))
-print(f"backup   lifeboat {lb:7.2f} s | pg_dump -Fd -j2 -Z0 {fd:7.2f} s (ratio {lb / fd:.2f}) | pg_dump -Fc {fc:7.2f} s (ratio {lb / fc:.2f})")
-lr, pr = med(("lifeboat", "restore")), med(("pg_restore", "restore"))
-print(f"restore  lifeboat {lr:7.2f} s | pg_restore -j2 (directory) {pr:7.2f} s (ratio {lr / pr:.2f})")
+if by[("lifeboat", "backup")]:
+    lb, fd, fc = med(("lifeboat", "backup")), med(("pg_dump_d", "backup")), med(("pg_dump_c", "backup"))
+    print(f"backup   lifeboat {lb:7.2f} s | pg_dump -Fd -j2 -Z0 {fd:7.2f} s (ratio {lb / fd:.2f}) | pg_dump -Fc {fc:7.2f} s (ratio {lb / fc:.2f})")
+    lr, pr = med(("lifeboat", "restore")), med(("pg_restore", "restore"))
+    print(f"restore  lifeboat {lr:7.2f} s | pg_restore -j2 (directory) {pr:7.2f} s (ratio {lr / pr:.2f})")
 for mode in ("hot", "uniform"):
     a, b = by[(f"days_{mode}", "lifeboat")], by[(f"days_{mode}", "pg_dump_c")]
     if a and b:

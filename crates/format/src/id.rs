@@ -97,6 +97,10 @@ pub enum BlobType {
     Data,
     /// A directory listing ([`crate::tree::Tree`]).
     Tree,
+    /// A chunk stored as the difference to another data blob (its base),
+    /// for table data that changes a little from one backup to the next.
+    /// Its id covers the base's id and the chunk's content.
+    Delta,
 }
 
 impl BlobType {
@@ -105,6 +109,7 @@ impl BlobType {
         match self {
             BlobType::Data => 1,
             BlobType::Tree => 2,
+            BlobType::Delta => 3,
         }
     }
 
@@ -113,6 +118,7 @@ impl BlobType {
         match b {
             1 => Ok(BlobType::Data),
             2 => Ok(BlobType::Tree),
+            3 => Ok(BlobType::Delta),
             other => Err(FormatError::Invalid {
                 what: "blob type",
                 reason: format!("unknown blob type {other}"),
@@ -125,6 +131,7 @@ impl BlobType {
         match self {
             BlobType::Data => "data",
             BlobType::Tree => "tree",
+            BlobType::Delta => "delta",
         }
     }
 }
@@ -143,6 +150,17 @@ impl IdKey {
     pub fn blob_id(&self, blob_type: BlobType, content: &[u8]) -> Id {
         let mut h = blake3::Hasher::new_keyed(&self.0);
         h.update(&[blob_type.to_byte()]);
+        h.update(content);
+        Id(*h.finalize().as_bytes())
+    }
+
+    /// The id of a chunk stored as a delta against the data blob `base`:
+    /// keyed BLAKE3 over the delta type byte, the base's id and the content.
+    /// The same content against another base is another blob.
+    pub fn delta_blob_id(&self, base: &Id, content: &[u8]) -> Id {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(&[BlobType::Delta.to_byte()]);
+        h.update(base.as_bytes());
         h.update(content);
         Id(*h.finalize().as_bytes())
     }

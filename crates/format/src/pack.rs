@@ -396,10 +396,31 @@ pub fn open_blob(
     open_blob_with(&key.subkey(salt), key, entry, record)
 }
 
-/// Like [`open_blob`] with the pack's subkey already derived.
+/// Like [`open_blob`] with the pack's subkey already derived. A delta blob
+/// cannot be decoded on its own: open it with [`open_record`] and finish it
+/// with [`decode_delta_blob`] and its base's content.
 pub fn open_blob_with(
     subkey: &SubKey,
     key: &MasterKey,
+    entry: &PackEntry,
+    record: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let encoded = open_record(subkey, entry, record)?;
+    if entry.blob_type == BlobType::Delta {
+        return Err(FormatError::Invalid {
+            what: "blob",
+            reason: "a delta blob needs its base to be decoded".into(),
+        });
+    }
+    let data = compress::decode("blob", &encoded, entry.raw_length as usize)?;
+    verify_id(entry, key.id_key().blob_id(entry.blob_type, &data))?;
+    Ok(data)
+}
+
+/// Decrypts one blob record and returns its encoded payload (tag byte and
+/// body), authenticated but not yet decoded.
+pub fn open_record(
+    subkey: &SubKey,
     entry: &PackEntry,
     record: &[u8],
 ) -> Result<Vec<u8>, FormatError> {
@@ -409,9 +430,28 @@ pub fn open_blob_with(
             needed: (entry.length as usize).saturating_sub(record.len()),
         });
     }
-    let encoded = subkey.open("blob", &blob_aad(entry.blob_type, &entry.id), record)?;
-    let data = compress::decode("blob", &encoded, entry.raw_length as usize)?;
-    let actual = key.id_key().blob_id(entry.blob_type, &data);
+    subkey.open("blob", &blob_aad(entry.blob_type, &entry.id), record)
+}
+
+/// Decodes the payload of a delta blob (from [`open_record`]) with the
+/// content of its base (the data blob [`compress::delta_base`] names) and
+/// verifies the result against the blob's id.
+pub fn decode_delta_blob(
+    key: &MasterKey,
+    entry: &PackEntry,
+    encoded: &[u8],
+    base: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let base_id = compress::delta_base(encoded)?.ok_or(FormatError::Invalid {
+        what: "delta blob",
+        reason: "its payload is not a delta".into(),
+    })?;
+    let data = compress::decode_delta("delta blob", encoded, base, entry.raw_length as usize)?;
+    verify_id(entry, key.id_key().delta_blob_id(&base_id, &data))?;
+    Ok(data)
+}
+
+fn verify_id(entry: &PackEntry, actual: Id) -> Result<(), FormatError> {
     if actual != entry.id {
         return Err(FormatError::IdMismatch {
             what: "blob",
@@ -419,7 +459,7 @@ pub fn open_blob_with(
             actual,
         });
     }
-    Ok(data)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -497,6 +537,43 @@ mod tests {
         let e = pack.entries[0];
         let rec = &pack.bytes[e.offset as usize..e.end() as usize];
         assert_eq!(open_blob(&key, &pack.salt, &e, rec).ok(), Some(data));
+    }
+
+    #[test]
+    fn delta_blobs_open_only_with_their_base_and_verify_their_id() {
+        let key = MasterKey::from_bytes(&[6; 64]);
+        let base = b"1\talice\t100\n2\tbob\t200\n".repeat(500);
+        let mut data = base.clone();
+        data[10] = b'X';
+        let base_id = key.id_key().blob_id(BlobType::Data, &base);
+        let id = key.id_key().delta_blob_id(&base_id, &data);
+        let encoded =
+            compress::encode_delta(3, &base_id, &base, &data).unwrap_or_else(|e| panic!("{e}"));
+        let mut p = PackBuilder::new(&key, 1024).unwrap_or_else(|e| panic!("{e}"));
+        p.add_encoded(BlobType::Delta, id, data.len(), &encoded)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pack = p.finish().unwrap_or_else(|e| panic!("{e}"));
+        let e = pack.entries[0];
+        assert_eq!(e.blob_type, BlobType::Delta);
+        let rec = &pack.bytes[e.offset as usize..e.end() as usize];
+        assert!(open_blob(&key, &pack.salt, &e, rec).is_err());
+        let subkey = key.subkey(&pack.salt);
+        let opened = open_record(&subkey, &e, rec).unwrap_or_default();
+        assert_eq!(compress::delta_base(&opened).ok().flatten(), Some(base_id));
+        assert_eq!(
+            decode_delta_blob(&key, &e, &opened, &base).ok(),
+            Some(data.clone())
+        );
+        // A different base of the same length decodes to other bytes: refused by the id.
+        let other: Vec<u8> = base
+            .iter()
+            .map(|&b| if b == b'a' { b'e' } else { b })
+            .collect();
+        assert!(decode_delta_blob(&key, &e, &opened, &other).is_err());
+        // Stored under the data type, the same payload is refused.
+        let mut as_data = e;
+        as_data.blob_type = BlobType::Data;
+        assert!(open_blob(&key, &pack.salt, &as_data, rec).is_err());
     }
 
     #[test]

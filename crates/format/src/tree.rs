@@ -50,6 +50,10 @@ pub struct Node {
     /// Chunk ids in file order (files only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<Id>,
+    /// The data blobs that delta chunks of `content` are decoded against
+    /// (files only; each listed once). Whatever keeps this file keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<Id>,
     /// Tree blob of the directory (directories only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<Id>,
@@ -107,8 +111,10 @@ impl Tree {
             }
             let ok = match n.kind {
                 NodeKind::File => n.subtree.is_none() && n.target.is_none(),
-                NodeKind::Dir => n.subtree.is_some() && n.content.is_empty(),
-                NodeKind::Symlink => n.target.is_some() && n.content.is_empty(),
+                NodeKind::Dir => n.subtree.is_some() && n.content.is_empty() && n.bases.is_empty(),
+                NodeKind::Symlink => {
+                    n.target.is_some() && n.content.is_empty() && n.bases.is_empty()
+                }
             };
             if !ok {
                 return Err(invalid(format!(
@@ -137,6 +143,7 @@ mod tests {
             gid: 0,
             size: 3,
             content: vec![Id::from_bytes([1; 32])],
+            bases: Vec::new(),
             subtree: None,
             target: None,
         }

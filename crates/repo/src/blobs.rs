@@ -1,8 +1,9 @@
 //! Reading single blobs and trees through the index.
 
-use lifeboat_format::pack::open_blob;
+use lifeboat_format::compress;
+use lifeboat_format::pack::{decode_delta_blob, open_record};
 use lifeboat_format::tree::Tree;
-use lifeboat_format::{BlobType, Id};
+use lifeboat_format::{BlobType, FormatError, Id};
 
 use crate::error::{RepoError, Result};
 use crate::index::{BlobLocation, MasterIndex};
@@ -24,8 +25,103 @@ impl Repository {
         self.read_blob_at(index, &loc).await
     }
 
-    /// Reads the blob at a known location.
+    /// Reads the blob at a known location; a delta blob is decoded with its
+    /// base, which must be a data blob.
     pub async fn read_blob_at(&self, index: &MasterIndex, loc: &BlobLocation) -> Result<Vec<u8>> {
+        Ok(self.read_blob_and_base(index, loc).await?.0)
+    }
+
+    /// Like [`Repository::read_blob_at`], also returning a delta blob's base
+    /// (id and content).
+    pub(crate) async fn read_blob_and_base(
+        &self,
+        index: &MasterIndex,
+        loc: &BlobLocation,
+    ) -> Result<(Vec<u8>, Option<(Id, Vec<u8>)>)> {
+        let (pack_key, encoded) = self.read_record_at(index, loc).await?;
+        let entry = loc.entry;
+        let mk = self.key().clone();
+        let corrupt = move |e| {
+            RepoError::corrupt(
+                format!(
+                    "{} blob {} in pack {pack_key}",
+                    entry.blob_type.name(),
+                    entry.id.short()
+                ),
+                e,
+            )
+        };
+        if entry.blob_type != BlobType::Delta {
+            let data = cpu(move || {
+                let data = compress::decode("blob", &encoded, entry.raw_length as usize)
+                    .map_err(&corrupt)?;
+                let actual = mk.id_key().blob_id(entry.blob_type, &data);
+                if actual != entry.id {
+                    return Err(corrupt(FormatError::IdMismatch {
+                        what: "blob",
+                        expected: entry.id,
+                        actual,
+                    }));
+                }
+                Ok(data)
+            })
+            .await??;
+            return Ok((data, None));
+        }
+        let base_id = compress::delta_base(&encoded)
+            .map_err(&corrupt)?
+            .ok_or_else(|| {
+                corrupt(FormatError::Invalid {
+                    what: "delta blob",
+                    reason: "its payload is not a delta".into(),
+                })
+            })?;
+        let needed_by = format!("the base of delta blob {}", entry.id.short());
+        let base_loc = index.get(&base_id).ok_or_else(|| RepoError::MissingBlob {
+            id: base_id,
+            needed_by: needed_by.clone(),
+        })?;
+        if base_loc.blob_type() != BlobType::Data {
+            return Err(RepoError::Invalid(format!(
+                "blob {} is a {} blob where a data blob was expected ({needed_by})",
+                base_id.short(),
+                base_loc.blob_type().name()
+            )));
+        }
+        let base = Box::pin(self.read_blob_at(index, &base_loc)).await?;
+        cpu(move || {
+            let data = decode_delta_blob(&mk, &entry, &encoded, &base).map_err(corrupt)?;
+            Ok((data, Some((base_id, base))))
+        })
+        .await?
+    }
+
+    /// The base a delta blob is decoded against, read from its record
+    /// without decoding it (`None` for other blobs).
+    pub(crate) async fn delta_base_of(
+        &self,
+        index: &MasterIndex,
+        loc: &BlobLocation,
+    ) -> Result<Option<Id>> {
+        if loc.blob_type() != BlobType::Delta {
+            return Ok(None);
+        }
+        let (pack_key, encoded) = self.read_record_at(index, loc).await?;
+        compress::delta_base(&encoded).map_err(|e| {
+            RepoError::corrupt(
+                format!("delta blob {} in pack {pack_key}", loc.entry.id.short()),
+                e,
+            )
+        })
+    }
+
+    /// Reads and decrypts the record at a known location: its pack's key and
+    /// the blob's encoded payload.
+    async fn read_record_at(
+        &self,
+        index: &MasterIndex,
+        loc: &BlobLocation,
+    ) -> Result<(String, Vec<u8>)> {
         let pack = index.pack(loc.pack).clone();
         let key = layout::pack(&pack.id);
         let record = self
@@ -42,16 +138,18 @@ impl Repository {
         let mk = self.key().clone();
         let entry = loc.entry;
         cpu(move || {
-            open_blob(&mk, &pack.salt, &entry, &record).map_err(|e| {
-                RepoError::corrupt(
+            let subkey = mk.subkey(&pack.salt);
+            match open_record(&subkey, &entry, &record) {
+                Ok(encoded) => Ok((key, encoded)),
+                Err(e) => Err(RepoError::corrupt(
                     format!(
                         "{} blob {} in pack {key}",
                         entry.blob_type.name(),
                         entry.id.short()
                     ),
                     e,
-                )
-            })
+                )),
+            }
         })
         .await?
     }

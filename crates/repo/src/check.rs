@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use lifeboat_format::Id;
 use lifeboat_format::object::ObjectKind;
-use lifeboat_format::pack::{PackEntry, open_blob_with, read_trailer};
+use lifeboat_format::pack::{PackEntry, open_blob_with, open_record, read_trailer};
 use lifeboat_format::tree::{NodeKind, Tree};
+use lifeboat_format::{BlobType, Id};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::index::MasterIndex;
+use crate::index::{BlobLocation, MasterIndex};
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::readback::in_sample;
@@ -157,6 +157,7 @@ impl Repository {
             by_pack[loc.pack as usize].push(loc.entry);
         }
         let mut bad: HashMap<Id, Damage> = HashMap::new();
+        let mut deltas: Vec<(String, usize, PackEntry)> = Vec::new();
         let mut readable = Vec::new();
         for (pos, pack) in index.packs().iter().enumerate() {
             let key = layout::pack(&pack.id);
@@ -236,6 +237,7 @@ impl Repository {
                         mark_lost(&mut bad, &by_pack[pos], &key, &message);
                     }
                     Ok(v) => {
+                        deltas.extend(v.deltas.into_iter().map(|e| (key.clone(), pos, e)));
                         for message in v.pack_problems {
                             add(Severity::Error, key.clone(), message);
                         }
@@ -248,6 +250,41 @@ impl Repository {
                                 },
                             );
                         }
+                    }
+                }
+            }
+        }
+
+        if !deltas.is_empty() {
+            progress.event(Event::Phase("decoding delta blobs with their bases"));
+            let mut decodes = futures::stream::iter(deltas)
+                .map(|(key, pos, entry)| {
+                    let index = index.clone();
+                    async move {
+                        let loc = BlobLocation {
+                            pack: pos as u32,
+                            entry,
+                        };
+                        let r = self.read_blob_at(&index, &loc).await;
+                        (key, entry.id, r)
+                    }
+                })
+                .buffer_unordered(4);
+            while let Some((key, id, r)) = decodes.next().await {
+                match r {
+                    Ok(_) => {}
+                    Err(e) if e.is_access_problem() => return Err(e),
+                    Err(e) => {
+                        bad.insert(
+                            id,
+                            Damage {
+                                object: key,
+                                message: format!(
+                                    "delta blob {} cannot be decoded: {e}",
+                                    id.short()
+                                ),
+                            },
+                        );
                     }
                 }
             }
@@ -452,7 +489,7 @@ fn damage_under(
                 let name = PathBuf::from(n.name.display());
                 match n.kind {
                     NodeKind::File => {
-                        for c in &n.content {
+                        for c in n.content.iter().chain(&n.bases) {
                             let d = match bad.get(c) {
                                 Some(d) => Some(d.clone()),
                                 None if !index.contains(c) => Some(Damage {
@@ -490,6 +527,8 @@ fn damage_under(
 struct PackVerdict {
     pack_problems: Vec<String>,
     bad_blobs: Vec<(Id, String)>,
+    /// Delta blobs whose seal held, to decode once their bases can be read.
+    deltas: Vec<PackEntry>,
 }
 
 fn verify_pack(
@@ -501,6 +540,7 @@ fn verify_pack(
     let mut v = PackVerdict {
         pack_problems: Vec::new(),
         bad_blobs: Vec::new(),
+        deltas: Vec::new(),
     };
     if let Err(e) = read_trailer(key, bytes) {
         v.pack_problems
@@ -515,6 +555,9 @@ fn verify_pack(
                 e.blob_type.name(),
                 e.id.short()
             )),
+            Some(record) if e.blob_type == BlobType::Delta => open_record(&subkey, e, record)
+                .map(|_| v.deltas.push(*e))
+                .map_err(|err| format!("delta blob {} is damaged: {err}", e.id.short())),
             Some(record) => open_blob_with(&subkey, key, e, record)
                 .map(|_| ())
                 .map_err(|err| {

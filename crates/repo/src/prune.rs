@@ -25,7 +25,7 @@ use lifeboat_format::compress::{Compression, Encoder};
 use lifeboat_format::index::{IndexFile, IndexPack};
 use lifeboat_format::maintenance::DeletionPlan;
 use lifeboat_format::object::ObjectKind;
-use lifeboat_format::pack::{PackEntry, open_blob};
+use lifeboat_format::pack::{PackEntry, open_blob, open_record};
 use lifeboat_format::{BlobType, Id};
 use serde::Serialize;
 
@@ -720,16 +720,31 @@ impl Repository {
                                             "{key} is shorter than its index says; run `lifeboat check`"
                                         ))
                                     })?;
-                                let blob = open_blob(&mk, &salt, e, record).map_err(|err| {
+                                let corrupt = |err| {
                                     RepoError::corrupt(
                                         format!("blob {} in pack {key}", e.id.short()),
                                         err,
                                     )
-                                })?;
+                                };
                                 let sink = match e.blob_type {
                                     BlobType::Tree => &trees,
                                     _ => &data,
                                 };
+                                if e.blob_type == BlobType::Delta {
+                                    // Moved as encoded: its base is kept (the
+                                    // trees that use it list it) and the seal
+                                    // authenticated the payload.
+                                    let encoded = open_record(&mk.subkey(&salt), e, record)
+                                        .map_err(corrupt)?;
+                                    sink.add_encoded(
+                                        e.blob_type,
+                                        e.id,
+                                        e.raw_length as usize,
+                                        &encoded,
+                                    )?;
+                                    continue;
+                                }
+                                let blob = open_blob(&mk, &salt, e, record).map_err(corrupt)?;
                                 sink.add(&mut enc, e.blob_type, e.id, &blob)?;
                             }
                             Ok::<_, RepoError>(moved)

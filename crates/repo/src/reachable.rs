@@ -50,7 +50,7 @@ impl Repository {
                     Err(e) => return Err(e),
                 };
                 for node in tree.nodes {
-                    for c in node.content {
+                    for c in node.content.into_iter().chain(node.bases) {
                         if reach.blobs.insert(c) && !index.contains(&c) {
                             reach.missing += 1;
                         }

@@ -28,7 +28,7 @@ use lifeboat_format::{BlobType, Id};
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
-use crate::index::MasterIndex;
+use crate::index::{BlobLocation, MasterIndex};
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, cpu};
@@ -509,12 +509,26 @@ impl Repository {
                         }
                     };
                     let mk = self.key().clone();
+                    let (repo, runtime) = (self.clone(), tokio::runtime::Handle::current());
                     cpu(move || {
                         let subkey = mk.subkey(&pack.salt);
                         for b in &r.blobs {
                             let s = (u64::from(b.entry.offset) - r.start) as usize;
                             let record = &bytes[s..s + b.entry.length as usize];
-                            let data = match open_blob_with(&subkey, &mk, &b.entry, record) {
+                            let opened = if b.entry.blob_type == BlobType::Delta {
+                                // Table data of a logical backup: decoded with its base.
+                                let loc = BlobLocation {
+                                    pack: r.pack,
+                                    entry: b.entry,
+                                };
+                                runtime
+                                    .block_on(repo.read_blob_at(&index, &loc))
+                                    .map_err(|e| e.to_string())
+                            } else {
+                                open_blob_with(&subkey, &mk, &b.entry, record)
+                                    .map_err(|e| e.to_string())
+                            };
+                            let data = match opened {
                                 Ok(d) => d,
                                 Err(e) => {
                                     let why = format!(

@@ -314,6 +314,11 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// True if `id` is in the index or was claimed by this run.
+    pub fn known(&self, index: &MasterIndex, id: Id) -> bool {
+        index.contains(&id) || self.ids.lock().map(|s| s.contains(&id)).unwrap_or(false)
+    }
+
     /// True if `id` is new to both the index and this run (and claims it).
     pub fn claim(&self, index: &MasterIndex, id: Id) -> bool {
         if index.contains(&id) {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use lifeboat_format::Id;
 use lifeboat_format::row_chunker::{RowChunks, RowCutter};
 use lifeboat_format::snapshot::{LogicalBackup, LogicalDatabase, SourceKind, TableRows};
 use lifeboat_repo::backup::{Parent, StoredStream, StreamStore, TreeSource};
@@ -111,8 +112,18 @@ pub async fn logical_backup(
     for why in &meta.skipped {
         progress.event(Event::Warning(format!("not backed up: {why}")));
     }
+    let earlier = repo.list_snapshots(&progress).await?;
     for config in &configs {
-        let db = dump_database(&mut backup, &tools, config, opts, &progress).await?;
+        // The newest earlier logical backup of the same database: table
+        // parts that changed a little are stored as deltas against it.
+        let name = source_name(config);
+        let previous = match earlier.iter().rev().find(|e| {
+            e.snapshot.source == SourceKind::PostgresLogical && e.snapshot.paths.contains(&name)
+        }) {
+            Some(e) => backup.earlier_files(&e.snapshot.root).await,
+            None => HashMap::new(),
+        };
+        let db = dump_database(&mut backup, &tools, config, opts, &previous, &progress).await?;
         meta.databases.push(db);
     }
     let result = backup
@@ -209,6 +220,8 @@ struct PartJob {
     part: usize,
     sql: String,
     file: String,
+    /// The part's chunks in the previous backup (empty if none).
+    previous: Vec<Id>,
 }
 
 /// What a worker did with one part.
@@ -225,6 +238,7 @@ async fn dump_database(
     tools: &Tools,
     config: &PgConfig,
     opts: &LogicalBackupOptions,
+    previous: &HashMap<PathBuf, Vec<Id>>,
     progress: &DynProgress,
 ) -> Result<LogicalDatabase> {
     let name = config.get_dbname().unwrap_or_default().to_string();
@@ -313,13 +327,18 @@ async fn dump_database(
                     t.data.name.sql()
                 )
             };
+            let file = format!("{}.{p}", t.data.oid);
             jobs.push((
                 t.pages / parts,
                 PartJob {
                     table: ti,
                     part: p as usize,
                     sql,
-                    file: format!("{}.{p}", t.data.oid),
+                    previous: previous
+                        .get(&part_path(&dir, &file))
+                        .cloned()
+                        .unwrap_or_default(),
+                    file,
                 },
             ));
         }
@@ -445,7 +464,7 @@ async fn copy_worker(
             Err(_) => None,
         };
         let Some(job) = job else { break };
-        let (rows, stored) = copy_part(&client, &job.sql, &store).await?;
+        let (rows, stored) = copy_part(&client, &job.sql, &store, job.previous).await?;
         out.push(PartDone {
             table: job.table,
             part: job.part,
@@ -461,11 +480,13 @@ async fn copy_worker(
     Ok(out)
 }
 
-/// Runs one `COPY … TO STDOUT`, storing its output; returns the rows seen.
+/// Runs one `COPY … TO STDOUT`, storing its output (with deltas against
+/// `previous`, the chunks of its last backup); returns the rows seen.
 pub(crate) async fn copy_part(
     client: &Client,
     sql: &str,
     store: &StreamStore,
+    previous: Vec<Id>,
 ) -> Result<(u64, StoredStream)> {
     let stream = client
         .copy_out(sql)
@@ -478,7 +499,7 @@ pub(crate) async fn copy_part(
     let writer = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
-            store.store_chunks_blocking(std::iter::from_fn(|| rx.blocking_recv()))
+            store.store_chunks_after_blocking(std::iter::from_fn(|| rx.blocking_recv()), previous)
         })
     };
     let mut chunks = RowChunks::new(RowCutter::new(&store.chunker_params()));

@@ -9,12 +9,14 @@
 //! from memory; [`TreeBackup::finish`] writes the directory trees, waits for
 //! every pack and index file, and only then writes the snapshot.
 
+mod delta;
 mod parent;
 mod pipeline;
 mod scan;
 pub mod source;
 mod streams;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -277,6 +279,37 @@ impl TreeBackup {
             .clone()
     }
 
+    /// The files of an earlier snapshot (its root tree `root`) by path
+    /// relative to the root, with their chunk lists: the previous versions
+    /// [`StreamStore::store_chunks_after_blocking`] stores deltas against.
+    /// An unreadable snapshot gives none, with a warning: deltas only save
+    /// space, the backup never depends on them.
+    pub async fn earlier_files(&self, root: &Id) -> HashMap<PathBuf, Vec<Id>> {
+        let label = format!("the previous backup (tree {})", root.short());
+        match self
+            .repo
+            .walk_snapshot(
+                &self.index,
+                root,
+                &crate::walk::PathFilter::default(),
+                &label,
+            )
+            .await
+        {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|e| e.node.kind == NodeKind::File)
+                .map(|e| (e.path, e.node.content))
+                .collect(),
+            Err(e) => {
+                self.progress.event(Event::Warning(format!(
+                    "{label} cannot be read ({e}); storing every table whole"
+                )));
+                HashMap::new()
+            }
+        }
+    }
+
     /// Adds a file with the given content at `at` (relative to the tree's
     /// root; missing directories are created like the root's).
     pub async fn add_file(&mut self, at: &Path, content: Vec<u8>, mode: u32) -> Result<()> {
@@ -311,6 +344,7 @@ impl TreeBackup {
             children: Default::default(),
             path: PathBuf::new(),
             content: stored.content,
+            bases: stored.bases,
             subtree: None,
             ..template
         };
@@ -565,6 +599,7 @@ fn build_trees(
                 gid: child.gid,
                 size: child.size,
                 content: child.content.clone(),
+                bases: child.bases.clone(),
                 subtree: child.subtree,
                 target: child.target.as_deref().map(Into::into),
             });

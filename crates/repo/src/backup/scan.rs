@@ -36,6 +36,8 @@ pub(crate) struct ScanNode {
     pub at: PathBuf,
     /// Filled by the pipeline (files) or the tree builder (directories).
     pub content: Vec<Id>,
+    /// The bases of delta chunks in `content` (streams only).
+    pub bases: Vec<Id>,
     pub subtree: Option<Id>,
     /// Set when the file could not be read; the node is then left out.
     pub failed: bool,
@@ -83,6 +85,7 @@ fn node(name: Vec<u8>, path: &Path, m: &Metadata) -> Result<Option<ScanNode>> {
         rel: PathBuf::new(),
         at: PathBuf::new(),
         content: Vec::new(),
+        bases: Vec::new(),
         subtree: None,
         failed: false,
     }))

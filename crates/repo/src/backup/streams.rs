@@ -3,16 +3,18 @@
 //! against the repository and the rest of the backup, packed with the
 //! backup's other blobs.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
 
 use lifeboat_format::chunker::Chunker;
-use lifeboat_format::compress::{Compression, Encoder};
+use lifeboat_format::compress::{Compression, Encoder, encode_delta};
 use lifeboat_format::{BlobType, Id};
 
+use super::delta::{DeltaPlanner, OldChunk, OldChunks};
 use crate::chunk_reader::ChunkReader;
 use crate::error::{RepoError, Result};
-use crate::index::MasterIndex;
+use crate::index::{BlobLocation, MasterIndex};
 use crate::progress::{DynProgress, Event};
 use crate::repository::Repository;
 use crate::uploader::{Claims, PackSink};
@@ -22,6 +24,8 @@ use crate::uploader::{Claims, PackSink};
 pub struct StoredStream {
     /// Chunk ids, in order.
     pub content: Vec<Id>,
+    /// The data blobs its delta chunks are decoded against, each once.
+    pub bases: Vec<Id>,
     /// Length in bytes.
     pub size: u64,
 }
@@ -46,7 +50,26 @@ impl StreamStore {
         &self,
         chunks: impl Iterator<Item = Vec<u8>>,
     ) -> Result<StoredStream> {
-        self.store_each(chunks.map(Ok))
+        self.store_each(chunks.map(Ok), None)
+    }
+
+    /// Like [`StreamStore::store_chunks_blocking`] for a stream whose
+    /// previous version (from the last backup) had the chunks `previous`:
+    /// a chunk new to the repository is stored as a delta against the old
+    /// chunk it most likely replaces when that saves at least half of its
+    /// size. Blocks: call it from a blocking thread inside the runtime.
+    pub fn store_chunks_after_blocking(
+        &self,
+        chunks: impl Iterator<Item = Vec<u8>>,
+        previous: Vec<Id>,
+    ) -> Result<StoredStream> {
+        let planner = match self.compression {
+            Compression::Zstd(level) if !previous.is_empty() => {
+                Some((DeltaPlanner::new(previous), level))
+            }
+            _ => None,
+        };
+        self.store_each(chunks.map(Ok), planner)
     }
 
     /// The repository's chunker parameters (sizes and secret seed), for
@@ -60,26 +83,70 @@ impl StreamStore {
     pub fn store_blocking(&self, src: impl Read) -> Result<StoredStream> {
         let chunker = Chunker::new(self.repo.config().chunker)?;
         let mut reader = ChunkReader::new(src, &chunker);
-        self.store_each(std::iter::from_fn(|| {
-            reader
-                .next_chunk()
-                .map_err(|e| RepoError::Invalid(format!("cannot read the stream: {e}")))
-                .transpose()
-        }))
+        self.store_each(
+            std::iter::from_fn(|| {
+                reader
+                    .next_chunk()
+                    .map_err(|e| RepoError::Invalid(format!("cannot read the stream: {e}")))
+                    .transpose()
+            }),
+            None,
+        )
     }
 
     /// Hashes each chunk, stores those new to the repository and this
-    /// backup, and lists them all in order.
-    fn store_each(&self, chunks: impl Iterator<Item = Result<Vec<u8>>>) -> Result<StoredStream> {
+    /// backup (as deltas where a planner finds a good base), and lists them
+    /// all in order.
+    fn store_each(
+        &self,
+        chunks: impl Iterator<Item = Result<Vec<u8>>>,
+        mut planner: Option<(DeltaPlanner, i32)>,
+    ) -> Result<StoredStream> {
         let mut encoder = Encoder::new(self.compression)?;
         let id_key = self.repo.key().id_key();
         let mut out = StoredStream::default();
+        let mut bases = HashSet::new();
+        let mut old = RepoChunks {
+            repo: &self.repo,
+            index: &self.index,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
         for chunk in chunks {
             let chunk = chunk?;
-            let id = id_key.blob_id(BlobType::Data, &chunk);
-            if self.claims.claim(&self.index, id) {
-                self.sink.add(&mut encoder, BlobType::Data, id, &chunk)?;
-            }
+            let full = id_key.blob_id(BlobType::Data, &chunk);
+            let as_delta = match planner.as_mut() {
+                Some((p, _)) if self.claims.known(&self.index, full) => {
+                    p.matched(&full);
+                    None
+                }
+                Some((p, level)) if old.runtime.is_some() => {
+                    match self.store_delta(p, *level, &mut old, &chunk) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            self.progress.event(Event::Warning(format!(
+                                "storing a stream without deltas from here on: {e}"
+                            )));
+                            planner = None;
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let id = match as_delta {
+                Some((id, base)) => {
+                    if bases.insert(base) {
+                        out.bases.push(base);
+                    }
+                    id
+                }
+                None => {
+                    if self.claims.claim(&self.index, full) {
+                        self.sink.add(&mut encoder, BlobType::Data, full, &chunk)?;
+                    }
+                    full
+                }
+            };
             out.content.push(id);
             out.size += chunk.len() as u64;
             self.progress.event(Event::Advance {
@@ -89,5 +156,87 @@ impl StreamStore {
         }
         self.progress.event(Event::Advance { items: 1, bytes: 0 });
         Ok(out)
+    }
+
+    /// Stores `chunk` (not in the repository as it is) as a delta when the
+    /// planner finds a base and the delta costs at most half of what the
+    /// base does; returns its id and base, or `None` to store it whole.
+    fn store_delta(
+        &self,
+        planner: &mut DeltaPlanner,
+        level: i32,
+        old: &mut RepoChunks<'_>,
+        chunk: &[u8],
+    ) -> Result<Option<(Id, Id)>> {
+        let id_key = self.repo.key().id_key();
+        let delta_id = |base: &Id| id_key.delta_blob_id(base, chunk);
+        if let Some(found) = planner.reuse(old, &delta_id)? {
+            return Ok(Some(found));
+        }
+        let Some((base, base_content)) = planner.base_for(old, chunk)? else {
+            return Ok(None);
+        };
+        let id = delta_id(&base);
+        if self.claims.known(&self.index, id) {
+            return Ok(Some((id, base)));
+        }
+        let encoded = encode_delta(level, &base, &base_content, chunk)?;
+        let base_cost = self.index.get(&base).map_or(0, |l| l.entry.length as usize);
+        if encoded.len() * 2 > base_cost {
+            return Ok(None);
+        }
+        if self.claims.claim(&self.index, id) {
+            self.sink
+                .add_encoded(BlobType::Delta, id, chunk.len(), &encoded)?;
+        }
+        Ok(Some((id, base)))
+    }
+}
+
+/// Old chunks read back from the repository, from a blocking thread.
+struct RepoChunks<'a> {
+    repo: &'a Repository,
+    index: &'a MasterIndex,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl RepoChunks<'_> {
+    fn location(&self, id: &Id) -> Result<BlobLocation> {
+        self.index.get(id).ok_or_else(|| RepoError::MissingBlob {
+            id: *id,
+            needed_by: "the previous backup of a stream".into(),
+        })
+    }
+
+    fn block_on<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match &self.runtime {
+            Some(rt) => rt.block_on(f),
+            None => Err(RepoError::Task("no runtime to read old chunks with".into())),
+        }
+    }
+}
+
+impl OldChunks for RepoChunks<'_> {
+    fn delta_base(&mut self, id: &Id) -> Result<Option<Id>> {
+        let loc = self.location(id)?;
+        self.block_on(self.repo.delta_base_of(self.index, &loc))
+    }
+
+    fn read(&mut self, id: &Id) -> Result<OldChunk> {
+        let loc = self.location(id)?;
+        let (content, base) = self.block_on(self.repo.read_blob_and_base(self.index, &loc))?;
+        let content = Arc::new(content);
+        Ok(match base {
+            Some((base, base_content)) => OldChunk {
+                content,
+                base,
+                base_content: Arc::new(base_content),
+            },
+            None => OldChunk {
+                base: *id,
+                base_content: content.clone(),
+                content,
+            },
+        })
     }
 }
