@@ -4,7 +4,9 @@
 #
 # Creates a throwaway PostgreSQL cluster with a pgbench database (scale
 # $SCALE, default 50) plus a wide table of text and jsonb ($WIDE_ROWS rows of
-# about 1 KiB), then for each of RUNS rounds measures:
+# about 1 KiB; WIDE_TEXT=repeated, the default, repeats one phrase per row,
+# WIDE_TEXT=varied draws words at random like prose, which costs gzip real
+# time), then for each of RUNS rounds measures:
 #   1. backup wall time: lifeboat --logical --jobs 2 (zstd 3, encrypted),
 #      pg_dump -Fd -j 2 -Z0 (uncompressed directory), pg_dump -Fc (default);
 #   2. restore wall time into an empty database: lifeboat --jobs 2 and
@@ -12,9 +14,12 @@
 # Then it simulates seven days: each day about 1% of the rows change (half
 # updates, half inserts) and both lifeboat and pg_dump -Fc back up; it
 # compares the bytes lifeboat's repository grew by with the sum of the seven
-# dump files. Two kinds of churn are measured:
+# dump files (and prints each day's growth and backup times). Two kinds of
+# churn are measured (MODES, default "hot uniform"):
 #   hot:     updates hit the newest 5% of rows (orders being processed),
 #   uniform: updates hit rows anywhere (the worst case for deduplication).
+# After the uniform week it times a restore of the last day's backup (whose
+# table data is mostly delta chunks) against pg_restore -j 2 of its dump.
 #
 # Usage: bench/logical.sh [RUNS]     (default 3; run as root or postgres)
 set -euo pipefail
@@ -24,6 +29,7 @@ RUNS=${1:-3}
 SCALE=${SCALE:-50}
 WIDE_ROWS=${WIDE_ROWS:-200000}
 WIDE_ROWS_START=$WIDE_ROWS
+WIDE_TEXT=${WIDE_TEXT:-repeated}
 DAYS=${DAYS:-7}
 # Extra options for lifeboat's timed backups, e.g. "--compression fastest".
 LB_BACKUP_ARGS=${LB_BACKUP_ARGS:-}
@@ -64,10 +70,19 @@ EOF
 as_pg "$PGBIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
 psql_ "CREATE DATABASE bench" postgres
 as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -i -s "$SCALE" -q bench 2>/dev/null
+if [ "$WIDE_TEXT" = varied ]; then
+  # About 110 words per row drawn at random from a 150-word vocabulary.
+  BODY="(SELECT string_agg(w[1 + floor(random() * array_length(w, 1))::int], ' ') FROM generate_series(1, 110 + g % 2),
+          (SELECT regexp_split_to_array(
+            'the of and to in is was for on that with as by at from this be are or an it have not but which were all their there has one been more when we can also its they time into other after only two first new some would many these any may such most then where than over her his them could our out up about years year state used should between each during those under both while because three same made well part city work world through however high water university early number since life group government school system people including although before later war including public known against second several area within until around much four another without large history small national often family being following main game best like music left long development took became still team season found based very last being series'
+          , ' ')) AS v(w)
+          WHERE g > 0)"
+else
+  BODY="repeat('lorem ipsum dolor sit amet ' || (g % 1000) || ' ', 20)"
+fi
 psql_ "CREATE TABLE wide (id bigserial PRIMARY KEY, created timestamptz NOT NULL, title text, body text, attrs jsonb);
 INSERT INTO wide (created, title, body, attrs)
-SELECT now() - g * interval '1 minute', 'title ' || g,
-       repeat('lorem ipsum dolor sit amet ' || (g % 1000) || ' ', 20),
+SELECT now() - g * interval '1 minute', 'title ' || g, $BODY,
        jsonb_build_object('n', g, 'tags', jsonb_build_array('a' || g % 10, 'b' || g % 7), 'score', g % 100)
 FROM generate_series(1, $WIDE_ROWS) g;"
 psql_ "VACUUM ANALYZE"
@@ -141,13 +156,27 @@ for mode in $MODES; do
       WIDE_ROWS=$((WIDE_ROWS + w))
     fi
     before=$(bytes_of "$OUT/lb-days")
-    as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q
-    as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/day.fc" days
+    t_lb=$(timed as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q)
+    t_fc=$(timed as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/day.fc" days)
     dumps=$((dumps + $(bytes_of "$OUT/day.fc")))
-    echo "  day $day: lifeboat +$(( ($(bytes_of "$OUT/lb-days") - before) / 1024 )) KiB, pg_dump -Fc $(( $(bytes_of "$OUT/day.fc") / 1024 )) KiB" >&2
+    echo "  day $day: lifeboat +$(( ($(bytes_of "$OUT/lb-days") - before) / 1024 )) KiB in $t_lb s, pg_dump -Fc $(( $(bytes_of "$OUT/day.fc") / 1024 )) KiB in $t_fc s" >&2
+    if [ "$day" -gt 1 ]; then
+      record "days_${mode}_time" lifeboat "$day" "$t_lb"
+      record "days_${mode}_time" pg_dump_c "$day" "$t_fc"
+    fi
   done
   record "days_$mode" lifeboat 0 "$(bytes_of "$OUT/lb-days")"
   record "days_$mode" pg_dump_c 0 "$dumps"
+  if [ $mode = uniform ]; then
+    fresh_db r_lb
+    drop_caches
+    record restore_days lifeboat 0 "$(timed as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" restore postgres --logical latest --db "$CI dbname=r_lb" --jobs 2 -q)"
+    fresh_db r_pg
+    drop_caches
+    record restore_days pg_restore 0 "$(timed as_pg "$PGBIN/pg_restore" -h "$OUT" -p "$PORT" -U postgres -j 2 -d r_pg "$OUT/day.fc")"
+    psql_ "DROP DATABASE r_lb" postgres
+    psql_ "DROP DATABASE r_pg" postgres
+  fi
   ACCOUNTS=$((SCALE * 100000))
   WIDE_ROWS=$WIDE_ROWS_START
 done
@@ -170,4 +199,10 @@ for mode in ("hot", "uniform"):
     a, b = by[(f"days_{mode}", "lifeboat")], by[(f"days_{mode}", "pg_dump_c")]
     if a and b:
         print(f"{sys.argv[4]} days, {mode} churn: lifeboat repository {a[0] / 2**20:7.1f} MiB | {sys.argv[4]} x pg_dump -Fc {b[0] / 2**20:7.1f} MiB (ratio {a[0] / b[0]:.2f})")
+    ta, tb = by[(f"days_{mode}_time", "lifeboat")], by[(f"days_{mode}_time", "pg_dump_c")]
+    if ta and tb:
+        print(f"  daily backups after the first (median): lifeboat {statistics.median(ta):.2f} s | pg_dump -Fc {statistics.median(tb):.2f} s (ratio {statistics.median(ta) / statistics.median(tb):.2f})")
+ra, rb = by[("restore_days", "lifeboat")], by[("restore_days", "pg_restore")]
+if ra and rb:
+    print(f"restore of the last uniform day (delta chunks): lifeboat {ra[0]:.2f} s | pg_restore -j2 of its -Fc dump {rb[0]:.2f} s (ratio {ra[0] / rb[0]:.2f})")
 PY
