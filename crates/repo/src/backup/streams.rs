@@ -120,9 +120,10 @@ impl StreamStore {
                     None
                 }
                 Some((p, level)) if old.runtime.is_some() => {
-                    match self.store_delta(p, *level, &mut old, &chunk) {
-                        Ok(stored) => stored,
+                    match self.plan_delta(p, *level, &mut old, &chunk) {
+                        Ok(planned) => planned,
                         Err(e) => {
+                            // Deltas only save space: carry on storing whole chunks.
                             self.progress.event(Event::Warning(format!(
                                 "storing a stream without deltas from here on: {e}"
                             )));
@@ -134,11 +135,17 @@ impl StreamStore {
                 _ => None,
             };
             let id = match as_delta {
-                Some((id, base)) => {
-                    if bases.insert(base) {
-                        out.bases.push(base);
+                Some(d) => {
+                    if let Some(encoded) = d.encoded
+                        && self.claims.claim(&self.index, d.id)
+                    {
+                        self.sink
+                            .add_encoded(BlobType::Delta, d.id, chunk.len(), &encoded)?;
                     }
-                    id
+                    if bases.insert(d.base) {
+                        out.bases.push(d.base);
+                    }
+                    d.id
                 }
                 None => {
                     if self.claims.claim(&self.index, full) {
@@ -158,39 +165,52 @@ impl StreamStore {
         Ok(out)
     }
 
-    /// Stores `chunk` (not in the repository as it is) as a delta when the
+    /// Plans `chunk` (not in the repository as it is) as a delta when the
     /// planner finds a base and the delta costs at most half of what the
-    /// base does; returns its id and base, or `None` to store it whole.
-    fn store_delta(
+    /// base does; `None` to store it whole.
+    fn plan_delta(
         &self,
         planner: &mut DeltaPlanner,
         level: i32,
         old: &mut RepoChunks<'_>,
         chunk: &[u8],
-    ) -> Result<Option<(Id, Id)>> {
+    ) -> Result<Option<PlannedDelta>> {
         let id_key = self.repo.key().id_key();
         let delta_id = |base: &Id| id_key.delta_blob_id(base, chunk);
-        if let Some(found) = planner.reuse(old, &delta_id)? {
-            return Ok(Some(found));
+        if let Some((id, base)) = planner.reuse(old, &delta_id)? {
+            return Ok(Some(PlannedDelta {
+                id,
+                base,
+                encoded: None,
+            }));
         }
         let Some((base, base_content)) = planner.base_for(old, chunk)? else {
             return Ok(None);
         };
         let id = delta_id(&base);
         if self.claims.known(&self.index, id) {
-            return Ok(Some((id, base)));
+            return Ok(Some(PlannedDelta {
+                id,
+                base,
+                encoded: None,
+            }));
         }
         let encoded = encode_delta(level, &base, &base_content, chunk)?;
         let base_cost = self.index.get(&base).map_or(0, |l| l.entry.length as usize);
-        if encoded.len() * 2 > base_cost {
-            return Ok(None);
-        }
-        if self.claims.claim(&self.index, id) {
-            self.sink
-                .add_encoded(BlobType::Delta, id, chunk.len(), &encoded)?;
-        }
-        Ok(Some((id, base)))
+        Ok((encoded.len() * 2 <= base_cost).then_some(PlannedDelta {
+            id,
+            base,
+            encoded: Some(encoded),
+        }))
     }
+}
+
+/// A chunk to list as a delta blob.
+struct PlannedDelta {
+    id: Id,
+    base: Id,
+    /// Its payload when it still has to be stored.
+    encoded: Option<Vec<u8>>,
 }
 
 /// Old chunks read back from the repository, from a blocking thread.
