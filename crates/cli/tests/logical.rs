@@ -846,11 +846,13 @@ fn scattered_updates_are_stored_as_deltas_that_restore_and_survive_prune() {
         growth.push(pack_bytes(&env) - before);
     }
     // Every chunk saw updates (0.5 % of rows, spread over about 10 chunks),
-    // yet each day stores a small fraction of a full copy.
+    // so whole chunks would store about a full copy each day; as deltas a
+    // day stores a small fraction of it (about 15 %, schema and trees
+    // included).
     for g in &growth {
         assert!(
-            g * 4 < full,
-            "a day of scattered updates stored {g} of {full} bytes"
+            g * 3 < full,
+            "a day of scattered updates stored {g} of {full} bytes ({growth:?})"
         );
     }
     c.psql("CREATE DATABASE restored");

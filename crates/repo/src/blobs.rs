@@ -1,7 +1,8 @@
 //! Reading single blobs and trees through the index.
 
+use bytes::Bytes;
 use lifeboat_format::compress;
-use lifeboat_format::pack::{decode_delta_blob, open_record};
+use lifeboat_format::pack::{PackEntry, decode_delta_blob, open_blob, open_record};
 use lifeboat_format::tree::Tree;
 use lifeboat_format::{BlobType, FormatError, Id};
 
@@ -38,36 +39,20 @@ impl Repository {
         index: &MasterIndex,
         loc: &BlobLocation,
     ) -> Result<(Vec<u8>, Option<(Id, Vec<u8>)>)> {
-        let (pack_key, encoded) = self.read_record_at(index, loc).await?;
         let entry = loc.entry;
         let mk = self.key().clone();
-        let corrupt = move |e| {
-            RepoError::corrupt(
-                format!(
-                    "{} blob {} in pack {pack_key}",
-                    entry.blob_type.name(),
-                    entry.id.short()
-                ),
-                e,
-            )
-        };
         if entry.blob_type != BlobType::Delta {
-            let data = cpu(move || {
-                let data = compress::decode("blob", &encoded, entry.raw_length as usize)
-                    .map_err(&corrupt)?;
-                let actual = mk.id_key().blob_id(entry.blob_type, &data);
-                if actual != entry.id {
-                    return Err(corrupt(FormatError::IdMismatch {
-                        what: "blob",
-                        expected: entry.id,
-                        actual,
-                    }));
-                }
-                Ok(data)
+            // One trip to a blocking thread: decrypt, decode, verify.
+            let (pack_key, salt, record) = self.fetch_record(index, loc).await?;
+            return cpu(move || {
+                open_blob(&mk, &salt, &entry, &record)
+                    .map(|data| (data, None))
+                    .map_err(|e| corrupt_blob(&entry, &pack_key, e))
             })
-            .await??;
-            return Ok((data, None));
+            .await?;
         }
+        let (pack_key, encoded) = self.read_record_at(index, loc).await?;
+        let corrupt = move |e| corrupt_blob(&entry, &pack_key, e);
         let base_id = compress::delta_base(&encoded)
             .map_err(&corrupt)?
             .ok_or_else(|| {
@@ -107,22 +92,17 @@ impl Repository {
             return Ok(None);
         }
         let (pack_key, encoded) = self.read_record_at(index, loc).await?;
-        compress::delta_base(&encoded).map_err(|e| {
-            RepoError::corrupt(
-                format!("delta blob {} in pack {pack_key}", loc.entry.id.short()),
-                e,
-            )
-        })
+        compress::delta_base(&encoded).map_err(|e| corrupt_blob(&loc.entry, &pack_key, e))
     }
 
-    /// Reads and decrypts the record at a known location: its pack's key and
-    /// the blob's encoded payload.
-    async fn read_record_at(
+    /// Fetches the sealed record at a known location: its pack's key and
+    /// salt, and the record's bytes.
+    async fn fetch_record(
         &self,
         index: &MasterIndex,
         loc: &BlobLocation,
-    ) -> Result<(String, Vec<u8>)> {
-        let pack = index.pack(loc.pack).clone();
+    ) -> Result<(String, [u8; 32], Bytes)> {
+        let pack = index.pack(loc.pack);
         let key = layout::pack(&pack.id);
         let record = self
             .storage()
@@ -135,21 +115,23 @@ impl Repository {
                 },
                 e => e.into(),
             })?;
+        Ok((key, pack.salt, record))
+    }
+
+    /// Reads and decrypts the record at a known location: its pack's key and
+    /// the blob's encoded payload.
+    async fn read_record_at(
+        &self,
+        index: &MasterIndex,
+        loc: &BlobLocation,
+    ) -> Result<(String, Vec<u8>)> {
+        let (key, salt, record) = self.fetch_record(index, loc).await?;
         let mk = self.key().clone();
         let entry = loc.entry;
         cpu(move || {
-            let subkey = mk.subkey(&pack.salt);
-            match open_record(&subkey, &entry, &record) {
-                Ok(encoded) => Ok((key, encoded)),
-                Err(e) => Err(RepoError::corrupt(
-                    format!(
-                        "{} blob {} in pack {key}",
-                        entry.blob_type.name(),
-                        entry.id.short()
-                    ),
-                    e,
-                )),
-            }
+            open_record(&mk.subkey(&salt), &entry, &record)
+                .map(|encoded| (key.clone(), encoded))
+                .map_err(|e| corrupt_blob(&entry, &key, e))
         })
         .await?
     }
@@ -170,4 +152,16 @@ impl Repository {
         let data = self.read_blob_at(index, &loc).await?;
         Tree::from_json(&data).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
     }
+}
+
+/// A blob that did not decrypt, decode or verify, named with its pack.
+fn corrupt_blob(entry: &PackEntry, pack_key: &str, e: FormatError) -> RepoError {
+    RepoError::corrupt(
+        format!(
+            "{} blob {} in pack {pack_key}",
+            entry.blob_type.name(),
+            entry.id.short()
+        ),
+        e,
+    )
 }
