@@ -842,7 +842,9 @@ fn scattered_updates_are_stored_as_deltas_that_restore_and_survive_prune() {
     for _ in 0..2 {
         psql_script(&c, "bank", churn);
         let before = pack_bytes(&env);
-        logical_backup(&env, &c, "bank", &[]);
+        let ci = conninfo_db(&c, "bank");
+        let out = env.ok(&["backup", "postgres", "--logical", "--db", &ci]);
+        assert!(!out.stderr.contains("without deltas"), "{}", out.stderr);
         growth.push(pack_bytes(&env) - before);
     }
     // Every chunk saw updates (0.5 % of rows, spread over about 10 chunks),
