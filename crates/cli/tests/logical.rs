@@ -880,6 +880,30 @@ fn scattered_updates_are_stored_as_deltas_that_restore_and_survive_prune() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_dump(&c, "bank", "restored");
 
+    // A copy to another repository carries the bases with the deltas.
+    let replica = Env::fs();
+    let replica_password = replica.vars[0].1.clone();
+    let out = env.run_with(
+        &[("LIFEBOAT_TO_PASSWORD", replica_password.as_str())],
+        &[
+            "copy",
+            "--to",
+            &replica.repo,
+            "--init",
+            "--kdf-memory",
+            "1",
+            "--kdf-iterations",
+            "1",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let check = replica.run(&["check", "--read-data"]);
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+    c.psql("CREATE DATABASE fromreplica");
+    let out = restore(&replica, &c, "fromreplica", &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same_dump(&c, "bank", "fromreplica");
+
     // The snapshot's files (raw COPY text) restore too, deltas decoded.
     let files = env.path().join("files");
     env.ok(&[
