@@ -578,20 +578,7 @@ fn complete_loss_and_region_outage_runbooks_restore_and_verify() {
     // A drill's report travels with the weekly offsite copy (own passphrase).
     env.ok(&["--config", &cfg, "drill", "latest"]);
     let replica_dir = env.path().join("offsite");
-    let to_pass = [("LIFEBOAT_TO_PASSWORD", "offsite passphrase")];
-    let out = env.run_with(
-        &to_pass,
-        &[
-            "copy",
-            "--to",
-            replica_dir.to_str().unwrap(),
-            "--init",
-            "--kdf-memory",
-            "1",
-            "--kdf-iterations",
-            "1",
-        ],
-    );
+    let out = env.copy_init(replica_dir.to_str().unwrap(), "offsite passphrase");
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     // Complete loss: the server and its data directory are gone.

@@ -883,19 +883,7 @@ fn scattered_updates_are_stored_as_deltas_that_restore_and_survive_prune() {
     // A copy to another repository carries the bases with the deltas.
     let replica = Env::fs();
     let replica_password = replica.vars[0].1.clone();
-    let out = env.run_with(
-        &[("LIFEBOAT_TO_PASSWORD", replica_password.as_str())],
-        &[
-            "copy",
-            "--to",
-            &replica.repo,
-            "--init",
-            "--kdf-memory",
-            "1",
-            "--kdf-iterations",
-            "1",
-        ],
-    );
+    let out = env.copy_init(&replica.repo, &replica_password);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let check = replica.run(&["check", "--read-data"]);
     assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);

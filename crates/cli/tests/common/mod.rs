@@ -169,6 +169,24 @@ impl Env {
         out
     }
 
+    /// `copy --to TO --init` with a cheap KDF, the new repository's
+    /// passphrase given by `LIFEBOAT_TO_PASSWORD`.
+    pub fn copy_init(&self, to: &str, to_password: &str) -> Out {
+        self.run_with(
+            &[("LIFEBOAT_TO_PASSWORD", to_password)],
+            &[
+                "copy",
+                "--to",
+                to,
+                "--init",
+                "--kdf-memory",
+                "1",
+                "--kdf-iterations",
+                "1",
+            ],
+        )
+    }
+
     /// Initialises the repository with a cheap KDF (tests only).
     pub fn init(&self) {
         self.ok(&["init", "--kdf-memory", "1", "--kdf-iterations", "1"]);
