@@ -43,21 +43,12 @@ pub struct StreamStore {
 }
 
 impl StreamStore {
-    /// Stores chunks cut by the caller (e.g. at row boundaries), in order,
-    /// as one stream: each becomes one blob. Blocks: call it from a
-    /// blocking thread.
-    pub fn store_chunks_blocking(
-        &self,
-        chunks: impl Iterator<Item = Vec<u8>>,
-    ) -> Result<StoredStream> {
-        self.store_each(chunks.map(Ok), None)
-    }
-
-    /// Like [`StreamStore::store_chunks_blocking`] for a stream whose
-    /// previous version (from the last backup) had the chunks `previous`:
-    /// a chunk new to the repository is stored as a delta against the old
-    /// chunk it most likely replaces when that saves at least half of its
-    /// size. Blocks: call it from a blocking thread inside the runtime.
+    /// Stores chunks cut by the caller (at row boundaries), in order, as one
+    /// stream whose previous version (from the last backup) had the chunks
+    /// `previous` (empty if none): each chunk is one blob, and one new to
+    /// the repository is stored as a delta against the old chunk it most
+    /// likely replaces when that saves at least half of its size. Blocks:
+    /// call it from a blocking thread inside the runtime.
     pub fn store_chunks_after_blocking(
         &self,
         chunks: impl Iterator<Item = Vec<u8>>,
