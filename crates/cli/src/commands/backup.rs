@@ -32,7 +32,7 @@ pub fn compression(c: CompressionArg) -> Compression {
 }
 
 /// The generic backup options from the command line.
-fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
+pub fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
     BackupOptions {
         kind: kind(c.kind),
         reason: c.reason.clone(),
@@ -140,12 +140,7 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
 /// Takes a PostgreSQL base backup.
 pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
     if args.logical {
-        return crate::commands::logical::backup(
-            g,
-            args,
-            options(&open_repo(g).await?, &args.common),
-        )
-        .await;
+        return crate::commands::logical::backup(g, args).await;
     }
     if args.db.len() > 1 {
         bail!(UsageError(

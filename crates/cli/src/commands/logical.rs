@@ -1,28 +1,36 @@
 //! `lifeboat backup postgres --logical` and `lifeboat restore postgres --logical`
 
 use anyhow::Result;
-use lifeboat_postgres::logical::dump::{LogicalBackupOptions, logical_backup};
+use lifeboat_postgres::logical::dump::{
+    LogicalBackupOptions, LogicalSource, LogicalSourceOptions, logical_backup,
+};
 use lifeboat_postgres::logical::load::{LogicalRestoreOptions, logical_restore};
-use lifeboat_repo::BackupOptions;
 
 use crate::cli::{BackupPostgresArgs, Global, RestorePostgresArgs};
-use crate::commands::backup::report;
+use crate::commands::backup::{options, report};
 use crate::commands::open_repo;
 use crate::output::{self, Reporter};
 
 /// Takes a logical backup of one or more databases.
-pub async fn backup(g: &Global, args: &BackupPostgresArgs, options: BackupOptions) -> Result<()> {
-    let repo = open_repo(g).await?;
-    let reporter = Reporter::new(g);
-    let opts = LogicalBackupOptions {
+pub async fn backup(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
+    let source_opts = LogicalSourceOptions {
         conninfos: args.db.clone(),
         all_databases: args.all_databases,
-        jobs: args.jobs.max(1),
         pg_bin: args.pg_bin.clone(),
-        split_bytes: args.split_size.max(1) << 20,
-        backup: options,
     };
-    let result = logical_backup(&repo, &opts, reporter.sink()).await;
+    // Unlocking the repository (Argon2, a fraction of a second on purpose)
+    // and reaching the server (connections, pg_dumpall) overlap; whichever
+    // fails first is reported, and nothing is written before both succeed.
+    let (repo, source) = tokio::try_join!(open_repo(g), async {
+        Ok(LogicalSource::connect(&source_opts).await?)
+    })?;
+    let reporter = Reporter::new(g);
+    let opts = LogicalBackupOptions {
+        jobs: args.jobs.max(1),
+        split_bytes: args.split_size.max(1) << 20,
+        backup: options(&repo, &args.common),
+    };
+    let result = logical_backup(&repo, source, &opts, reporter.sink()).await;
     reporter.finish();
     report(g, &result?)
 }

@@ -35,17 +35,22 @@ use super::{
 use crate::error::{PgError, Result};
 use crate::sql;
 
-/// How to take a logical backup.
-#[derive(Clone, Debug)]
-pub struct LogicalBackupOptions {
+/// Which server and databases a logical backup reads.
+#[derive(Clone, Debug, Default)]
+pub struct LogicalSourceOptions {
     /// Connection strings, one per database (none: the `PG*` variables).
     pub conninfos: Vec<String>,
     /// Back up every database of the server the first connection reaches.
     pub all_databases: bool,
-    /// Parallel connections per database.
-    pub jobs: usize,
     /// Directory of `pg_dump` and friends (default: searched).
     pub pg_bin: Option<PathBuf>,
+}
+
+/// How to take a logical backup.
+#[derive(Clone, Debug)]
+pub struct LogicalBackupOptions {
+    /// Parallel connections per database.
+    pub jobs: usize,
     /// Tables larger than this (bytes on disk) are read in parts of this size.
     pub split_bytes: u64,
     /// The generic backup options.
@@ -63,35 +68,70 @@ const SESSION: &str = "SET extra_float_digits = 3; SET DateStyle = ISO; \
     SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
     SET row_security = off";
 
+/// What a logical backup learns from the server before it needs the
+/// repository: the databases, the server's version, the matching client
+/// programs and the roles. Reaching the server takes a moment (connections,
+/// `pg_dumpall`), so callers can do it while the repository is unlocked.
+pub struct LogicalSource {
+    configs: Vec<PgConfig>,
+    version_num: u32,
+    version: String,
+    tools: Tools,
+    /// The roles' SQL and what it leaves out, or why there is none.
+    roles: std::result::Result<(Vec<u8>, Vec<String>), String>,
+}
+
+impl LogicalSource {
+    /// Connects, reads the server's version, finds a `pg_dump` at least as
+    /// new and dumps the roles (when the user may read them).
+    pub async fn connect(opts: &LogicalSourceOptions) -> Result<Self> {
+        let configs = database_configs(opts).await?;
+        let first = sql::connect(&configs[0]).await?;
+        let version_num = sql::int(
+            &first,
+            "reading the server version",
+            "SELECT current_setting('server_version_num')::bigint",
+        )
+        .await? as u32;
+        let version = sql::text(
+            &first,
+            "reading the server version",
+            "SELECT current_setting('server_version')",
+        )
+        .await?;
+        drop(first);
+        let tools = Tools::find(opts.pg_bin.as_deref(), version_num / 10000).await?;
+        let roles = dump_roles(&tools, &configs[0]).await;
+        Ok(Self {
+            configs,
+            version_num,
+            version,
+            tools,
+            roles,
+        })
+    }
+}
+
 /// Takes the backup and writes one snapshot holding every database.
 pub async fn logical_backup(
     repo: &Repository,
+    source: LogicalSource,
     opts: &LogicalBackupOptions,
     progress: DynProgress,
 ) -> Result<BackupResult> {
-    let configs = database_configs(opts).await?;
-    let first = sql::connect(&configs[0]).await?;
-    let version_num = sql::int(
-        &first,
-        "reading the server version",
-        "SELECT current_setting('server_version_num')::bigint",
-    )
-    .await? as u32;
-    let version = sql::text(
-        &first,
-        "reading the server version",
-        "SELECT current_setting('server_version')",
-    )
-    .await?;
-    drop(first);
-    let tools = Tools::find(opts.pg_bin.as_deref(), version_num / 10000).await?;
-
+    let LogicalSource {
+        configs,
+        version_num,
+        version,
+        tools,
+        roles,
+    } = source;
     let paths = configs.iter().map(source_name).collect();
-    let source = TreeSource::virtual_tree(SourceKind::PostgresLogical, paths);
+    let tree = TreeSource::virtual_tree(SourceKind::PostgresLogical, paths);
     let mut backup_opts = opts.backup.clone();
     backup_opts.parent = Parent::Disabled;
     let mut backup = repo
-        .start_backup(source, &backup_opts, progress.clone())
+        .start_backup(tree, &backup_opts, progress.clone())
         .await?;
 
     let mut meta = LogicalBackup {
@@ -100,8 +140,7 @@ pub async fn logical_backup(
         pg_dump_version: tools.version.clone(),
         ..LogicalBackup::default()
     };
-    progress.event(Event::Phase("dumping roles"));
-    match dump_roles(&tools, &configs[0]).await {
+    match roles {
         Ok((sql, skipped)) => {
             backup.add_file(Path::new("roles.sql"), sql, 0o600).await?;
             meta.roles = true;
@@ -142,7 +181,7 @@ fn source_name(c: &PgConfig) -> String {
 }
 
 /// One config per database to back up.
-async fn database_configs(opts: &LogicalBackupOptions) -> Result<Vec<PgConfig>> {
+async fn database_configs(opts: &LogicalSourceOptions) -> Result<Vec<PgConfig>> {
     let mut configs = if opts.conninfos.is_empty() {
         vec![sql::config(None, None)?]
     } else {
