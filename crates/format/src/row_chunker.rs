@@ -66,7 +66,13 @@ pub struct RowChunks {
     chunk: Vec<u8>,
     row_start: usize,
     rows: u64,
+    /// Emptied chunk buffers handed back by the consumer, reused before
+    /// allocating: fresh multi-MiB buffers cost a page fault per 4 KiB.
+    spare: Vec<Vec<u8>>,
 }
+
+/// How many handed-back buffers [`RowChunks`] keeps at most.
+const SPARE_BUFFERS: usize = 8;
 
 impl RowChunks {
     /// Starts with an empty chunk.
@@ -76,6 +82,16 @@ impl RowChunks {
             chunk: Vec::new(),
             row_start: 0,
             rows: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Hands back a chunk buffer the consumer is done with, to hold a later
+    /// chunk (its contents are discarded).
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            buffer.clear();
+            self.spare.push(buffer);
         }
     }
 
@@ -134,10 +150,11 @@ impl RowChunks {
 
     fn take(&mut self) -> Vec<u8> {
         self.row_start = 0;
-        std::mem::replace(
-            &mut self.chunk,
-            Vec::with_capacity(self.cutter.max.min(2 << 20)),
-        )
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.cutter.max.min(2 << 20)));
+        std::mem::replace(&mut self.chunk, next)
     }
 }
 
@@ -183,6 +200,27 @@ mod tests {
         assert!(a.iter().all(|c| c.ends_with(b"\n") && c.len() <= 16384));
         let avg = data.len() / a.len();
         assert!((2000..8000).contains(&avg), "average chunk {avg}");
+    }
+
+    #[test]
+    fn recycled_buffers_hold_new_chunks_only() {
+        let data = rows(0..20_000);
+        let mut c = RowChunks::new(RowCutter::new(&small()));
+        let mut out = Vec::new();
+        for p in data.chunks(3000) {
+            let mut emitted = Vec::new();
+            let _ = c.push(p, &mut |ch| {
+                emitted.push(ch);
+                Ok::<_, ()>(())
+            });
+            for ch in emitted {
+                out.push(ch.clone());
+                c.recycle(ch);
+            }
+        }
+        out.extend(c.finish());
+        assert_eq!(out, chunks(&data, 3000));
+        assert!(out.len() > SPARE_BUFFERS, "{} chunks", out.len());
     }
 
     #[test]

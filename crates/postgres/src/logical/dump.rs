@@ -58,11 +58,9 @@ pub struct LogicalBackupOptions {
 }
 
 /// Default part size for large tables: small enough that `--jobs`
-/// connections share a database of a few large tables evenly (a 640 MiB
+/// connections share a database of a few large tables evenly (a 700 MiB
 /// table read whole kept one connection busy alone for the last third of a
 /// benchmark backup), large enough that a part's `COPY` start-up is noise.
-/// A part's page-range scan costs the server more per row than a plain
-/// `COPY` of the whole table, which is why parts are not smaller still.
 pub const DEFAULT_SPLIT_BYTES: u64 = 256 << 20;
 
 /// Session settings every reading connection uses: exact floats, ISO dates,
@@ -540,10 +538,18 @@ pub(crate) async fn copy_part(
     // Chunks end at row boundaries, decided here as the rows arrive; the
     // storing thread hashes, compresses and packs them.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    // Stored chunks' buffers come back to be filled again.
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let writer = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
-            store.store_chunks_after_blocking(std::iter::from_fn(|| rx.blocking_recv()), previous)
+            store.store_chunks_after_blocking(
+                std::iter::from_fn(|| rx.blocking_recv()),
+                previous,
+                |buffer| {
+                    let _ = back_tx.send(buffer);
+                },
+            )
         })
     };
     let mut chunks = RowChunks::new(RowCutter::new(&store.chunker_params()));
@@ -560,6 +566,10 @@ pub(crate) async fn copy_part(
                 for c in ready {
                     if tx.send(c).await.is_err() {
                         stopped = true;
+                    }
+                    // For the chunk after next (one is being filled now).
+                    while let Ok(buffer) = back_rx.try_recv() {
+                        chunks.recycle(buffer);
                     }
                 }
                 if stopped {

@@ -47,12 +47,14 @@ impl StreamStore {
     /// stream whose previous version (from the last backup) had the chunks
     /// `previous` (empty if none): each chunk is one blob, and one new to
     /// the repository is stored as a delta against the old chunk it most
-    /// likely replaces when that saves at least half of its size. Blocks:
-    /// call it from a blocking thread inside the runtime.
+    /// likely replaces when that saves at least half of its size. Each
+    /// chunk's buffer goes to `done` once stored, for the caller to reuse.
+    /// Blocks: call it from a blocking thread inside the runtime.
     pub fn store_chunks_after_blocking(
         &self,
         chunks: impl Iterator<Item = Vec<u8>>,
         previous: Vec<Id>,
+        done: impl FnMut(Vec<u8>),
     ) -> Result<StoredStream> {
         let planner = match self.compression {
             Compression::Zstd(level) if !previous.is_empty() => {
@@ -60,7 +62,7 @@ impl StreamStore {
             }
             _ => None,
         };
-        self.store_each(chunks.map(Ok), planner)
+        self.store_each(chunks.map(Ok), planner, done)
     }
 
     /// The repository's chunker parameters (sizes and secret seed), for
@@ -82,6 +84,7 @@ impl StreamStore {
                     .transpose()
             }),
             None,
+            drop,
         )
     }
 
@@ -92,6 +95,7 @@ impl StreamStore {
         &self,
         chunks: impl Iterator<Item = Result<Vec<u8>>>,
         mut planner: Option<(DeltaPlanner, i32)>,
+        mut done: impl FnMut(Vec<u8>),
     ) -> Result<StoredStream> {
         let mut encoder = Encoder::new(self.compression)?;
         let id_key = self.repo.key().id_key();
@@ -151,6 +155,7 @@ impl StreamStore {
                 items: 0,
                 bytes: chunk.len() as u64,
             });
+            done(chunk);
         }
         self.progress.event(Event::Advance { items: 1, bytes: 0 });
         Ok(out)
