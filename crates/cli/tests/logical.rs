@@ -819,6 +819,62 @@ fn pack_bytes(env: &Env) -> u64 {
         .sum()
 }
 
+/// On S3 a day's backup reads the previous backup's chunks back from the
+/// bucket to build its deltas (the copy workers run on their own threads,
+/// the reads on the backup's runtime and its connections), stores a small
+/// part of a full copy, and restores identical.
+#[test]
+fn logical_backups_on_s3_store_deltas_that_restore() {
+    let env = Env::s3("logical-deltas");
+    env.init();
+    let c = Cluster::new(&env, "s3deltas");
+    c.psql("CREATE DATABASE bank");
+    psql_script(
+        &c,
+        "bank",
+        "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+         INSERT INTO accounts SELECT g, 1 + g / 10000, 0, '' FROM generate_series(1, 60000) g;
+         VACUUM ANALYZE accounts;",
+    );
+    let stored = |j: &serde_json::Value| j["snapshot"]["summary"]["stored_bytes"].as_u64().unwrap();
+    let full = stored(&logical_backup(
+        &env,
+        &c,
+        "bank",
+        &["--jobs", "2", "--split-size", "2"],
+    ));
+    psql_script(
+        &c,
+        "bank",
+        "UPDATE accounts SET abalance = abalance + 1
+           WHERE aid IN (SELECT 1 + floor(random() * 60000)::int FROM generate_series(1, 300));
+         VACUUM ANALYZE accounts;",
+    );
+    let ci = conninfo_db(&c, "bank");
+    let out = env.ok(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--logical",
+        "--db",
+        &ci,
+        "--jobs",
+        "2",
+        "--split-size",
+        "2",
+    ]);
+    assert!(!out.stderr.contains("without deltas"), "{}", out.stderr);
+    let day = stored(&out.json());
+    assert!(
+        day * 3 < full,
+        "a day of scattered updates stored {day} of {full} bytes on S3"
+    );
+    c.psql("CREATE DATABASE restored");
+    let out = restore(&env, &c, "restored", &["--jobs", "2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same_dump(&c, "bank", "restored");
+}
+
 #[test]
 fn scattered_updates_are_stored_as_deltas_that_restore_and_survive_prune() {
     let (env, c) = setup("deltas");

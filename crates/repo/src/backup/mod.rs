@@ -275,6 +275,7 @@ impl TreeBackup {
                 sink: Arc::new(PackSink::new(self.repo.clone(), self.uploader.outlet())),
                 compression: self.options.compression,
                 progress: self.progress.clone(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             })
             .clone()
     }

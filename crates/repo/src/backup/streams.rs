@@ -40,6 +40,10 @@ pub struct StreamStore {
     pub(crate) sink: Arc<PackSink>,
     pub(crate) compression: Compression,
     pub(crate) progress: DynProgress,
+    /// The runtime the backup was started on, which reads old chunks back:
+    /// callers may store from threads of another runtime, and the storage's
+    /// connections belong to this one.
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl StreamStore {
@@ -49,7 +53,7 @@ impl StreamStore {
     /// the repository is stored as a delta against the old chunk it most
     /// likely replaces when that saves at least half of its size. Each
     /// chunk's buffer goes to `done` once stored, for the caller to reuse.
-    /// Blocks: call it from a blocking thread inside the runtime.
+    /// Blocks: call it from a blocking thread, never from async code.
     pub fn store_chunks_after_blocking(
         &self,
         chunks: impl Iterator<Item = Vec<u8>>,
@@ -104,7 +108,7 @@ impl StreamStore {
         let mut old = RepoChunks {
             repo: &self.repo,
             index: &self.index,
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            runtime: self.runtime.clone(),
         };
         for chunk in chunks {
             let chunk = chunk?;
