@@ -31,7 +31,8 @@ WIDE_ROWS=${WIDE_ROWS:-200000}
 WIDE_ROWS_START=$WIDE_ROWS
 WIDE_TEXT=${WIDE_TEXT:-repeated}
 DAYS=${DAYS:-7}
-# Extra options for lifeboat's timed backups, e.g. "--compression fastest".
+# Extra options for every lifeboat backup (timed runs and days), e.g.
+# "--compression fastest" or "--split-size 1024".
 LB_BACKUP_ARGS=${LB_BACKUP_ARGS:-}
 
 # shellcheck source=../scripts/lib/ensure-postgres.sh
@@ -156,7 +157,7 @@ for mode in $MODES; do
       WIDE_ROWS=$((WIDE_ROWS + w))
     fi
     before=$(bytes_of "$OUT/lb-days")
-    t_lb=$(timed as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q)
+    t_lb=$(timed as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q $LB_BACKUP_ARGS)
     t_fc=$(timed as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/day.fc" days)
     dumps=$((dumps + $(bytes_of "$OUT/day.fc")))
     echo "  day $day: lifeboat +$(( ($(bytes_of "$OUT/lb-days") - before) / 1024 )) KiB in $t_lb s, pg_dump -Fc $(( $(bytes_of "$OUT/day.fc") / 1024 )) KiB in $t_fc s" >&2
