@@ -87,6 +87,8 @@ SELECT now() - g * interval '1 minute', 'title ' || g, $BODY,
        jsonb_build_object('n', g, 'tags', jsonb_build_array('a' || g % 10, 'b' || g % 7), 'score', g % 100)
 FROM generate_series(1, $WIDE_ROWS) g;"
 psql_ "VACUUM ANALYZE"
+# Write the load's dirty buffers out now, not during the first timed step.
+psql_ "CHECKPOINT"
 DB_BYTES=$(psql_ "SELECT pg_database_size('bench')")
 echo "database: $((DB_BYTES / 1048576)) MiB" >&2
 
