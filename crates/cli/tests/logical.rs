@@ -475,6 +475,15 @@ fn bad_connections_and_targets_are_refused_cleanly() {
         assert_eq!(out.code, *code, "{ci}: {}", out.stderr);
         assert!(out.stderr.contains(text), "{ci}: {}", out.stderr);
     }
+    // A wrong passphrase with a good server (the repository is unlocked
+    // while the server is reached): the passphrase's error and exit code.
+    let ci = format!("{tcp} user=alice password=right dbname=app");
+    let out = env.run_with(
+        &[("LIFEBOAT_PASSWORD", "not the passphrase")],
+        &["backup", "postgres", "--logical", "--db", &ci],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("wrong passphrase"), "{}", out.stderr);
     let after = env
         .ok(&["--json", "snapshots"])
         .json()
