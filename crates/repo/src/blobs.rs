@@ -11,6 +11,33 @@ use crate::index::{BlobLocation, MasterIndex};
 use crate::layout;
 use crate::repository::{Repository, cpu};
 
+/// Where blob `id` is, or the error naming what needed it.
+pub(crate) fn locate(index: &MasterIndex, id: &Id, needed_by: &str) -> Result<BlobLocation> {
+    index.get(id).ok_or_else(|| RepoError::MissingBlob {
+        id: *id,
+        needed_by: needed_by.into(),
+    })
+}
+
+/// Like [`locate`], refusing a blob of another type than `expected`.
+fn locate_as(
+    index: &MasterIndex,
+    id: &Id,
+    expected: BlobType,
+    needed_by: &str,
+) -> Result<BlobLocation> {
+    let loc = locate(index, id, needed_by)?;
+    if loc.blob_type() != expected {
+        return Err(RepoError::Invalid(format!(
+            "blob {} is a {} blob where a {} blob was expected ({needed_by})",
+            id.short(),
+            loc.blob_type().name(),
+            expected.name()
+        )));
+    }
+    Ok(loc)
+}
+
 impl Repository {
     /// Reads, decrypts and verifies one blob.
     pub async fn read_blob(
@@ -19,11 +46,8 @@ impl Repository {
         id: &Id,
         needed_by: &str,
     ) -> Result<Vec<u8>> {
-        let loc = index.get(id).ok_or_else(|| RepoError::MissingBlob {
-            id: *id,
-            needed_by: needed_by.into(),
-        })?;
-        self.read_blob_at(index, &loc).await
+        self.read_blob_at(index, &locate(index, id, needed_by)?)
+            .await
     }
 
     /// Reads the blob at a known location; a delta blob is decoded with its
@@ -62,17 +86,7 @@ impl Repository {
                 })
             })?;
         let needed_by = format!("the base of delta blob {}", entry.id.short());
-        let base_loc = index.get(&base_id).ok_or_else(|| RepoError::MissingBlob {
-            id: base_id,
-            needed_by: needed_by.clone(),
-        })?;
-        if base_loc.blob_type() != BlobType::Data {
-            return Err(RepoError::Invalid(format!(
-                "blob {} is a {} blob where a data blob was expected ({needed_by})",
-                base_id.short(),
-                base_loc.blob_type().name()
-            )));
-        }
+        let base_loc = locate_as(index, &base_id, BlobType::Data, &needed_by)?;
         let base = Box::pin(self.read_blob_at(index, &base_loc)).await?;
         cpu(move || {
             let data = decode_delta_blob(&mk, &entry, &encoded, &base).map_err(corrupt)?;
@@ -138,17 +152,7 @@ impl Repository {
 
     /// Reads and validates a tree blob.
     pub async fn read_tree(&self, index: &MasterIndex, id: &Id, needed_by: &str) -> Result<Tree> {
-        let loc = index.get(id).ok_or_else(|| RepoError::MissingBlob {
-            id: *id,
-            needed_by: needed_by.into(),
-        })?;
-        if loc.blob_type() != BlobType::Tree {
-            return Err(RepoError::Invalid(format!(
-                "blob {} is a {} blob where a tree was expected ({needed_by})",
-                id.short(),
-                loc.blob_type().name()
-            )));
-        }
+        let loc = locate_as(index, id, BlobType::Tree, needed_by)?;
         let data = self.read_blob_at(index, &loc).await?;
         Tree::from_json(&data).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
     }

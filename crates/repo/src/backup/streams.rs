@@ -222,10 +222,7 @@ struct RepoChunks<'a> {
 
 impl RepoChunks<'_> {
     fn location(&self, id: &Id) -> Result<BlobLocation> {
-        self.index.get(id).ok_or_else(|| RepoError::MissingBlob {
-            id: *id,
-            needed_by: "the previous backup of a stream".into(),
-        })
+        crate::blobs::locate(self.index, id, "the previous backup of a stream")
     }
 
     fn block_on<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
