@@ -201,6 +201,11 @@ mod tests {
             .collect()
     }
 
+    /// The planner's base for `chunk`, or the default id and nothing.
+    fn base_of(p: &mut DeltaPlanner, old: &mut Map, chunk: &[u8]) -> (Id, Arc<Vec<u8>>) {
+        p.base_for(old, chunk).ok().flatten().unwrap_or_default()
+    }
+
     #[test]
     fn follows_boundaries_across_a_merged_and_a_changed_chunk() {
         let mut old = Map::default();
@@ -216,21 +221,13 @@ mod tests {
         p.matched(&id(1));
         let mut merged = rows(10, 30);
         merged[3] = b'X';
-        let (base, content) = p
-            .base_for(&mut old, &merged)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let (base, content) = base_of(&mut p, &mut old, &merged);
         assert_eq!(base, id(3));
         assert_eq!(*content, rows(20, 30));
         // The last one changed in the middle: the next old chunk.
         let mut last = rows(30, 40);
         last[5] = b'Y';
-        let (base, _) = p
-            .base_for(&mut old, &last)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let (base, _) = base_of(&mut p, &mut old, &last);
         assert_eq!(base, id(4));
         // Past the end of the old list: nothing to delta against.
         assert!(p.base_for(&mut old, &rows(40, 50)).ok().flatten().is_none());
@@ -256,11 +253,7 @@ mod tests {
         );
         assert_eq!(old.reads, 0, "reuse reads no content");
         // A changed version of old chunk 2: its base is old 2's base.
-        let (base, content) = p
-            .base_for(&mut old, &rows(10, 21))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let (base, content) = base_of(&mut p, &mut old, &rows(10, 21));
         assert_eq!(base, id(9));
         assert_eq!(*content, rows(0, 10));
         assert_eq!(last_row(b"a\nb\n"), b"b");
