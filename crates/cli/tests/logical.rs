@@ -842,7 +842,7 @@ fn logical_backups_on_s3_store_deltas_that_restore() {
         &c,
         "bank",
         "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
-         INSERT INTO accounts SELECT g, 1 + g / 10000, 0, '' FROM generate_series(1, 60000) g;
+         INSERT INTO accounts SELECT g, 1 + g / 10000, 0, '' FROM generate_series(1, 200000) g;
          VACUUM ANALYZE accounts;",
     );
     let stored = |j: &serde_json::Value| j["snapshot"]["summary"]["stored_bytes"].as_u64().unwrap();
@@ -856,7 +856,7 @@ fn logical_backups_on_s3_store_deltas_that_restore() {
         &c,
         "bank",
         "UPDATE accounts SET abalance = abalance + 1
-           WHERE aid IN (SELECT 1 + floor(random() * 60000)::int FROM generate_series(1, 300));
+           WHERE aid IN (SELECT 1 + floor(random() * 200000)::int FROM generate_series(1, 1000));
          VACUUM ANALYZE accounts;",
     );
     let ci = conninfo_db(&c, "bank");
