@@ -554,6 +554,12 @@ pub struct BackupPostgresArgs {
     /// $LIFEBOAT_PG_BIN, the newest /usr/lib/postgresql/N/bin, then PATH).
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
+    /// Physical backups: how long to wait, in seconds, for the WAL the backup
+    /// needs to reach the repository through archive_command. While waiting,
+    /// lifeboat says which segment it waits for and what pg_stat_archiver
+    /// reports; after the limit the backup fails and is not recorded.
+    #[arg(long, value_name = "SECONDS", default_value_t = lifeboat_postgres::basebackup::DEFAULT_ARCHIVE_TIMEOUT.as_secs(), conflicts_with = "logical")]
+    pub archive_timeout: u64,
     #[command(flatten)]
     pub common: BackupCommon,
 }
@@ -641,12 +647,24 @@ pub struct RestorePostgresArgs {
     /// Restore into an existing data directory, rewriting only what differs.
     #[arg(long)]
     pub delta: bool,
-    /// Switch WAL archiving off in the restored cluster (for copies that must
-    /// not archive into this repository: drills, inspections). By default a
-    /// restored cluster keeps the source's archive settings, so the new
-    /// timeline it starts after recovery is archived too.
-    #[arg(long)]
+    /// The restored cluster replaces the original (complete loss, region
+    /// outage): it keeps the source's WAL archiving, so the timeline it
+    /// starts is archived into this repository, and the restore is recorded
+    /// as the new primary. Without it, archiving is switched off in the
+    /// restored cluster (archive_mode = off in postgresql.auto.conf): a copy
+    /// for inspection or testing never writes into the repository, and
+    /// `restore postgres latest` keeps following production's timeline.
+    #[arg(long, conflicts_with = "logical")]
+    pub new_primary: bool,
+    /// Accepted for compatibility: archiving is off in restored copies by
+    /// default (see --new-primary).
+    #[arg(long, hide = true, conflicts_with = "new_primary")]
     pub no_archive: bool,
+    /// With a target of latest: recover although the archive has a gap, as
+    /// far as it is continuous, then exit 1 saying how far recovery got.
+    /// Without it such a restore is refused before anything is written.
+    #[arg(long, conflicts_with = "logical")]
+    pub up_to_gap: bool,
     /// Restore tablespace OID into DIR instead of its original location (repeatable).
     #[arg(long = "tablespace-map", value_name = "OID=DIR")]
     pub tablespace_map: Vec<String>,

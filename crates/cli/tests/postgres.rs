@@ -7,52 +7,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pg::{Cluster, base_backup, free_port, give_to_postgres};
+use common::pg::{
+    Cluster, base_backup, free_port, give_to_postgres, restore_and_start, restore_dir,
+};
 use common::{Env, Out};
 
 fn setup() -> Env {
     let env = Env::fs();
     env.init();
     env
-}
-
-/// A directory for a restored cluster (its parent belongs to postgres).
-fn restore_dir(env: &Env, name: &str) -> (PathBuf, PathBuf) {
-    let base = env.path().join(name);
-    std::fs::create_dir_all(&base).unwrap();
-    give_to_postgres(&base);
-    (base.join("data"), base)
-}
-
-/// `restore postgres … --start`; returns the running cluster and the JSON report.
-fn restore_and_start(env: &Env, name: &str, extra: &[&str]) -> (Cluster, serde_json::Value) {
-    let (data, sock) = restore_dir(env, name);
-    let port = free_port();
-    let port_s = port.to_string();
-    let mut args = vec![
-        "--json",
-        "restore",
-        "postgres",
-        "latest",
-        "--target-dir",
-        data.to_str().unwrap(),
-        "--start",
-        "--port",
-        &port_s,
-        "--socket-dir",
-        sock.to_str().unwrap(),
-        "--timeout",
-        "120",
-    ];
-    args.extend_from_slice(extra);
-    let out = env.run(&args);
-    let cluster = Cluster::existing(data, port, sock);
-    assert_eq!(
-        out.code, 0,
-        "restore failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    (cluster, out.json())
 }
 
 #[test]
@@ -126,18 +89,23 @@ fn pitr_to_an_xid_an_lsn_a_restore_point_and_again_on_the_new_timeline() {
     c.archive_now();
 
     let rows = |cl: &Cluster| cl.psql("SELECT string_agg(v::text, ',' ORDER BY v) FROM t");
-    // Inspection copies must not archive their own timelines into the repository.
-    let (by_xid, _) = restore_and_start(&env, "xid", &["--target-xid", &xid, "--no-archive"]);
+    // Restored copies do not archive their own timelines into the repository.
+    let (by_xid, _) = restore_and_start(&env, "xid", &["--target-xid", &xid]);
     assert_eq!(rows(&by_xid), "1");
     assert_eq!(by_xid.psql("SHOW archive_mode"), "off");
     drop(by_xid);
     let (by_lsn, _) = restore_and_start(&env, "lsn", &["--target-lsn", &lsn, "--no-archive"]);
     assert_eq!(rows(&by_lsn), "1,2");
     drop(by_lsn);
-    let (by_name, _) = restore_and_start(&env, "name", &["--target-name", "before-4"]);
+    let (by_name, _) = restore_and_start(
+        &env,
+        "name",
+        &["--target-name", "before-4", "--new-primary"],
+    );
     assert_eq!(rows(&by_name), "1,2,3");
+    assert_eq!(by_name.psql("SHOW archive_mode"), "on");
 
-    // The restored server runs on timeline 2 and archives into the same
+    // The new primary runs on timeline 2 and archives into the same
     // repository; recover again, along timeline 2.
     assert_eq!(
         by_name.psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"),

@@ -171,7 +171,10 @@ pub async fn run(repo: &Repository, opts: &RecoverOptions, progress: DynProgress
             socket_dir: opts.socket_dir.clone(),
             timeout: opts.timeout,
         }),
-        no_archive: opts.no_archive,
+        // The recovered server becomes the primary once switched over.
+        new_primary: !opts.no_archive,
+        up_to_gap: false,
+        record: true,
         concurrency: opts.concurrency,
     };
     let restored = match pitr::restore(repo, &restore, progress.clone()).await {

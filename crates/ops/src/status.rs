@@ -40,6 +40,21 @@ pub struct ArchiveStatus {
     pub newest_wal: Option<String>,
     /// Seconds since it was archived, against the RPO target.
     pub lag: Option<Measured>,
+    /// Segments missing that base backups or the recoverable window need.
+    pub missing: Vec<String>,
+}
+
+/// What the repository says about one cluster's WAL archive.
+#[derive(Clone, Debug, Default)]
+pub struct ArchiveFacts {
+    /// System identifier.
+    pub system_id: String,
+    /// The newest archived WAL file.
+    pub newest_wal: Option<String>,
+    /// Seconds since it was archived.
+    pub lag_seconds: Option<i64>,
+    /// Holes in the archive, each as "file: what it breaks".
+    pub missing: Vec<String>,
 }
 
 /// The newest drill or check.
@@ -106,12 +121,12 @@ fn runs(
 }
 
 /// Judges what the repository holds at `now`: `snapshots`, the archives
-/// (system id, newest WAL, seconds since it was archived) and the stored
-/// drill and check reports.
+/// (newest WAL, how long ago it was archived, holes) and the stored drill
+/// and check reports.
 pub fn judge(
     now: DateTime<Utc>,
     snapshots: &[SnapshotEntry],
-    archives: &[(String, Option<String>, Option<i64>)],
+    archives: &[ArchiveFacts],
     reports: &[CatalogReport],
     targets: &Targets,
 ) -> StatusReport {
@@ -147,8 +162,11 @@ pub fn judge(
     }
     let archives: Vec<ArchiveStatus> = archives
         .iter()
-        .map(|(sys, wal, lag)| {
-            let lag = lag.map(|l| Measured::against(l.max(0) as f64, targets.rpo));
+        .map(|a| {
+            let sys = &a.system_id;
+            let lag = a
+                .lag_seconds
+                .map(|l| Measured::against(l.max(0) as f64, targets.rpo));
             if let Some(l) = lag
                 && !l.met
             {
@@ -158,10 +176,16 @@ pub fn judge(
                     human(l.target_seconds)
                 ));
             }
+            for m in &a.missing {
+                overdue.push(format!(
+                    "WAL archive of cluster {sys}: {m} (run `lifeboat check` for what it affects)"
+                ));
+            }
             ArchiveStatus {
                 system_id: sys.clone(),
-                newest_wal: wal.clone(),
+                newest_wal: a.newest_wal.clone(),
                 lag,
+                missing: a.missing.clone(),
             }
         })
         .collect();
@@ -249,10 +273,19 @@ pub async fn gather(
 ) -> Result<StatusReport> {
     let snapshots = repo.list_snapshots(progress).await?;
     let clusters = info::info(repo, progress).await?;
-    let archives: Vec<(String, Option<String>, Option<i64>)> = clusters
+    let archives: Vec<ArchiveFacts> = clusters
         .into_iter()
-        .filter(|c| c.newest_wal.is_some())
-        .map(|c| (c.system_id, c.newest_wal, c.archive_lag_seconds))
+        .filter(|c| c.newest_wal.is_some() || !c.continuity.is_empty())
+        .map(|c| ArchiveFacts {
+            missing: c
+                .continuity
+                .iter()
+                .map(|p| format!("{} is missing: {}", p.file, p.message))
+                .collect(),
+            system_id: c.system_id,
+            newest_wal: c.newest_wal,
+            lag_seconds: c.archive_lag_seconds,
+        })
         .collect();
     let reports = repo.reports(None).await?;
     let reports: Vec<CatalogReport> = reports.reports.into_iter().map(|(_, r)| r).collect();
@@ -316,7 +349,12 @@ mod tests {
         let s = judge(
             now,
             &snaps,
-            &[("7".into(), Some("0001".into()), Some(20))],
+            &[ArchiveFacts {
+                system_id: "7".into(),
+                newest_wal: Some("0001".into()),
+                lag_seconds: Some(20),
+                missing: Vec::new(),
+            }],
             &reports,
             &t,
         );
@@ -339,7 +377,14 @@ mod tests {
         let s = judge(
             now,
             &snaps,
-            &[("7".into(), Some("0001".into()), Some(90_000))],
+            &[ArchiveFacts {
+                system_id: "7".into(),
+                newest_wal: Some("0001".into()),
+                lag_seconds: Some(90_000),
+                missing: vec![
+                    "000000010000000000000004 is missing: a backup cannot be restored".into(),
+                ],
+            }],
             &[],
             &t,
         );
@@ -348,6 +393,7 @@ mod tests {
         assert!(all.contains("backup of db1"), "{all}");
         assert!(!all.contains("backup of web"), "{all}");
         assert!(all.contains("WAL archive"), "{all}");
+        assert!(all.contains("000000010000000000000004 is missing"), "{all}");
         assert!(all.contains("restore drill: none has run"), "{all}");
         assert!(all.contains("integrity check: none recorded"), "{all}");
     }

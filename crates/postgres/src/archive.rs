@@ -196,7 +196,49 @@ pub fn pushable_ahead(cluster: &Cluster, path: &Path) -> bool {
             .is_some_and(|n| n.len() == 24 && looks_like_wal(n))
 }
 
+/// Refuses a history file that is malformed or contradicts the archived
+/// history of its parents: one forged file would make every later recovery
+/// of the cluster fail, or follow a timeline that never existed.
+async fn check_history(repo: &Repository, entry: &WalEntry, content: &[u8]) -> Result<()> {
+    let Some(WalFile::History { tli }) = WalFile::parse(&entry.name, 16 << 20) else {
+        return Ok(());
+    };
+    // The parents the file names (the nearest ones: each archived history
+    // was checked against its own parents when it was pushed).
+    let parents: Vec<u32> = crate::history::parse(&String::from_utf8_lossy(content))
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .map(|b| b.parent)
+        .filter(|p| *p >= 2)
+        .take(16)
+        .collect();
+    let mut archived = std::collections::BTreeMap::new();
+    for parent in parents {
+        let name = WalFile::History { tli: parent }.name(16 << 20);
+        if let Some(e) = walstore::find(repo.storage(), entry.sysid, &name)
+            .await?
+            .into_iter()
+            .next()
+        {
+            let text = walstore::load(repo, &e).await?;
+            if let Ok(b) = crate::history::parse(&String::from_utf8_lossy(&text)) {
+                archived.insert(parent, b);
+            }
+        }
+    }
+    crate::history::validate(tli, content, &|t| archived.get(&t).cloned())
+        .map(|_| ())
+        .map_err(|why| {
+            PgError::WalRefused(format!(
+                "{} is not a valid timeline history file: {why}; refusing to archive it",
+                entry.name
+            ))
+        })
+}
+
 async fn store_prepared(repo: &Repository, p: &Prepared, content: Vec<u8>) -> Result<Stored> {
+    check_history(repo, &p.entry, &content).await?;
     let stored = walstore::store(repo, &p.entry, content).await?;
     for rp in &p.restore_points {
         let key = walstore::restore_point_key(p.entry.sysid, rp);
@@ -349,12 +391,37 @@ pub enum FetchOutcome {
     Missing,
 }
 
+/// True when `content`, taken from the spool, is the segment the archive
+/// lists as `entry`: the right cluster, position and size, and the same
+/// first and last transaction times as the archive key records.
+fn matches_archive(entry: &WalEntry, sysid: u64, content: &[u8]) -> bool {
+    let Ok(h) = segment::parse_header(content) else {
+        return false;
+    };
+    let seg_size = u64::from(h.seg_size);
+    let Some(WalFile::Segment { segno, .. }) = WalFile::parse(&entry.name, seg_size) else {
+        return false;
+    };
+    if h.sysid != sysid || h.pageaddr.0 != segno * seg_size || content.len() as u64 != seg_size {
+        return false;
+    }
+    let summary = segment::scan(content, &h);
+    summary.first_xact_us == entry.first_xact_us && summary.last_xact_us == entry.last_xact_us
+}
+
 /// Restores WAL file `name` of `sysid` to `dest`, prefetching up to
-/// `prefetch` following segments into the spool. `storage` is used to look
-/// first: a missing file is answered without unlocking the repository, and
-/// `open` is only called when there is something to decrypt.
+/// `prefetch` following segments into the spool.
+///
+/// The archive is always listed first. "Missing" is answered only after the
+/// repository at `location` is confirmed to exist, so an unmounted or
+/// mistyped repository is an error (which stops recovery), never an end of
+/// WAL (which would promote early). A file is answered without unlocking the
+/// repository when it is missing or prefetched; `open` is only called when
+/// there is something to decrypt.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch<F, Fut>(
     storage: &DynStorage,
+    location: &str,
     open: F,
     sysid: u64,
     spool: &Spool,
@@ -374,16 +441,21 @@ where
     if name.len() == 24 {
         spool.prune_fetched_before(name);
     }
-    if spool.take_fetched(name, dest)? {
-        return Ok(FetchOutcome::Restored);
-    }
+    let spooled = spool.take_fetched(name);
     let Some(entry) = walstore::find(storage, sysid, name)
         .await?
         .into_iter()
         .next()
     else {
+        lifeboat_repo::repository::ensure_repository(storage, location).await?;
         return Ok(FetchOutcome::Missing);
     };
+    if let Some(content) = spooled
+        && matches_archive(&entry, sysid, &content)
+    {
+        spool::write_durably(dest, &content)?;
+        return Ok(FetchOutcome::Restored);
+    }
     let repo = open().await?;
     // The following segments, when the segment size is known.
     let next: Vec<String> = match (
@@ -437,4 +509,50 @@ where
     let (main, _) = futures::join!(main, ahead);
     main?;
     Ok(FetchOutcome::Restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    async fn fetch_from(storage: DynStorage, spool_root: &Path) -> Result<FetchOutcome> {
+        let spool = Spool::open(spool_root, 9)?;
+        let dest = spool_root.join("RECOVERYXLOG");
+        fetch(
+            &storage,
+            "/mnt/backups/lifeboat",
+            || async { Err(PgError::Invalid("no repository to open".into())) },
+            9,
+            &spool,
+            "000000010000000000000003",
+            &dest,
+            0,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_missing_repository_is_an_error_not_a_missing_segment() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // Nothing at all where the repository should be (an unmounted mount point).
+        let empty: DynStorage = Arc::new(lifeboat_storage::memory::MemoryStorage::new());
+        let r = fetch_from(empty.clone(), &dir.path().join("spool")).await;
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("no lifeboat repository at /mnt/backups/lifeboat"),
+            "{e}"
+        );
+        // A repository (a config object) without the segment: missing.
+        empty
+            .put(
+                "config",
+                bytes::Bytes::from_static(b"x"),
+                PutMode::CreateOnly,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = fetch_from(empty, &dir.path().join("spool")).await;
+        assert_eq!(r.ok(), Some(FetchOutcome::Missing));
+    }
 }

@@ -7,8 +7,11 @@
 //! 2. The data directory and every tablespace are read in parallel; relation
 //!    files in page-aligned blocks with page checksums verified; unchanged
 //!    files since the parent backup are not read again.
-//! 3. `pg_backup_stop`, which waits until the WAL the backup needs is
-//!    archived; its `backup_label` and `tablespace_map` join the snapshot.
+//! 3. `pg_backup_stop`; its `backup_label` and `tablespace_map` join the
+//!    snapshot. Then lifeboat waits until every WAL segment the backup needs
+//!    (start to stop) is in *this* repository, saying what it waits for and
+//!    what `pg_stat_archiver` reports, and gives up after a limit: a base
+//!    backup whose WAL never arrives cannot be restored, so it is not recorded.
 //! 4. The snapshot records LSNs, times, timeline, system identifier,
 //!    version, database sizes and table row estimates.
 
@@ -39,6 +42,89 @@ pub struct BaseBackupOptions {
     pub conninfo: Option<String>,
     /// The generic backup options (kind, reason, tags…).
     pub backup: BackupOptions,
+    /// How long to wait for the backup's WAL to be archived.
+    pub archive_timeout: std::time::Duration,
+}
+
+/// The default of [`BaseBackupOptions::archive_timeout`].
+pub const DEFAULT_ARCHIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What `pg_stat_archiver` says, in words.
+async fn archiver_status(client: &Client) -> String {
+    let row = client
+        .query_one(
+            "SELECT coalesce(last_archived_wal, ''), coalesce(to_char(last_archived_time AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD HH24:MI:SS UTC'), ''), failed_count, coalesce(last_failed_wal, ''), \
+             coalesce(to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'), '') \
+             FROM pg_stat_archiver",
+            &[],
+        )
+        .await;
+    let Ok(row) = row else {
+        return "pg_stat_archiver could not be read".into();
+    };
+    let text = |i: usize| row.try_get::<_, String>(i).unwrap_or_default();
+    let failed: i64 = row.try_get(2).unwrap_or(0);
+    let mut s = if text(0).is_empty() {
+        "pg_stat_archiver: nothing archived since the statistics were reset".to_string()
+    } else {
+        format!("pg_stat_archiver: last archived {} at {}", text(0), text(1))
+    };
+    if failed > 0 {
+        s.push_str(&format!(
+            "; {failed} failed attempt(s), the last for {} at {} (see the server log for archive_command's error)",
+            text(3),
+            text(4)
+        ));
+    }
+    s
+}
+
+/// Waits until every WAL file in `needed` is archived in the repository.
+async fn wait_for_wal(
+    repo: &Repository,
+    client: &Client,
+    sysid: u64,
+    needed: &[String],
+    timeout: std::time::Duration,
+    progress: &DynProgress,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut next_word = std::time::Duration::from_secs(10);
+    loop {
+        let archived: std::collections::HashSet<String> =
+            crate::walstore::list(repo.storage(), sysid)
+                .await?
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+        let missing: Vec<&String> = needed.iter().filter(|n| !archived.contains(*n)).collect();
+        let Some(first) = missing.first() else {
+            return Ok(());
+        };
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(PgError::Setup(format!(
+                "WAL segment {first} (needed to restore this backup; {} of {} still missing) did not reach the \
+                 repository within {}s; {}. Check archive_command (it must run `lifeboat wal push %p` into this \
+                 repository). The backup was not recorded; raise --archive-timeout if archiving is only slow",
+                missing.len(),
+                needed.len(),
+                timeout.as_secs(),
+                archiver_status(client).await
+            )));
+        }
+        if waited >= next_word {
+            progress.event(Event::Warning(format!(
+                "still waiting after {}s for WAL segment {first} to be archived ({}); giving up after {}s",
+                waited.as_secs(),
+                archiver_status(client).await,
+                timeout.as_secs()
+            )));
+            next_word += std::time::Duration::from_secs(30);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// What the server told us before the files were read.
@@ -245,11 +331,11 @@ pub async fn base_backup(
         .await?;
     backup.store_files().await?;
 
-    progress.event(Event::Phase("stopping backup (waiting for WAL archiving)"));
+    progress.event(Event::Phase("stopping backup"));
     let stop_sql = if info.version_num >= 150000 {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
     } else {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
     };
     let row = client
         .query_one(stop_sql, &[])
@@ -283,11 +369,32 @@ pub async fn base_backup(
         .and_then(|l| l.split("(file ").nth(1))
         .map(|f| f.trim_end_matches(')').to_string())
         .unwrap_or_default();
+    let stop_segno = stop_lsn.0.saturating_sub(1) / info.seg_size.max(1);
     let stop_wal = WalFile::Segment {
         tli: timeline,
-        segno: stop_lsn.0.saturating_sub(1) / info.seg_size.max(1),
+        segno: stop_segno,
     }
     .name(info.seg_size);
+    let start_segno = start_lsn.segment(info.seg_size);
+    let needed: Vec<String> = (start_segno..=stop_segno.max(start_segno))
+        .map(|segno| {
+            WalFile::Segment {
+                tli: timeline,
+                segno,
+            }
+            .name(info.seg_size)
+        })
+        .collect();
+    progress.event(Event::Phase("waiting for the backup's WAL to be archived"));
+    wait_for_wal(
+        repo,
+        &client,
+        info.sysid,
+        &needed,
+        options.archive_timeout,
+        &progress,
+    )
+    .await?;
     progress.event(Event::Phase("recording database sizes"));
     let databases = databases(&config, &client).await.unwrap_or_default();
     let checksum_failures = backup.problems().len() as u64;

@@ -50,6 +50,13 @@ impl BaseBackup {
         })
     }
 
+    /// True if recovery along `path` can start from this backup: it was
+    /// taken on a timeline of the path, before the path left that timeline.
+    pub fn on_path(&self, path: &[(u32, Lsn)]) -> bool {
+        path.iter().any(|(t, _)| *t == self.timeline)
+            && Catalog::leaves(path, self.timeline).is_none_or(|leave| self.stop_lsn <= leave)
+    }
+
     /// The cluster it belongs to.
     pub fn system_id(&self) -> u64 {
         self.entry
@@ -72,6 +79,9 @@ pub struct Catalog {
     pub segments: BTreeMap<(u64, u32), WalEntry>,
     /// Parsed history file of each timeline that has one.
     pub histories: BTreeMap<u32, Vec<Branch>>,
+    /// History files that could not be read or parsed, with the reason:
+    /// recovery along those timelines is refused, `check` reports them.
+    pub damaged_histories: BTreeMap<u32, String>,
     /// Restore points.
     pub restore_points: Vec<RestorePoint>,
     /// Newest archiving time, Unix seconds.
@@ -98,6 +108,7 @@ impl Catalog {
             seg_size,
             segments: BTreeMap::new(),
             histories: BTreeMap::new(),
+            damaged_histories: BTreeMap::new(),
             restore_points: walstore::restore_points(repo.storage(), sysid).await?,
             last_push_s: entries.iter().map(|e| e.pushed_s).max(),
         };
@@ -107,10 +118,20 @@ impl Catalog {
                     c.segments.insert((segno, tli), e);
                 }
                 Some(WalFile::History { tli }) => {
-                    let text = walstore::load(repo, &e).await?;
-                    let branches = history::parse(&String::from_utf8_lossy(&text))
-                        .map_err(|why| PgError::Invalid(format!("{}: {why}", e.name)))?;
-                    c.histories.insert(tli, branches);
+                    let parsed = match walstore::load(repo, &e).await {
+                        Ok(text) => history::parse(&String::from_utf8_lossy(&text)),
+                        Err(err) if err.is_access_problem() => return Err(err),
+                        Err(err) => Err(err.to_string()),
+                    };
+                    match parsed {
+                        Ok(branches) => {
+                            c.histories.insert(tli, branches);
+                        }
+                        Err(why) => {
+                            c.damaged_histories
+                                .insert(tli, format!("{}: {why}", e.name));
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -122,6 +143,7 @@ impl Catalog {
     pub fn timelines(&self) -> BTreeSet<u32> {
         let mut t: BTreeSet<u32> = self.segments.keys().map(|(_, tli)| *tli).collect();
         t.extend(self.histories.keys().copied());
+        t.extend(self.damaged_histories.keys().copied());
         t
     }
 
@@ -163,7 +185,15 @@ impl Catalog {
             end_segment: from,
             ..Coverage::default()
         };
-        let last_known = self.segments.keys().map(|(s, _)| *s).max().unwrap_or(0);
+        // The newest segment this path reads: a timeline left behind at a
+        // switch ends there, so what its successors archived later is no gap.
+        let last_known = self
+            .segments
+            .keys()
+            .filter(|(s, t)| self.timeline_for(path, *s) == *t)
+            .map(|(s, _)| *s)
+            .max()
+            .unwrap_or(0);
         let mut s = from;
         loop {
             let tli = self.timeline_for(path, s);
@@ -184,6 +214,76 @@ impl Catalog {
         }
         c.end_segment = s;
         c
+    }
+
+    /// Each fork on the path to `tli`: (parent, child, switch point).
+    pub fn forks(&self, tli: u32) -> Vec<(u32, u32, Lsn)> {
+        let path = self.path(tli);
+        path.windows(2).map(|w| (w[0].0, w[1].0, w[1].1)).collect()
+    }
+
+    /// True when `parent` archived WAL past the segment where a child forked
+    /// off at `switch`: the parent lived on, so the child is a side branch
+    /// (a restored copy that was promoted) rather than a failover.
+    pub fn parent_continued(&self, parent: u32, switch: Lsn) -> bool {
+        let at = switch.segment(self.seg_size);
+        self.segments
+            .range((at + 1, 0)..)
+            .any(|((_, t), _)| *t == parent)
+    }
+
+    /// The forks on the path to `tli` that are side branches nobody adopted:
+    /// the parent lived on, and the child is not in `adopted` (timelines a
+    /// base backup was taken on, or that a restore recorded as the new
+    /// primary).
+    pub fn unadopted_side_branches(
+        &self,
+        tli: u32,
+        adopted: &BTreeSet<u32>,
+    ) -> Vec<(u32, u32, Lsn)> {
+        self.forks(tli)
+            .into_iter()
+            .filter(|(parent, child, switch)| {
+                !adopted.contains(child) && self.parent_continued(*parent, *switch)
+            })
+            .collect()
+    }
+
+    /// True if any timeline is a side branch or an orphan (then which
+    /// timelines were adopted matters to [`Catalog::default_timeline`]).
+    pub fn has_side_branches(&self) -> bool {
+        let none = BTreeSet::new();
+        self.timelines()
+            .into_iter()
+            .any(|t| self.is_orphan(t, &none) || !self.unadopted_side_branches(t, &none).is_empty())
+    }
+
+    /// The timeline `latest` follows: the newest one whose path holds no
+    /// unadopted side branch. PostgreSQL itself would follow the newest
+    /// timeline, which after a promoted test copy archived into the
+    /// repository is the copy's, not production's.
+    pub fn default_timeline(&self, adopted: &BTreeSet<u32>) -> u32 {
+        self.timelines()
+            .into_iter()
+            .rev()
+            .find(|t| {
+                !self.is_orphan(*t, adopted) && self.unadopted_side_branches(*t, adopted).is_empty()
+            })
+            .unwrap_or_else(|| self.newest_timeline())
+    }
+
+    /// True for a timeline whose history file is not in the archive (and
+    /// that is neither the cluster's first archived timeline nor adopted):
+    /// its path cannot be known, and PostgreSQL's own search for the newest
+    /// timeline, which probes history files, would not find it either. A
+    /// promoted copy whose archiving was switched on only later leaves such
+    /// a timeline behind.
+    pub fn is_orphan(&self, tli: u32, adopted: &BTreeSet<u32>) -> bool {
+        let first = self.timelines().into_iter().next().unwrap_or(1);
+        tli != first
+            && !self.histories.contains_key(&tli)
+            && !self.damaged_histories.contains_key(&tli)
+            && !adopted.contains(&tli)
     }
 
     /// True if a transaction ended after `t` in segments `[from, to)` of `path`.
@@ -265,13 +365,28 @@ pub struct Plan {
     pub timeline: u32,
     /// The window this backup gives on that timeline.
     pub window: Window,
+    /// Things the person restoring should know (a timeline passed over, a
+    /// gap recovery will stop at).
+    pub notes: Vec<String>,
+}
+
+/// How to choose, beyond the target.
+#[derive(Clone, Debug, Default)]
+pub struct Choice {
+    /// The timeline to follow (default: [`Catalog::default_timeline`]).
+    pub timeline: Option<u32>,
+    /// Restrict the choice to this snapshot.
+    pub only: Option<Id>,
+    /// Timelines known to be production's (a base backup was taken on
+    /// them, or a restore recorded them as the new primary).
+    pub adopted: BTreeSet<u32>,
+    /// Accept recovering only up to a gap in the archive.
+    pub up_to_gap: bool,
 }
 
 /// The window a base backup gives along `path`, or why it gives none.
 fn window_of(catalog: &Catalog, path: &[(u32, Lsn)], b: &BaseBackup) -> Option<Window> {
-    let on_path = path.iter().any(|(t, _)| *t == b.timeline)
-        && Catalog::leaves(path, b.timeline).is_none_or(|leave| b.stop_lsn <= leave);
-    if !on_path {
+    if !b.on_path(path) {
         return None;
     }
     let from = b.start_lsn.segment(catalog.seg_size);
@@ -324,17 +439,53 @@ pub fn windows(
     out
 }
 
-/// Chooses the newest base backup from which `target` is reachable on
-/// `timeline` (default: the newest). `only` restricts the choice to one
-/// snapshot. The error message always states the recoverable window.
+/// Chooses the newest base backup from which `target` is reachable on the
+/// chosen timeline (default: the newest timeline that is not an unadopted
+/// side branch). The error message always states the recoverable window.
+/// `latest` past a gap in the archive is refused unless `up_to_gap`.
 pub fn plan(
     catalog: &Catalog,
     backups: &[BaseBackup],
     target: &Target,
-    timeline: Option<u32>,
-    only: Option<Id>,
+    choice: &Choice,
 ) -> Result<Plan> {
-    let tli = timeline.unwrap_or_else(|| catalog.newest_timeline());
+    let only = choice.only;
+    let mut notes = Vec::new();
+    let tli = match choice.timeline {
+        Some(t) => t,
+        None => {
+            let newest = catalog.newest_timeline();
+            let chosen = catalog.default_timeline(&choice.adopted);
+            if chosen != newest && catalog.is_orphan(newest, &choice.adopted) {
+                notes.push(format!(
+                    "following timeline {chosen}, not the newest timeline {newest}: timeline {newest}'s history \
+                     file is not in the archive, so where it forked off is unknown. Pass --target-timeline \
+                     {newest} to recover along it anyway"
+                ));
+            } else if chosen != newest {
+                let passed: Vec<String> = catalog
+                    .unadopted_side_branches(newest, &choice.adopted)
+                    .iter()
+                    .map(|(parent, child, at)| {
+                        format!("timeline {child} forked off timeline {parent} at {at} while {parent} went on being archived")
+                    })
+                    .collect();
+                notes.push(format!(
+                    "following timeline {chosen}, not the newest timeline {newest}: {} (a restored copy that was \
+                     promoted, not a failover; no base backup was taken on it and no restore recorded it as the new \
+                     primary). Pass --target-timeline {newest} to recover along it",
+                    passed.join("; ")
+                ));
+            }
+            chosen
+        }
+    };
+    if let Some(why) = catalog.damaged_histories.get(&tli) {
+        return Err(PgError::OutsideWindow(format!(
+            "timeline {tli}'s history file is damaged ({why}), so its path cannot be followed; \
+             recover along another timeline with --target-timeline"
+        )));
+    }
     if !catalog.timelines().contains(&tli) && backups.iter().all(|b| b.timeline != tli) {
         return Err(PgError::OutsideWindow(format!(
             "timeline {tli} is not in the archive (timelines there: {})",
@@ -376,7 +527,30 @@ pub fn plan(
     let path = catalog.path(tli);
     for (b, w) in &all {
         let fits = match target {
-            Target::Latest | Target::Immediate | Target::Xid(_) => true,
+            Target::Latest => match &w.gap {
+                Some(gap) if !choice.up_to_gap => {
+                    return Err(PgError::OutsideWindow(format!(
+                        "WAL segment {gap} is missing from the archive: recovering to the latest point would stop \
+                         there and silently lose every transaction archived after it. The recoverable window is {}. \
+                         Recover to a time or LSN before the gap, or pass --up-to-gap to recover as far as the \
+                         archive is continuous (the restore then exits 1 saying how far it got)",
+                        w.describe()
+                    )));
+                }
+                Some(gap) => {
+                    notes.push(format!(
+                        "WAL segment {gap} is missing from the archive: recovery stops at {}{}, and what was archived \
+                         after the gap is not recovered",
+                        w.latest_lsn,
+                        w.latest
+                            .map(|t| format!(" (last transaction {})", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                            .unwrap_or_default()
+                    ));
+                    true
+                }
+                None => true,
+            },
+            Target::Immediate | Target::Xid(_) => true,
             Target::Time(t) => {
                 if *t < b.stop_time {
                     continue;
@@ -435,6 +609,7 @@ pub fn plan(
                 backup: b.clone(),
                 timeline: tli,
                 window: w.clone(),
+                notes,
             });
         }
     }
@@ -450,15 +625,16 @@ pub fn plan(
     )))
 }
 
+/// Builders of catalogs and base backups for the planners' unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
     use lifeboat_format::snapshot::{BackupKind, PostgresBackup, Snapshot, SourceKind, Summary};
 
-    const SEG: u64 = 16 << 20;
-    const T0: i64 = 1_763_800_000_000_000;
+    pub(crate) const SEG: u64 = 16 << 20;
+    pub(crate) const T0: i64 = 1_763_800_000_000_000;
 
-    fn seg(c: &mut Catalog, tli: u32, segno: u64, last_xact_s: Option<i64>) {
+    pub(crate) fn seg(c: &mut Catalog, tli: u32, segno: u64, last_xact_s: Option<i64>) {
         let name = WalFile::Segment { tli, segno }.name(SEG);
         c.segments.insert(
             (segno, tli),
@@ -473,7 +649,13 @@ mod tests {
         );
     }
 
-    fn backup(id: u8, tli: u32, start_seg: u64, stop_seg: u64, stop_s: i64) -> BaseBackup {
+    pub(crate) fn backup(
+        id: u8,
+        tli: u32,
+        start_seg: u64,
+        stop_seg: u64,
+        stop_s: i64,
+    ) -> BaseBackup {
         let snap = Snapshot {
             time: us_to_time(T0),
             host: "h".into(),
@@ -502,20 +684,27 @@ mod tests {
         }
     }
 
-    fn catalog() -> Catalog {
+    pub(crate) fn catalog() -> Catalog {
         Catalog {
             sysid: 1,
             seg_size: SEG,
             segments: BTreeMap::new(),
             histories: BTreeMap::new(),
+            damaged_histories: BTreeMap::new(),
             restore_points: vec![],
             last_push_s: None,
         }
     }
 
-    fn at(s: i64) -> DateTime<Utc> {
+    pub(crate) fn at(s: i64) -> DateTime<Utc> {
         us_to_time(T0 + s * 1_000_000)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn picks_the_newest_backup_that_ends_before_the_target() {
@@ -524,18 +713,20 @@ mod tests {
             seg(&mut c, 1, s, Some(t));
         }
         let b = [backup(1, 1, 2, 2, 12), backup(2, 1, 4, 4, 32)];
-        let p = plan(&c, &b, &Target::Time(at(35)), None, None).unwrap_or_else(|e| panic!("{e}"));
+        let p = plan(&c, &b, &Target::Time(at(35)), &Choice::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.backup.entry.id, Id::from_bytes([2; 32]));
-        let p = plan(&c, &b, &Target::Time(at(25)), None, None).unwrap_or_else(|e| panic!("{e}"));
+        let p = plan(&c, &b, &Target::Time(at(25)), &Choice::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.backup.entry.id, Id::from_bytes([1; 32]));
         // After the last archived transaction: refused, with the window.
-        let e = plan(&c, &b, &Target::Time(at(50)), None, None)
+        let e = plan(&c, &b, &Target::Time(at(50)), &Choice::default())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("recoverable window"), "{e}");
         // Before the oldest backup's end: refused.
-        let e = plan(&c, &b, &Target::Time(at(5)), None, None)
+        let e = plan(&c, &b, &Target::Time(at(5)), &Choice::default())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -544,8 +735,8 @@ mod tests {
             "{e}"
         );
         // LSN targets.
-        assert!(plan(&c, &b, &Target::Lsn(Lsn(5 * SEG + 10)), None, None).is_ok());
-        assert!(plan(&c, &b, &Target::Lsn(Lsn(9 * SEG)), None, None).is_err());
+        assert!(plan(&c, &b, &Target::Lsn(Lsn(5 * SEG + 10)), &Choice::default()).is_ok());
+        assert!(plan(&c, &b, &Target::Lsn(Lsn(9 * SEG)), &Choice::default()).is_err());
     }
 
     #[test]
@@ -555,21 +746,22 @@ mod tests {
             seg(&mut c, 1, s, Some(t));
         }
         let b = [backup(1, 1, 2, 2, 12)];
-        let e = plan(&c, &b, &Target::Time(at(45)), None, None)
+        let e = plan(&c, &b, &Target::Time(at(45)), &Choice::default())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("000000010000000000000004 is missing"), "{e}");
-        assert!(plan(&c, &b, &Target::Time(at(15)), None, None).is_ok());
+        assert!(plan(&c, &b, &Target::Time(at(15)), &Choice::default()).is_ok());
     }
 
     #[test]
     fn follows_timeline_history() {
         let mut c = catalog();
-        for (s, t) in [(2, 10), (3, 20), (4, 30)] {
+        for (s, t) in [(2, 10), (3, 20)] {
             seg(&mut c, 1, s, Some(t));
         }
-        // Timeline 2 branched off in segment 3; it continues from there.
+        // Timeline 2 branched off in segment 3 (a failover: timeline 1
+        // archived nothing after it); it continues from there.
         c.histories.insert(
             2,
             vec![Branch {
@@ -582,14 +774,94 @@ mod tests {
         }
         let b = [backup(1, 1, 2, 2, 12)];
         assert_eq!(c.newest_timeline(), 2);
-        let p = plan(&c, &b, &Target::Time(at(40)), None, None).unwrap_or_else(|e| panic!("{e}"));
+        let p = plan(&c, &b, &Target::Time(at(40)), &Choice::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.timeline, 2);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
         assert_eq!(p.window.latest, Some(at(45)));
         // On timeline 1, 40 s is past the end.
-        assert!(plan(&c, &b, &Target::Time(at(40)), Some(1), None).is_err());
+        let on = |t: u32| Choice {
+            timeline: Some(t),
+            ..Choice::default()
+        };
+        assert!(plan(&c, &b, &Target::Time(at(40)), &on(1)).is_err());
         // A backup taken on timeline 1 after the branch point is not on timeline 2's path.
         let late = [backup(3, 1, 4, 4, 31)];
-        assert!(plan(&c, &late, &Target::Latest, Some(2), None).is_err());
+        assert!(plan(&c, &late, &Target::Latest, &on(2)).is_err());
+    }
+
+    #[test]
+    fn latest_does_not_follow_a_promoted_copy_while_production_went_on() {
+        let mut c = catalog();
+        for (s, t) in [(2, 10), (3, 20), (4, 30), (5, 40)] {
+            seg(&mut c, 1, s, Some(t));
+        }
+        // A test copy recovered to segment 3 and promoted to timeline 2,
+        // archiving into the repository, while timeline 1 went on.
+        c.histories.insert(
+            2,
+            vec![Branch {
+                parent: 1,
+                switch: Lsn(3 * SEG + 0x500),
+            }],
+        );
+        seg(&mut c, 2, 3, Some(25));
+        let b = [backup(1, 1, 2, 2, 12)];
+        assert_eq!(c.newest_timeline(), 2);
+        assert!(c.has_side_branches());
+        let p = plan(&c, &b, &Target::Latest, &Choice::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.timeline, 1);
+        assert_eq!(p.window.latest, Some(at(40)));
+        assert!(p.notes[0].contains("--target-timeline 2"), "{:?}", p.notes);
+        // Made the new primary by a recorded restore: followed.
+        let adopted = Choice {
+            adopted: BTreeSet::from([2]),
+            ..Choice::default()
+        };
+        let p = plan(&c, &b, &Target::Latest, &adopted).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.timeline, 2);
+    }
+
+    #[test]
+    fn latest_does_not_follow_a_timeline_without_its_history_file() {
+        let mut c = catalog();
+        for (s, t) in [(2, 10), (3, 20), (4, 30)] {
+            seg(&mut c, 1, s, Some(t));
+        }
+        seg(&mut c, 2, 5, Some(50));
+        let b = [backup(1, 1, 2, 2, 12)];
+        let p = plan(&c, &b, &Target::Latest, &Choice::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.timeline, 1);
+        assert!(p.notes[0].contains("history"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn latest_past_a_gap_is_refused_unless_asked_for() {
+        let mut c = catalog();
+        for (s, t) in [(2, 10), (3, 20), (5, 40)] {
+            seg(&mut c, 1, s, Some(t));
+        }
+        let b = [backup(1, 1, 2, 2, 12)];
+        let e = plan(&c, &b, &Target::Latest, &Choice::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("000000010000000000000004 is missing") && e.contains("--up-to-gap"),
+            "{e}"
+        );
+        let p = plan(
+            &c,
+            &b,
+            &Target::Latest,
+            &Choice {
+                up_to_gap: true,
+                ..Choice::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.window.latest, Some(at(20)));
+        assert!(p.notes[0].contains("recovery stops"), "{:?}", p.notes);
     }
 
     #[test]
@@ -604,8 +876,16 @@ mod tests {
             time_us: T0,
         });
         let b = [backup(1, 1, 2, 2, 12)];
-        assert!(plan(&c, &b, &Target::Name("before-migration".into()), None, None).is_ok());
-        let e = plan(&c, &b, &Target::Name("nope".into()), None, None)
+        assert!(
+            plan(
+                &c,
+                &b,
+                &Target::Name("before-migration".into()),
+                &Choice::default()
+            )
+            .is_ok()
+        );
+        let e = plan(&c, &b, &Target::Name("nope".into()), &Choice::default())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

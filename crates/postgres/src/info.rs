@@ -9,7 +9,9 @@ use lifeboat_repo::progress::DynProgress;
 use serde::Serialize;
 
 use crate::catalog::{self, BaseBackup, Catalog, Window};
+use crate::continuity::{self, WalProblem};
 use crate::error::Result;
+use crate::restores;
 use crate::segment::us_to_time;
 use crate::walname::WalFile;
 use crate::walstore;
@@ -44,6 +46,17 @@ pub struct TimelineInfo {
     pub window: Option<Window>,
     /// Missing segments between the first and the last archived one.
     pub gaps: Vec<String>,
+    /// The parent timeline and where this one forked off it.
+    pub forked_from: Option<(u32, String)>,
+    /// What created the timeline: the lifeboat restore that recorded it, or
+    /// a promotion no restore recorded.
+    pub created_by: Option<String>,
+    /// It forked off while its parent went on being archived, and neither a
+    /// base backup nor a restore made it production's: a promoted copy.
+    /// `latest` does not follow it.
+    pub side_branch: bool,
+    /// The timeline `restore postgres latest` follows by default.
+    pub followed_by_latest: bool,
 }
 
 /// One cluster in the repository.
@@ -63,6 +76,9 @@ pub struct ClusterInfo {
     pub archive_lag_seconds: Option<i64>,
     /// Named restore points.
     pub restore_points: Vec<(String, String, DateTime<Utc>)>,
+    /// Holes in the archive that base backups or the recoverable window
+    /// need (see [`continuity`]).
+    pub continuity: Vec<WalProblem>,
 }
 
 /// Describes every cluster the repository holds backups or WAL of.
@@ -97,8 +113,38 @@ pub async fn info(repo: &Repository, progress: &DynProgress) -> Result<Vec<Clust
             .filter(|b| b.system_id() == sysid)
             .cloned()
             .collect();
+        let records = restores::load(repo, sysid).await?;
+        let mut adopted: BTreeSet<u32> = mine.iter().map(|b| b.timeline).collect();
+        adopted.extend(restores::primary_timelines(&records));
+        let default = cat.default_timeline(&adopted);
         let mut timelines = Vec::new();
         for tli in cat.timelines() {
+            let forked_from = cat
+                .forks(tli)
+                .last()
+                .map(|(parent, _, at)| (*parent, at.to_string()));
+            let orphan = cat.is_orphan(tli, &adopted);
+            let created_by = records
+                .iter()
+                .rev()
+                .find(|r| r.record.new_timeline == tli)
+                .map(|r| r.record.describe(&r.report, &r.id))
+                .or_else(|| {
+                    orphan.then(|| {
+                        "unknown: its history file is not in the archive, so `latest` does not follow it".to_string()
+                    })
+                })
+                .or_else(|| {
+                    forked_from.as_ref().map(|(parent, at)| {
+                        format!(
+                            "a promotion off timeline {parent} at {at} that no lifeboat restore recorded"
+                        )
+                    })
+                });
+            let side_branch = cat
+                .unadopted_side_branches(tli, &adopted)
+                .iter()
+                .any(|(_, child, _)| *child == tli);
             let segs: BTreeSet<u64> = cat
                 .segments
                 .keys()
@@ -119,13 +165,19 @@ pub async fn info(repo: &Repository, progress: &DynProgress) -> Result<Vec<Clust
                 segments: segs.len() as u64,
                 window,
                 gaps,
+                forked_from,
+                created_by,
+                side_branch,
+                followed_by_latest: tli == default,
             });
         }
         let newest = cat
             .segments
             .values()
             .max_by_key(|e| (e.pushed_s, e.name.clone()));
+        let continuity = continuity::problems(&cat, &mine);
         out.push(ClusterInfo {
+            continuity,
             system_id: sysid.to_string(),
             wal_segment_size: seg_size,
             backups: mine

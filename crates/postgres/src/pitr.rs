@@ -18,7 +18,9 @@ use lifeboat_repo::progress::{DynProgress, Event};
 use lifeboat_repo::{Repository, RestoreOptions, RestoreSummary};
 use serde::Serialize;
 
-use crate::catalog::{BaseBackup, Catalog, Plan, Target, Window};
+use std::collections::BTreeSet;
+
+use crate::catalog::{BaseBackup, Catalog, Choice, Plan, Target, Window};
 use crate::error::{PgError, Result};
 use crate::server::{PgBin, Server, log_tail};
 use crate::sql;
@@ -78,9 +80,16 @@ pub struct PgRestoreOptions {
     pub restore_command: String,
     /// Start the server and wait for the target.
     pub start: Option<StartOptions>,
-    /// Switch WAL archiving off in the restored cluster (for copies that
-    /// must not write into the archive: drills, inspections).
-    pub no_archive: bool,
+    /// The restored cluster replaces the original: it keeps the source's
+    /// WAL archiving, so the timeline it starts is archived into the
+    /// repository as production's. Otherwise (copies, drills, inspections)
+    /// archiving is switched off, so a copy never writes into the archive.
+    pub new_primary: bool,
+    /// Accept a target of `latest` although the archive has a gap: recover
+    /// as far as it is continuous.
+    pub up_to_gap: bool,
+    /// Keep a restore record in the repository catalog.
+    pub record: bool,
     /// Pack reads in flight.
     pub concurrency: usize,
 }
@@ -119,6 +128,13 @@ pub struct PgRestoreReport {
     pub files: RestoreSummary,
     /// Where the server got to (with `start`).
     pub reached: Option<Reached>,
+    /// Whether the restored cluster archives into the repository.
+    pub new_primary: bool,
+    /// Things the person restoring should know.
+    pub notes: Vec<String>,
+    /// Recovery stops at a gap in the archive before the latest WAL
+    /// (only with `up_to_gap`): the missing segment.
+    pub stopped_at_gap: Option<String>,
 }
 
 fn check_destination(dir: &Path, delta: bool) -> Result<()> {
@@ -159,7 +175,7 @@ fn recovery_settings(opts: &PgRestoreOptions, plan: &Plan) -> Vec<(String, Strin
         Target::Name(n) => s.push(("recovery_target_name".into(), n.clone())),
     }
     s.push(("recovery_target_timeline".into(), plan.timeline.to_string()));
-    if opts.no_archive {
+    if !opts.new_primary {
         s.push(("archive_mode".into(), "off".into()));
     }
     if opts.target != Target::Latest {
@@ -259,7 +275,22 @@ pub async fn restore(
         .filter(|b| b.system_id() == sysid)
         .collect();
     let catalog = Catalog::load(repo, sysid, seg_size).await?;
-    let plan = crate::catalog::plan(&catalog, &backups, &opts.target, opts.timeline, only)?;
+    let mut adopted: BTreeSet<u32> = backups.iter().map(|b| b.timeline).collect();
+    if opts.timeline.is_none() && catalog.has_side_branches() {
+        let records = crate::restores::load(repo, sysid).await?;
+        adopted.extend(crate::restores::primary_timelines(&records));
+    }
+    let plan = crate::catalog::plan(
+        &catalog,
+        &backups,
+        &opts.target,
+        &Choice {
+            timeline: opts.timeline,
+            only,
+            adopted,
+            up_to_gap: opts.up_to_gap,
+        },
+    )?;
     let pg = plan
         .backup
         .entry
@@ -349,6 +380,39 @@ pub async fn restore(
             .await?,
         ),
     };
+    let mut notes = plan.notes.clone();
+    if !opts.new_primary {
+        notes.push(
+            "WAL archiving is off in the restored cluster (archive_mode = off in postgresql.auto.conf), so this copy \
+             never writes into the repository; restore with --new-primary when it replaces the original"
+                .into(),
+        );
+    }
+    if opts.record {
+        let promoted = reached
+            .as_ref()
+            .filter(|r| !r.in_recovery && r.timeline > 0)
+            .map(|r| r.timeline);
+        let record = crate::restores::RestoreRecord {
+            system_id: sysid.to_string(),
+            snapshot: plan.backup.entry.id.to_hex(),
+            followed_timeline: plan.timeline,
+            new_timeline: promoted.unwrap_or(catalog.newest_timeline() + 1),
+            new_timeline_confirmed: promoted.is_some(),
+            new_primary: opts.new_primary,
+            target: describe_target(&opts.target),
+            target_dir: target.display().to_string(),
+        };
+        if let Err(e) = repo.save_report(&record.to_catalog()).await {
+            notes.push(format!(
+                "the restore record could not be stored in the repository: {e}"
+            ));
+        }
+    }
+    let stopped_at_gap = match opts.target {
+        Target::Latest => plan.window.gap.clone(),
+        _ => None,
+    };
     Ok(PgRestoreReport {
         snapshot: plan.backup.entry.id.to_hex(),
         backup_timeline: plan.backup.timeline,
@@ -358,7 +422,22 @@ pub async fn restore(
         target_dir: target,
         files,
         reached,
+        new_primary: opts.new_primary,
+        notes,
+        stopped_at_gap,
     })
+}
+
+/// A recovery target in words, for records and messages.
+pub fn describe_target(t: &Target) -> String {
+    match t {
+        Target::Latest => "latest".into(),
+        Target::Immediate => "the end of the backup".into(),
+        Target::Time(t) => t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string(),
+        Target::Lsn(l) => format!("LSN {l}"),
+        Target::Xid(x) => format!("xid {x}"),
+        Target::Name(n) => format!("restore point {n:?}"),
+    }
 }
 
 fn wal_size(b: &BaseBackup) -> u64 {

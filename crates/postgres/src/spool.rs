@@ -5,13 +5,21 @@
 //! warnings) a segment the background pusher archived ahead of time, so
 //! PostgreSQL's own call for it returns at once; `failed/<name>` holds the
 //! error if archiving it failed. `pusher.lock` is held by the one background
-//! pusher of the cluster. `fetched/<name>` holds a WAL file that an earlier
-//! `wal fetch` prefetched, so PostgreSQL's call for it is a local rename.
+//! pusher of the cluster. `fetched/<name>` holds a WAL segment that an earlier
+//! `wal fetch` prefetched, so PostgreSQL's call for it is answered locally.
 //! Everything in the spool is a cache: losing it costs time, never data.
+//!
+//! The spool is trusted (a push record makes `wal push` report success), so
+//! it must be private: every directory from the spool root down is created
+//! by this user with mode 0700, and an existing one is refused unless it is a
+//! real directory (not a symlink) owned by this user and closed to others.
+//! Files are read without following symlinks and only when owned by this
+//! user. A prefetched segment is still checked against the archive's listing
+//! before it is handed to PostgreSQL (see `archive::fetch`).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{PgError, Result};
@@ -34,26 +42,94 @@ pub fn default_root() -> PathBuf {
     }
 }
 
-fn make_private_dir(p: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(p)
-        .map_err(|e| PgError::io(p, e))?;
-    // Refuse a spool someone else could have planted files in.
-    let m = fs::metadata(p).map_err(|e| PgError::io(p, e))?;
-    if m.permissions().mode() & 0o022 != 0 {
-        return Err(PgError::Setup(format!(
-            "spool directory {} is writable by others; make it private (chmod 700)",
-            p.display()
-        )));
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Why an existing spool directory cannot be trusted, if it cannot.
+fn untrusted_dir(m: &fs::Metadata) -> Option<String> {
+    if m.file_type().is_symlink() {
+        Some("is a symbolic link".into())
+    } else if !m.is_dir() {
+        Some("is not a directory".into())
+    } else if m.uid() != euid() {
+        Some(format!(
+            "belongs to uid {}, not to this user (uid {})",
+            m.uid(),
+            euid()
+        ))
+    } else if m.permissions().mode() & 0o077 != 0 {
+        Some(format!(
+            "has mode {:o}; it must be private to its owner (chmod 700)",
+            m.permissions().mode() & 0o777
+        ))
+    } else {
+        None
     }
-    Ok(())
+}
+
+/// Creates `p` (mode 0700) or accepts it if it already is a private
+/// directory of this user; its parent must exist.
+fn make_private_dir(p: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        PgError::Setup(format!(
+            "spool directory {} {why}; refusing to use it (another local user could plant WAL or \
+             archive records there). Remove it, or set LIFEBOAT_SPOOL_DIR to a private directory",
+            p.display()
+        ))
+    };
+    match fs::symlink_metadata(p) {
+        Ok(m) => match untrusted_dir(&m) {
+            Some(why) => Err(refuse(why)),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match fs::DirBuilder::new().mode(0o700).create(p) {
+                Ok(()) => {}
+                // Another process made it meanwhile: judged below.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(PgError::io(p, e)),
+            }
+            let m = fs::symlink_metadata(p).map_err(|e| PgError::io(p, e))?;
+            match untrusted_dir(&m) {
+                Some(why) => Err(refuse(why)),
+                None => Ok(()),
+            }
+        }
+        Err(e) => Err(PgError::io(p, e)),
+    }
+}
+
+/// Reads a spool file without following a symlink, only if this user owns
+/// it; `None` when it is absent or not to be trusted.
+fn read_private(path: &Path) -> Option<Vec<u8>> {
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(o_nofollow())
+        .open(path)
+        .ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.uid() != euid() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+fn o_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp-lifeboat");
-    let mut f = fs::File::create(&tmp).map_err(|e| PgError::io(&tmp, e))?;
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| PgError::io(&tmp, e))?;
     f.write_all(data).map_err(|e| PgError::io(&tmp, e))?;
     f.sync_all().map_err(|e| PgError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| PgError::io(path, e))
@@ -62,7 +138,14 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 impl Spool {
     /// The spool for cluster `sysid` under `root`, created if needed.
     pub fn open(root: &Path, sysid: u64) -> Result<Self> {
+        if let Some(parent) = root.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent).map_err(|e| PgError::io(parent, e))?;
+        }
+        make_private_dir(root)?;
         let dir = root.join(format!("{sysid:016x}"));
+        make_private_dir(&dir)?;
         for sub in ["pushed", "fetched", "failed"] {
             make_private_dir(&dir.join(sub))?;
         }
@@ -97,7 +180,7 @@ impl Spool {
     /// record and returns the warnings it carried.
     pub fn take_pushed(&self, name: &str, content: &[u8]) -> Option<Vec<String>> {
         let p = self.pushed(name);
-        let recorded = fs::read_to_string(&p).ok()?;
+        let recorded = String::from_utf8(read_private(&p)?).ok()?;
         let _ = fs::remove_file(&p);
         let mut lines = recorded.lines();
         (lines.next()?.trim() == blake3::hash(content).to_hex().as_str())
@@ -116,9 +199,9 @@ impl Spool {
     /// The recorded failure of `name`, consumed.
     pub fn take_failed(&self, name: &str) -> Option<String> {
         let p = self.failed(name);
-        let why = fs::read_to_string(&p).ok()?;
+        let why = read_private(&p)?;
         let _ = fs::remove_file(&p);
-        Some(why)
+        Some(String::from_utf8_lossy(&why).into_owned())
     }
 
     /// True if a failure is recorded for `name`.
@@ -149,23 +232,13 @@ impl Spool {
         write_atomic(&self.fetched(name), content)
     }
 
-    /// Moves a prefetched file to `dest` if there is one. Returns whether it did.
-    pub fn take_fetched(&self, name: &str, dest: &Path) -> Result<bool> {
+    /// Takes a prefetched file out of the spool: its content, if there was
+    /// one this user wrote. The caller verifies it before use.
+    pub fn take_fetched(&self, name: &str) -> Option<Vec<u8>> {
         let src = self.fetched(name);
-        if !src.exists() {
-            return Ok(false);
-        }
-        match fs::rename(&src, dest) {
-            Ok(()) => {}
-            // Another file system: copy, then drop the spooled copy.
-            Err(e) if e.raw_os_error() == Some(18) => {
-                let data = fs::read(&src).map_err(|e| PgError::io(&src, e))?;
-                write_atomic(dest, &data)?;
-                let _ = fs::remove_file(&src);
-            }
-            Err(e) => return Err(PgError::io(dest, e)),
-        }
-        Ok(true)
+        let content = read_private(&src);
+        let _ = fs::remove_file(&src);
+        content
     }
 
     /// True if `name` is already prefetched.
@@ -189,7 +262,7 @@ impl Spool {
 
     /// The cached WAL segment size of the cluster, if recorded.
     pub fn segment_size(&self) -> Option<u64> {
-        fs::read_to_string(self.dir.join("segment-size"))
+        String::from_utf8(read_private(&self.dir.join("segment-size"))?)
             .ok()?
             .trim()
             .parse()
@@ -214,7 +287,7 @@ mod tests {
     #[test]
     fn push_records_failures_locks_and_prefetched_files() {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let s = Spool::open(root.path(), 42).unwrap_or_else(|e| panic!("{e}"));
+        let s = Spool::open(&root.path().join("spool"), 42).unwrap_or_else(|e| panic!("{e}"));
         let seg4 = "000000010000000000000004";
         s.mark_pushed(seg4, b"seg4", &[])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -250,16 +323,11 @@ mod tests {
 
         s.put_fetched("000000010000000000000005", b"seg5")
             .unwrap_or_else(|e| panic!("{e}"));
-        let dest = root.path().join("RECOVERYXLOG");
-        assert!(
-            s.take_fetched("000000010000000000000005", &dest)
-                .unwrap_or(false)
+        assert_eq!(
+            s.take_fetched("000000010000000000000005").as_deref(),
+            Some(&b"seg5"[..])
         );
-        assert_eq!(fs::read(&dest).unwrap_or_default(), b"seg5");
-        assert!(
-            !s.take_fetched("000000010000000000000005", &dest)
-                .unwrap_or(true)
-        );
+        assert!(s.take_fetched("000000010000000000000005").is_none());
         s.put_fetched("000000010000000000000001", b"old")
             .unwrap_or_else(|e| panic!("{e}"));
         s.prune_fetched_before("000000010000000000000003");
@@ -267,5 +335,54 @@ mod tests {
         s.set_segment_size(16 << 20)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.segment_size(), Some(16 << 20));
+    }
+
+    #[test]
+    fn refuses_a_spool_it_cannot_trust() {
+        let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let err = |root: &Path| {
+            Spool::open(root, 7)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        // A symlink planted where the spool goes.
+        let elsewhere = base.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap_or_else(|e| panic!("{e}"));
+        assert!(err(&link).contains("symbolic link"), "{}", err(&link));
+        // A directory others can write to.
+        let open = base.path().join("open");
+        fs::create_dir(&open).unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(err(&open).contains("mode 777"), "{}", err(&open));
+        // A symlink below a good root.
+        let good = base.path().join("good");
+        let s = Spool::open(&good, 7).unwrap_or_else(|e| panic!("{e}"));
+        let fetched = good.join(format!("{:016x}", 7)).join("fetched");
+        fs::remove_dir(&fetched).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&elsewhere, &fetched).unwrap_or_else(|e| panic!("{e}"));
+        assert!(err(&good).contains("symbolic link"), "{}", err(&good));
+        // A fresh spool is private.
+        let fresh = base.path().join("fresh");
+        Spool::open(&fresh, 7).unwrap_or_else(|e| panic!("{e}"));
+        let mode = fs::metadata(&fresh)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o700);
+        // A file planted as a symlink is not read through.
+        fs::write(elsewhere.join("target"), b"planted").unwrap_or_else(|e| panic!("{e}"));
+        let spool = Spool::open(&fresh, 8).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(
+            elsewhere.join("target"),
+            spool.fetched("000000010000000000000009"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(spool.take_fetched("000000010000000000000009").is_none());
+        drop(s);
     }
 }

@@ -64,6 +64,22 @@ pub(crate) async fn ensure_no_repository(storage: &DynStorage, location: &str) -
     }
 }
 
+/// Confirms that `storage` holds a repository (its config object exists),
+/// without unlocking it. Anything that answers "not there" about a single
+/// object must first know the repository itself is there: an unmounted mount
+/// point or a mistyped path is not an empty archive.
+pub async fn ensure_repository(storage: &DynStorage, location: &str) -> Result<()> {
+    match storage.head(layout::CONFIG).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Err(RepoError::NotARepository {
+            location: location.into(),
+            reason: "it has no config object (is the directory mounted, the path or bucket right?)"
+                .into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes the sealed config create-only, after the key slot `slot`; when
 /// another writer created a repository there meanwhile, removes the slot
 /// again and refuses.

@@ -158,6 +158,7 @@ pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
         pgdata: pgdata.clone(),
         conninfo: args.db.first().cloned(),
         backup: options(&repo, &args.common),
+        archive_timeout: std::time::Duration::from_secs(args.archive_timeout),
     };
     let result = base_backup(&repo, &opts, reporter.sink()).await;
     reporter.finish();

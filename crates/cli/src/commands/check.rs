@@ -2,7 +2,8 @@
 
 use anyhow::{Result, bail};
 use lifeboat_format::report::CatalogReport;
-use lifeboat_repo::{CheckOptions, Severity};
+use lifeboat_repo::check::Affected;
+use lifeboat_repo::{CheckOptions, Finding, Severity};
 
 use crate::cli::{CheckArgs, Global};
 use crate::commands::open_repo;
@@ -39,8 +40,36 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
             reporter.sink(),
         )
         .await;
+    let continuity = match &report {
+        Ok(_) => Some(lifeboat_postgres::info::info(&repo, &reporter.sink()).await),
+        Err(_) => None,
+    };
     reporter.finish();
-    let report = report?;
+    let mut report = report?;
+    // Continuity: a missing WAL segment damages no object, yet breaks recovery.
+    if let Some(clusters) = continuity {
+        for c in clusters? {
+            for p in c.continuity {
+                report.findings.push(Finding {
+                    severity: Severity::Error,
+                    object: p.object,
+                    message: format!("{}: {}", p.file, p.message),
+                    affected: p
+                        .affects
+                        .iter()
+                        .map(|(id, time)| Affected {
+                            snapshot: *id,
+                            time: *time,
+                            paths: Vec::new(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        report
+            .findings
+            .sort_by(|a, b| a.severity.cmp(&b.severity).then(a.object.cmp(&b.object)));
+    }
     if g.json {
         output::json(&report)?;
     } else {
@@ -55,9 +84,10 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
             eprintln!("{level}: {}: {}", f.object, f.message);
             for a in &f.affected {
                 eprintln!(
-                    "  affects snapshot {} ({}): {}",
+                    "  affects snapshot {} ({}){}{}",
                     a.snapshot.short(),
                     a.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    if a.paths.is_empty() { "" } else { ": " },
                     a.paths.join(", ")
                 );
             }

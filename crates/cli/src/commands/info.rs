@@ -50,10 +50,31 @@ pub async fn postgres(g: &Global) -> Result<()> {
                 .as_ref()
                 .map(|w| w.describe())
                 .unwrap_or_else(|| format!("timeline {}: no usable base backup", t.timeline));
-            println!("    {} ({} segments)", window, t.segments);
+            println!(
+                "    {} ({} segments){}",
+                window,
+                t.segments,
+                if t.followed_by_latest {
+                    "  <- followed by `latest`"
+                } else {
+                    ""
+                }
+            );
+            if let Some(by) = &t.created_by {
+                println!("      created by {by}");
+            }
+            if t.side_branch {
+                println!(
+                    "      side branch: its parent went on being archived after it forked; `latest` does not follow it (--target-timeline {} does)",
+                    t.timeline
+                );
+            }
             for g in &t.gaps {
                 println!("      gap: {g} is missing");
             }
+        }
+        for p in &c.continuity {
+            println!("  MISSING {}: {}", p.file, p.message);
         }
         match (&c.newest_wal, c.archive_lag_seconds) {
             (Some(w), Some(lag)) => println!("  newest WAL: {w}, archived {lag}s ago"),

@@ -190,7 +190,9 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         tablespaces: spaces,
         restore_command,
         start: start.clone(),
-        no_archive: args.no_archive,
+        new_primary: args.new_primary,
+        up_to_gap: args.up_to_gap,
+        record: true,
         concurrency: if repo.storage().capabilities().remote {
             8
         } else {
@@ -200,11 +202,34 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     let report = pitr::restore(&repo, &opts, reporter.sink()).await;
     reporter.finish();
     let report = report?;
+    let gap_failure = || -> Result<()> {
+        match &report.stopped_at_gap {
+            None => Ok(()),
+            Some(gap) => bail!(
+                "recovery {} at {}{}: WAL segment {gap} is missing from the archive, so what was archived after it is lost to this restore",
+                if report.reached.is_some() {
+                    "stopped"
+                } else {
+                    "will stop"
+                },
+                report.window.latest_lsn,
+                report
+                    .window
+                    .latest
+                    .map(|t| format!(" (last transaction {})", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .unwrap_or_default()
+            ),
+        }
+    };
     if g.json {
-        return output::json(&report);
+        output::json(&report)?;
+        return gap_failure();
+    }
+    for n in &report.notes {
+        reporter.note(&format!("note: {n}"));
     }
     if g.quiet {
-        return Ok(());
+        return gap_failure();
     }
     println!(
         "restored base backup {} (timeline {}) into {}: {} files, {}{}",
@@ -251,5 +276,5 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             report.target_dir.display()
         ),
     }
-    Ok(())
+    gap_failure()
 }

@@ -206,6 +206,7 @@ async fn fetch_inner(g: &Global, args: &WalFetchArgs) -> Result<FetchOutcome> {
     };
     Ok(archive::fetch(
         &storage,
+        &settings.location_text,
         open,
         cluster.sysid,
         &spool,

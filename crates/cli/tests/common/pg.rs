@@ -99,6 +99,45 @@ pub fn base_backup(env: &Env, c: &Cluster) -> serde_json::Value {
     .json()
 }
 
+/// A directory for a restored cluster (its parent belongs to postgres).
+pub fn restore_dir(env: &Env, name: &str) -> (PathBuf, PathBuf) {
+    let base = env.path().join(name);
+    std::fs::create_dir_all(&base).unwrap();
+    give_to_postgres(&base);
+    (base.join("data"), base)
+}
+
+/// `restore postgres … --start`; returns the running cluster and the JSON report.
+pub fn restore_and_start(env: &Env, name: &str, extra: &[&str]) -> (Cluster, serde_json::Value) {
+    let (data, sock) = restore_dir(env, name);
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut args = vec![
+        "--json",
+        "restore",
+        "postgres",
+        "latest",
+        "--target-dir",
+        data.to_str().unwrap(),
+        "--start",
+        "--port",
+        &port_s,
+        "--socket-dir",
+        sock.to_str().unwrap(),
+        "--timeout",
+        "120",
+    ];
+    args.extend_from_slice(extra);
+    let out = env.run(&args);
+    let cluster = Cluster::existing(data, port, sock);
+    assert_eq!(
+        out.code, 0,
+        "restore failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    (cluster, out.json())
+}
+
 /// A running throwaway cluster.
 pub struct Cluster {
     pub data: PathBuf,

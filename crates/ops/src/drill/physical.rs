@@ -79,7 +79,9 @@ pub(super) async fn drill(
             socket_dir: dir.path().to_path_buf(),
             timeout: opts.timeout,
         }),
-        no_archive: true,
+        new_primary: false,
+        up_to_gap: false,
+        record: false,
         concurrency: opts.concurrency,
     };
     let server = Server {
