@@ -40,6 +40,14 @@ pub struct Node {
     /// Inode number on the source file system (0 if unknown), for the same purpose.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub inode: u64,
+    /// The number of hard links to the file on the source file system, when
+    /// more than one (0 otherwise): files sharing `device` and `inode` are
+    /// restored as hard links to one another.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub links: u64,
+    /// The source file system's device number, for files with `links`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub device: u64,
     /// Owner user id.
     pub uid: u32,
     /// Owner group id.
@@ -139,6 +147,8 @@ mod tests {
             mtime_ns: 1,
             ctime_ns: 2,
             inode: 3,
+            links: 0,
+            device: 0,
             uid: 0,
             gid: 0,
             size: 3,

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -87,6 +87,9 @@ pub struct RestoreSummary {
     pub bytes_written: u64,
     /// Entries removed by a delta restore.
     pub removed: u64,
+    /// Files restored as hard links to another restored file (counted in
+    /// `files` too).
+    pub hardlinks: u64,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
     /// Files that could not be restored completely, with the reason.
@@ -164,16 +167,89 @@ fn write_sparse(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates directories and symlinks, and opens every file at its size.
+/// Opening for writing never follows a symlink at the file's own path.
+fn open_for_write(p: &Path, create: bool, truncate: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(create)
+        .truncate(truncate)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(p)
+}
+
+/// Makes every directory between the restore root that holds `p` and `p`
+/// itself a real directory, creating missing ones: a symlink (or file)
+/// found on the way is replaced by a directory, so nothing planted inside
+/// the target can redirect a write outside it. Paths under no root get
+/// their parent created as asked (the caller chose where they go).
+fn real_parent(p: &Path, roots: &[PathBuf], verified: &mut HashSet<PathBuf>) -> Result<()> {
+    let Some(parent) = p.parent() else {
+        return Ok(());
+    };
+    if verified.contains(parent) {
+        return Ok(());
+    }
+    let root = roots
+        .iter()
+        .filter(|r| parent.starts_with(r))
+        .max_by_key(|r| r.as_os_str().len());
+    let Some(root) = root else {
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        verified.insert(parent.to_path_buf());
+        return Ok(());
+    };
+    fs::create_dir_all(root).map_err(io(root))?;
+    let mut cur = root.clone();
+    for comp in parent
+        .strip_prefix(root)
+        .unwrap_or(Path::new(""))
+        .components()
+    {
+        cur.push(comp);
+        if verified.contains(&cur) {
+            continue;
+        }
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&cur).map_err(io(&cur))?;
+                fs::create_dir(&cur).map_err(io(&cur))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir(&cur).map_err(io(&cur))?
+            }
+            Err(e) => return Err(RepoError::local(&cur, e)),
+        }
+        verified.insert(cur.clone());
+    }
+    Ok(())
+}
+
+/// Removes whatever is at `p` (a directory with its content).
+fn remove_any(p: &Path, existing: &Option<fs::Metadata>) -> Result<()> {
+    match existing {
+        Some(m) if m.is_dir() => fs::remove_dir_all(p).map_err(io(p)),
+        Some(_) => fs::remove_file(p).map_err(io(p)),
+        None => Ok(()),
+    }
+}
+
+/// Creates directories, symlinks and hard links, and opens every other file
+/// at its size. Nothing below a root in `roots` is written through a symlink.
 fn create_entries(
     entries: &[WalkEntry],
     dests: &[Option<PathBuf>],
+    roots: &[PathBuf],
     delta: bool,
     summary: &mut RestoreSummary,
 ) -> Result<Vec<FileOut>> {
     let mut files = Vec::new();
+    let mut verified: HashSet<PathBuf> = HashSet::new();
+    // The first restored file of each (device, inode) with several links.
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let Some(p) = &dests[i] else { continue };
+        real_parent(p, roots, &mut verified)?;
         let existing = fs::symlink_metadata(p).ok();
         match e.node.kind {
             NodeKind::Dir => {
@@ -185,6 +261,7 @@ fn create_entries(
                     }
                     None => fs::create_dir_all(p).map_err(io(p))?,
                 }
+                verified.insert(p.clone());
                 summary.dirs += 1;
             }
             NodeKind::Symlink => {
@@ -199,36 +276,32 @@ fn create_entries(
                     .is_some_and(|m| m.file_type().is_symlink())
                     && fs::read_link(p).is_ok_and(|cur| cur.as_os_str().as_bytes() == t);
                 if !same {
-                    match &existing {
-                        Some(m) if m.is_dir() => fs::remove_dir_all(p).map_err(io(p))?,
-                        Some(_) => fs::remove_file(p).map_err(io(p))?,
-                        None => {
-                            if let Some(parent) = p.parent() {
-                                fs::create_dir_all(parent).map_err(io(parent))?;
-                            }
-                        }
-                    }
+                    remove_any(p, &existing)?;
                     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), p).map_err(io(p))?;
                 }
                 summary.symlinks += 1;
             }
             NodeKind::File => {
-                if let Some(parent) = p.parent() {
-                    fs::create_dir_all(parent).map_err(io(parent))?;
+                let link_key = (e.node.links > 1 && e.node.inode != 0)
+                    .then_some((e.node.device, e.node.inode));
+                if let Some(leader) = link_key.and_then(|k| linked.get(&k)) {
+                    remove_any(p, &existing)?;
+                    // A target file system that refuses the link gets a copy.
+                    if fs::hard_link(leader, p).is_ok() {
+                        summary.files += 1;
+                        summary.hardlinks += 1;
+                        continue;
+                    }
                 }
                 let keep = delta && existing.as_ref().is_some_and(|m| m.is_file());
-                if let Some(m) = &existing
-                    && m.is_dir()
-                {
-                    fs::remove_dir_all(p).map_err(io(p))?;
+                if !keep {
+                    remove_any(p, &existing)?;
                 }
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(!keep)
-                    .open(p)
-                    .map_err(io(p))?;
+                let f = open_for_write(p, true, !keep).map_err(io(p))?;
                 f.set_len(e.node.size).map_err(io(p))?;
+                if let Some(k) = link_key {
+                    linked.entry(k).or_insert_with(|| p.clone());
+                }
                 files.push(FileOut {
                     entry: i,
                     path: p.clone(),
@@ -413,7 +486,6 @@ impl Repository {
                 target.display()
             )));
         }
-        fs::create_dir_all(target).map_err(io(target))?;
         progress.event(Event::Phase("loading index"));
         let index = Arc::new(self.load_index(&progress).await?.index);
         progress.event(Event::Phase("reading trees"));
@@ -426,6 +498,21 @@ impl Repository {
                 &label,
             )
             .await?;
+        for inc in &options.include {
+            let wanted: PathBuf = inc
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            if !wanted.as_os_str().is_empty() && !entries.iter().any(|e| e.path == wanted) {
+                return Err(RepoError::Invalid(format!(
+                    "--include {}: no such path in snapshot {} (`lifeboat ls {}` lists what it holds); nothing was restored",
+                    inc.display(),
+                    snapshot.id.short(),
+                    snapshot.id.short()
+                )));
+            }
+        }
+        fs::create_dir_all(target).map_err(io(target))?;
         let dests: Vec<Option<PathBuf>> = entries
             .iter()
             .map(|e| match &options.map {
@@ -460,9 +547,11 @@ impl Repository {
                 index.clone(),
                 self.key().id_key(),
             );
+            let mut roots = vec![target.to_path_buf()];
+            roots.extend(options.delta_roots.iter().cloned());
             cpu(move || -> Result<_> {
                 let mut summary = RestoreSummary::default();
-                let files = create_entries(&e, &d, delta, &mut summary)?;
+                let files = create_entries(&e, &d, &roots, delta, &mut summary)?;
                 let (ranges, missing, kept) = plan(&ix, &idk, &e, &files, max_read);
                 summary.bytes_written = summary.bytes.saturating_sub(kept);
                 Ok((files, ranges, missing, summary))
@@ -549,16 +638,13 @@ impl Repository {
                                 let written = if zero && out.fresh {
                                     Ok(())
                                 } else {
-                                    OpenOptions::new()
-                                        .write(true)
-                                        .open(&out.path)
-                                        .and_then(|f| {
-                                            if out.fresh {
-                                                write_sparse(&f, &data, t.offset)
-                                            } else {
-                                                f.write_all_at(&data, t.offset)
-                                            }
-                                        })
+                                    open_for_write(&out.path, false, false).and_then(|f| {
+                                        if out.fresh {
+                                            write_sparse(&f, &data, t.offset)
+                                        } else {
+                                            f.write_all_at(&data, t.offset)
+                                        }
+                                    })
                                 };
                                 if let Err(e) = written
                                     && let Ok(mut f) = failures.lock()

@@ -22,6 +22,10 @@ pub(crate) struct ScanNode {
     pub mtime_ns: i64,
     pub ctime_ns: i64,
     pub inode: u64,
+    /// Hard links to a file, when more than one (else 0).
+    pub links: u64,
+    /// The file system's device, for files with `links`.
+    pub device: u64,
     pub uid: u32,
     pub gid: u32,
     pub size: u64,
@@ -75,6 +79,16 @@ fn node(name: Vec<u8>, path: &Path, m: &Metadata) -> Result<Option<ScanNode>> {
         mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
         ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
         inode: m.ino(),
+        links: if ft.is_file() && m.nlink() > 1 {
+            m.nlink()
+        } else {
+            0
+        },
+        device: if ft.is_file() && m.nlink() > 1 {
+            m.dev()
+        } else {
+            0
+        },
         uid: m.uid(),
         gid: m.gid(),
         size: if kind == NodeKind::File { m.len() } else { 0 },
