@@ -421,12 +421,13 @@ pub enum RepairCommand {
 /// Argon2id cost for new key slots.
 #[derive(Debug, Args, Clone)]
 pub struct KdfArgs {
-    /// Argon2id memory in MiB for the new key slot (default 64). Lower values
-    /// make a weak passphrase easier to guess; keep the default in production.
-    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Argon2id memory in MiB for the new key slot (default 64, at least 19:
+    /// OWASP's floor for Argon2id). Lower values make a weak passphrase
+    /// easier to guess; keep the default in production.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(19..=4096))]
     pub kdf_memory: u32,
-    /// Argon2id passes for the new key slot.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Argon2id passes for the new key slot (at least 2).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=64))]
     pub kdf_iterations: u32,
 }
 

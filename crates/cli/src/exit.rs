@@ -26,6 +26,51 @@ pub const DB_AUTH: u8 = 5;
 /// The database named in the connection does not exist.
 pub const DB_MISSING: u8 = 6;
 
+/// An OS error's text without the "(os error N)" suffix std adds, for
+/// messages that already say what failed.
+pub fn os_message(e: &std::io::Error) -> String {
+    strip_os_numbers(&e.to_string())
+}
+
+/// The error and its causes in one line, each said once: library errors
+/// often repeat their cause in their own text (`"{path}: {source}"`), which
+/// a plain chain would print twice. OS error numbers are left out.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => os_message(io),
+            None => cause.to_string(),
+        };
+        let text = strip_os_numbers(&text);
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Removes every " (os error N)" from a message.
+fn strip_os_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" (os error ") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find(')') {
+            Some(end) => rest = &rest[i + end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// An error caused by how the command was invoked.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -120,6 +165,14 @@ fn storage_hint(s: &StorageError) -> Option<&'static str> {
         StorageError::PermissionDenied { .. } => {
             Some("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions")
         }
+        StorageError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Some(
+                "a local repository's files are private to the user that wrote them (0600/0700): run lifeboat as that \
+             user (for WAL archiving, the postgres user), or chown -R the repository to it",
+            )
+        }
         _ => None,
     }
 }
@@ -155,4 +208,22 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_each_cause_once_without_os_numbers() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let e = anyhow::Error::new(StorageError::Io {
+            key: "config".into(),
+            source: io,
+        })
+        .context("cannot open the repository");
+        let m = message(&e);
+        assert_eq!(m, "cannot open the repository: config: Not a directory");
+        assert_eq!(strip_os_numbers("a (os error 2) b"), "a b");
+    }
 }

@@ -72,8 +72,29 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     .map(|()| exit::OK)
 }
 
+/// Warns when a `--db` on the command line carries a password: every local
+/// user can read it in the process list.
+fn warn_about_passwords_in_arguments() {
+    let args: Vec<String> = std::env::args().collect();
+    let given = args
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a.strip_prefix("--db=") {
+            Some(v) => Some(v),
+            None if a == "--db" => args.get(i + 1).map(String::as_str),
+            None => None,
+        });
+    if given.into_iter().any(lifeboat_postgres::sql::has_password) {
+        eprintln!(
+            "warning: the password in --db is visible to every local user in the process list (ps); \
+             put it in PGPASSWORD, ~/.pgpass or a service file (service=NAME in --db) instead"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    warn_about_passwords_in_arguments();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -98,7 +119,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", exit::message(&e));
             if let Some(h) = exit::hint(&e) {
                 eprintln!("HINT: {h}");
             }

@@ -19,10 +19,40 @@ fn strip_newline(mut s: String) -> String {
     s
 }
 
+/// Why a passphrase file's permissions are unsafe, if they are: like
+/// libpq with `.pgpass`, a file others can read is not used (root-owned
+/// files may be group-readable, for a group of service users).
+fn unsafe_mode(m: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = m.permissions().mode() & 0o777;
+    let allowed = if m.uid() == 0 { 0o037 } else { 0o077 };
+    (mode & allowed != 0).then(|| format!("{mode:o}"))
+}
+
 /// Reads the first line of a passphrase file.
 pub fn from_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        UsageError(format!(
+            "cannot read passphrase file {}: {}",
+            path.display(),
+            crate::exit::os_message(&e)
+        ))
+    })?;
+    if let Some(mode) = unsafe_mode(&meta) {
+        bail!(UsageError(format!(
+            "passphrase file {} has mode {mode}, so other users can read it; refusing to use it \
+             (chmod 600 {})",
+            path.display(),
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UsageError(format!(
+            "cannot read passphrase file {}: {}",
+            path.display(),
+            crate::exit::os_message(&e)
+        ))
+    })?;
     Ok(strip_newline(
         text.lines().next().unwrap_or_default().to_string(),
     ))

@@ -60,7 +60,7 @@ fn init_over_an_existing_repository_is_refused() {
     let before = repo_contents(&env.repo_dir());
     let out = env.run_with(
         &[("LIFEBOAT_PASSWORD", "another passphrase")],
-        &["init", "--kdf-memory", "1"],
+        &["init", "--kdf-memory", "19"],
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
@@ -231,4 +231,104 @@ fn unknown_flags_are_usage_errors() {
     let env = Env::fs();
     let out = env.run(&["backup", "files", "--no-such-flag", "/etc"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory_and_a_weak_kdf() {
+    let env = Env::fs();
+    fs::create_dir_all(env.repo_dir()).unwrap();
+    fs::write(env.repo_dir().join("notes.txt"), b"someone's files").unwrap();
+    let out = env.run(&["init", "--kdf-memory", "19", "--kdf-iterations", "2"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not empty") && out.stderr.contains("notes.txt"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.repo_dir().join("keys").exists(),
+        "something was written"
+    );
+    assert!(!env.repo_dir().join("config").exists());
+
+    let fresh = Env::fs();
+    let out = fresh.run(&["init", "--kdf-memory", "1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("19..=4096"), "{}", out.stderr);
+    assert!(!fresh.repo_dir().exists());
+}
+
+#[test]
+fn repository_objects_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, _, _) = setup();
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for slot in objects(&env.repo_dir(), "keys") {
+        assert_eq!(mode(&slot), 0o600, "{}", slot.display());
+    }
+    for p in [
+        env.repo_dir(),
+        env.repo_dir().join("keys"),
+        env.repo_dir().join("data"),
+    ] {
+        assert_eq!(mode(&p), 0o700, "{}", p.display());
+    }
+    for o in repo_contents(&env.repo_dir()).keys() {
+        assert_eq!(mode(&env.repo_dir().join(o)), 0o600, "{}", o.display());
+    }
+}
+
+#[test]
+fn damaged_or_missing_key_slots_are_not_called_a_wrong_passphrase() {
+    let (env, _, _) = setup();
+    let slot = objects(&env.repo_dir(), "keys").pop().unwrap();
+    let text = fs::read_to_string(&slot).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let wrapped = v["wrapped_key"].as_str().unwrap();
+    let mut damaged = wrapped.as_bytes().to_vec();
+    damaged[10] = if damaged[10] == b'A' { b'B' } else { b'A' };
+    fs::write(
+        &slot,
+        text.replace(wrapped, std::str::from_utf8(&damaged).unwrap()),
+    )
+    .unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("damaged") && !out.stderr.contains("wrong passphrase"),
+        "{}",
+        out.stderr
+    );
+    fs::remove_file(&slot).unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no key slots"), "{}", out.stderr);
+}
+
+#[test]
+fn os_errors_are_said_once_and_passwords_on_the_command_line_are_warned_about() {
+    let env = Env::fs();
+    let file = env.path().join("a-file");
+    fs::write(&file, b"x").unwrap();
+    let inside = file.join("repo");
+    let out = env.run(&["--repo", inside.to_str().unwrap(), "init"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("Not a directory").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("os error"), "{}", out.stderr);
+
+    let out = env.run(&[
+        "verify-data",
+        "--db",
+        "host=/nonexistent/socket user=app password=hunter2",
+    ]);
+    assert!(
+        out.stderr.contains("visible to every local user") && out.stderr.contains("PGPASSWORD"),
+        "{}",
+        out.stderr
+    );
 }

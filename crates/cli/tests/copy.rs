@@ -19,9 +19,9 @@ fn copy_with(env: &Env, to: &str, password: &str, extra: &[&str]) -> common::Out
         "--to",
         to,
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
     ];
     args.extend_from_slice(extra);
     let s3 = Env::s3("unused");

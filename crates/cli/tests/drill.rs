@@ -580,6 +580,9 @@ fn complete_loss_and_region_outage_runbooks_restore_and_verify() {
     let replica_dir = env.path().join("offsite");
     let out = env.copy_init(replica_dir.to_str().unwrap(), "offsite passphrase");
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // Its files are private to their owner: it belongs to the user that
+    // restores from it (the postgres user runs restore_command).
+    give_to_postgres(&replica_dir);
 
     // Complete loss: the server and its data directory are gone.
     c.stop();

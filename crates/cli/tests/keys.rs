@@ -27,9 +27,9 @@ fn passphrases_can_be_added_and_removed_without_rewriting_data() {
             "--label",
             "ops",
             "--kdf-memory",
-            "1",
+            "19",
             "--kdf-iterations",
-            "1",
+            "2",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -95,11 +95,38 @@ fn password_file_and_command_work() {
         vars: vec![],
         ..env
     };
+    // Readable by others: refused, like libpq refuses such a .pgpass.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = no_env.run_with(
+        &[("LIFEBOAT_PASSWORD_FILE", file.to_str().unwrap())],
+        &["snapshots"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mode 644") && out.stderr.contains("chmod 600"),
+        "{}",
+        out.stderr
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = no_env.run_with(
         &[("LIFEBOAT_PASSWORD_FILE", file.to_str().unwrap())],
         &["snapshots"],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // A missing file is bad usage, said once, without the OS error number.
+    let out = no_env.run_with(
+        &[("LIFEBOAT_PASSWORD_FILE", "/no/such/passphrase")],
+        &["snapshots"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("os error"), "{}", out.stderr);
     let out = no_env.run_with(
         &[(
             "LIFEBOAT_PASSWORD_COMMAND",

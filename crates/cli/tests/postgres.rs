@@ -779,9 +779,9 @@ fn wal_outside_the_pitr_window_expires_and_the_window_still_restores() {
         "--to",
         replica_dir.to_str().unwrap(),
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
     ];
     let mut first_args = copy_args.to_vec();
     first_args.push("--init");
@@ -793,6 +793,9 @@ fn wal_outside_the_pitr_window_expires_and_the_window_still_restores() {
     let again = env.run_with(&to_pass, &copy_args).json();
     assert_eq!(again["wal_copied"], 0, "{again}");
     assert_eq!(again["packs_copied"], 0, "{again}");
+    // The replica's files are private to their owner: it belongs to the
+    // user the restored server's restore_command runs as.
+    give_to_postgres(&replica_dir);
     let replica = Env {
         dir: tempfile::tempdir().unwrap(),
         repo: replica_dir.display().to_string(),

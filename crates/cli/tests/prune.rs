@@ -91,9 +91,9 @@ fn prune_marks_first_deletes_after_the_grace_period_and_repacks() {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--pack-size",
         "1",
     ]);
@@ -216,9 +216,9 @@ fn a_running_backup_postpones_deletion_and_a_second_prune_is_refused() {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--pack-size",
         "1",
     ]);
@@ -295,9 +295,9 @@ fn prune_killed_at_random_points_leaves_a_consistent_repository_and_resumes() {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--pack-size",
         "1",
     ]);
@@ -344,9 +344,9 @@ fn race(env: &Env, rounds: u64) {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--pack-size",
         "1",
     ]);
@@ -446,9 +446,9 @@ fn check_read_data_subset_reads_a_random_share() {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--pack-size",
         "1",
     ]);
@@ -480,9 +480,9 @@ fn a_damaged_deletion_plan_stops_prune_but_never_a_backup() {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--pack-size",
         "1",
     ]);
@@ -519,9 +519,9 @@ fn prune_on_an_object_lock_bucket_deletes_nothing_locked_and_says_until_when() {
     env.ok(&[
         "init",
         "--kdf-memory",
-        "1",
+        "19",
         "--kdf-iterations",
-        "1",
+        "2",
         "--object-lock-days",
         "1",
     ]);

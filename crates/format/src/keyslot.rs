@@ -93,6 +93,11 @@ pub struct KeySlot {
     pub kdf: Kdf,
     /// `nonce || ciphertext || tag` of the master key, base64.
     pub wrapped_key: String,
+    /// BLAKE3 (hex) of the fields unlocking depends on (see
+    /// [`KeySlot::expected_checksum`]), so a damaged slot is told apart from
+    /// a wrong passphrase. Absent in slots written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 fn derive_kek(passphrase: &[u8], salt: &[u8], cost: &KdfCost) -> Result<SubKey, FormatError> {
@@ -135,7 +140,7 @@ impl KeySlot {
         let kek = derive_kek(passphrase, &salt, &cost)?;
         let nonce: [u8; NONCE_LEN] = random_bytes()?;
         let sealed = kek.seal(nonce, &aad(slot_id), &master.to_bytes())?;
-        Ok(Self {
+        let mut slot = Self {
             version: 1,
             created: now,
             host: origin.host,
@@ -148,7 +153,33 @@ impl KeySlot {
                 salt: B64.encode(salt),
             },
             wrapped_key: B64.encode(sealed),
-        })
+            checksum: None,
+        };
+        slot.checksum = Some(slot.expected_checksum());
+        Ok(slot)
+    }
+
+    /// The checksum of the fields unlocking depends on: BLAKE3 of
+    /// `"lifeboat key slot checksum v1" || 0 || algorithm || 0 ||
+    /// argon2_version || memory_kib || iterations || parallelism (u32 LE
+    /// each) || salt || 0 || wrapped_key` (the base64 text as stored).
+    pub fn expected_checksum(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"lifeboat key slot checksum v1\0");
+        h.update(self.kdf.algorithm.as_bytes());
+        h.update(b"\0");
+        for v in [
+            self.kdf.argon2_version,
+            self.kdf.cost.memory_kib,
+            self.kdf.cost.iterations,
+            self.kdf.cost.parallelism,
+        ] {
+            h.update(&v.to_le_bytes());
+        }
+        h.update(self.kdf.salt.as_bytes());
+        h.update(b"\0");
+        h.update(self.wrapped_key.as_bytes());
+        h.finalize().to_hex().to_string()
     }
 
     /// Unwraps the master key. A wrong passphrase yields
@@ -190,6 +221,14 @@ impl KeySlot {
         let slot: KeySlot = serde_json::from_slice(bytes)
             .map_err(|source| FormatError::Json { what: WHAT, source })?;
         crate::check_version(WHAT, slot.version)?;
+        if let Some(sum) = &slot.checksum
+            && *sum != slot.expected_checksum()
+        {
+            return Err(FormatError::Invalid {
+                what: WHAT,
+                reason: "its checksum does not match its content: the slot is damaged".into(),
+            });
+        }
         Ok(slot)
     }
 }
@@ -229,6 +268,24 @@ mod tests {
         ));
         // A slot copied under another name does not open.
         assert!(parsed.unwrap_key(b"pw", &Id::from_bytes([2; 32])).is_err());
+        // A damaged wrapped key is damage, not a wrong passphrase.
+        let text = String::from_utf8(slot.to_json()).unwrap_or_default();
+        let mut damaged = slot.wrapped_key.clone().into_bytes();
+        damaged[5] = if damaged[5] == b'A' { b'B' } else { b'A' };
+        let damaged = text.replace(
+            &slot.wrapped_key,
+            &String::from_utf8(damaged).unwrap_or_default(),
+        );
+        let e = KeySlot::from_json(damaged.as_bytes())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("damaged"), "{e}");
+        // Slots written before the checksum existed still open.
+        let mut old = slot.clone();
+        old.checksum = None;
+        let old = KeySlot::from_json(&old.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.unwrap_key(b"pw", &id).is_ok());
     }
 
     #[test]

@@ -92,6 +92,16 @@ pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<PgConfig>
     Ok(PgConfig { config: c, tls })
 }
 
+/// True if `conninfo`, as written, carries a password (`password=…` or a
+/// URL's `user:password@`). Such a string on a command line is visible to
+/// every local user in the process list.
+pub fn has_password(conninfo: &str) -> bool {
+    split_tls_options(conninfo)
+        .ok()
+        .and_then(|(rest, _)| Config::from_str(&rest).ok())
+        .is_some_and(|c| c.get_password().is_some())
+}
+
 /// Connects; the connection is driven by a background task. Unix sockets
 /// never use TLS; TCP connections use it as `sslmode` says.
 pub async fn connect(config: &PgConfig) -> Result<Client> {
@@ -167,6 +177,15 @@ pub fn conf_quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sees_passwords_in_either_form() {
+        assert!(has_password("host=db user=app password=secret"));
+        assert!(has_password("postgresql://app:secret@db/app"));
+        assert!(!has_password("host=db user=app"));
+        assert!(!has_password("postgresql://app@db/app?sslmode=require"));
+        assert!(!has_password("not a conninfo ==="));
+    }
 
     #[test]
     fn fills_defaults_and_quotes() {

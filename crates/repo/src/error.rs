@@ -25,12 +25,23 @@ pub enum RepoError {
         location: String,
     },
     /// No key slot opens with the passphrase given.
-    #[error("wrong passphrase: none of the {slots} key slot(s) of {location} opens with it")]
+    #[error("wrong passphrase: none of the {slots} key slot(s) of {location} opens with it{}",
+        if *damaged > 0 { format!(" ({damaged} other slot(s) are damaged; `lifeboat key list` shows them)") } else { String::new() })]
     WrongPassphrase {
         /// Where.
         location: String,
         /// How many slots were tried.
         slots: usize,
+        /// Slots that could not be tried because they are damaged.
+        damaged: usize,
+    },
+    /// The repository has no usable key slot at all.
+    #[error("{location} cannot be unlocked: {why}")]
+    NoKeySlot {
+        /// Where.
+        location: String,
+        /// No slots, or every slot damaged (with the first damage).
+        why: String,
     },
     /// A storage operation failed.
     #[error(transparent)]

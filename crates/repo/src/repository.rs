@@ -53,15 +53,37 @@ pub fn local_origin(label: Option<String>) -> SlotOrigin {
     }
 }
 
-/// Refuses a location that already holds a repository (a config object).
+/// Refuses a location that already holds a repository (a config object),
+/// or anything else: a new repository goes into an empty location. Key
+/// slots alone are accepted (an `init` that died before writing the config
+/// leaves one, and is simply run again).
 pub(crate) async fn ensure_no_repository(storage: &DynStorage, location: &str) -> Result<()> {
     match storage.head(layout::CONFIG).await {
-        Ok(_) => Err(RepoError::AlreadyInitialized {
-            location: location.into(),
-        }),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) => {
+            return Err(RepoError::AlreadyInitialized {
+                location: location.into(),
+            });
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
     }
+    let mut other: Vec<String> = storage
+        .list("")
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .filter(|k| !k.starts_with(layout::KEYS))
+        .collect();
+    if !other.is_empty() {
+        other.sort();
+        return Err(RepoError::Invalid(format!(
+            "{location} is not empty ({} object(s), e.g. {}) and holds no lifeboat repository; \
+             a new repository needs an empty or new location, nothing was written",
+            other.len(),
+            other[0]
+        )));
+    }
+    Ok(())
 }
 
 /// Confirms that `storage` holds a repository (its config object exists),
@@ -207,13 +229,7 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let (key, slot, tried) = unlock(&storage, passphrase).await?;
-        let Some((key, slot)) = key.zip(slot) else {
-            return Err(RepoError::WrongPassphrase {
-                location: location.into(),
-                slots: tried,
-            });
-        };
+        let (key, slot) = unlock(&storage, location, passphrase).await?;
         let payload = object::open_object(&key, ObjectKind::Config, b"config", &config_bytes)
             .map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
         let config =
@@ -348,35 +364,54 @@ pub(crate) async fn read_slots(storage: &DynStorage) -> Result<Vec<(Id, Result<K
         .await
 }
 
-/// Tries every slot with the passphrase; returns the key, the slot that
-/// opened, and how many slots were tried.
+/// Tries every slot with the passphrase; returns the key and the slot that
+/// opened. Damaged slots are skipped and counted, so a wrong passphrase,
+/// damage and a repository without key slots each get their own error.
 async fn unlock(
     storage: &DynStorage,
+    location: &str,
     passphrase: &[u8],
-) -> Result<(Option<MasterKey>, Option<Id>, usize)> {
+) -> Result<(MasterKey, Id)> {
     let mut slots = read_slots(storage).await?;
     // Newest first: the most recently added passphrase is the likeliest.
     slots.sort_by_key(|(id, s)| (std::cmp::Reverse(s.as_ref().ok().map(|s| s.created)), *id));
     let mut tried = 0;
-    let mut damaged = None;
+    let mut damaged: Vec<RepoError> = Vec::new();
     for (id, slot) in slots {
         let slot = match slot {
             Ok(s) => s,
+            Err(e) if e.is_access_problem() => return Err(e),
             Err(e) => {
-                damaged = Some(e);
+                damaged.push(e);
                 continue;
             }
         };
         tried += 1;
         let pass = passphrase.to_vec();
         match cpu(move || slot.unwrap_key(&pass, &id)).await? {
-            Ok(key) => return Ok((Some(key), Some(id), tried)),
+            Ok(key) => return Ok((key, id)),
             Err(lifeboat_format::FormatError::Authentication { .. }) => {}
-            Err(e) => damaged = Some(RepoError::corrupt(layout::key_slot(&id), e)),
+            Err(e) => damaged.push(RepoError::corrupt(layout::key_slot(&id), e)),
         }
     }
-    match damaged {
-        Some(e) if tried == 0 => Err(e),
-        _ => Ok((None, None, tried)),
+    if tried == 0 {
+        return Err(RepoError::NoKeySlot {
+            location: location.into(),
+            why: match damaged.first() {
+                None => {
+                    "it has no key slots (keys/ is empty); restore keys/ from a replica or a copy"
+                        .into()
+                }
+                Some(e) => format!(
+                    "all {} key slot(s) are damaged (first: {e}); restore keys/ from a replica or a copy",
+                    damaged.len()
+                ),
+            },
+        });
     }
+    Err(RepoError::WrongPassphrase {
+        location: location.into(),
+        slots: tried,
+        damaged: damaged.len(),
+    })
 }

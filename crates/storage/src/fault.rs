@@ -20,6 +20,9 @@ pub enum Fault {
     Unreachable,
     /// Access denied.
     Denied,
+    /// The operation is carried out, then its answer is lost (a reset after
+    /// the request reached the store): the caller sees a transient failure.
+    LostResponse,
 }
 
 /// Wraps a store and fails the next `n` operations with a [`Fault`].
@@ -78,18 +81,38 @@ impl FaultStorage {
         self.calls.load(Ordering::Relaxed)
     }
 
-    fn check(&self, key: &str) -> Result<(), StorageError> {
+    /// Counts the call and takes the armed fault for it, if any.
+    fn take(&self) -> Option<Fault> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((fault, skip, left)) = *p else {
-            return Ok(());
-        };
+        let (fault, skip, left) = (*p)?;
         if skip > 0 {
             *p = Some((fault, skip - 1, left));
-            return Ok(());
+            return None;
         }
         *p = (left > 1).then_some((fault, 0, left - 1));
-        Err(match fault {
+        Some(fault)
+    }
+
+    /// Runs `op` under the armed fault: fails before it, or (for a lost
+    /// response) after it.
+    async fn guarded<T>(
+        &self,
+        key: &str,
+        op: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        match self.take() {
+            None => op.await,
+            Some(Fault::LostResponse) => {
+                op.await?;
+                Err(Self::error(Fault::Transient, key))
+            }
+            Some(f) => Err(Self::error(f, key)),
+        }
+    }
+
+    fn error(fault: Fault, key: &str) -> StorageError {
+        match fault {
             Fault::Transient => StorageError::Transient {
                 key: key.into(),
                 detail: "injected 503 SlowDown".into(),
@@ -101,14 +124,17 @@ impl FaultStorage {
                 key: key.into(),
                 detail: "injected 403".into(),
             },
-        })
+            Fault::LostResponse => StorageError::Transient {
+                key: key.into(),
+                detail: "injected reset after the request".into(),
+            },
+        }
     }
 }
 
 #[async_trait]
 impl Storage for FaultStorage {
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<(), StorageError> {
-        self.check(key)?;
         let corrupt = self
             .corrupt_prefix
             .lock()
@@ -123,27 +149,23 @@ impl Storage for FaultStorage {
         } else {
             data
         };
-        self.inner.put(key, data, mode).await
+        self.guarded(key, self.inner.put(key, data, mode)).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StorageError> {
-        self.check(key)?;
-        self.inner.get(key, range).await
+        self.guarded(key, self.inner.get(key, range)).await
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
-        self.check(key)?;
-        self.inner.head(key).await
+        self.guarded(key, self.inner.head(key)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
-        self.check(prefix)?;
-        self.inner.list(prefix).await
+        self.guarded(prefix, self.inner.list(prefix)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.check(key)?;
-        self.inner.delete(key).await
+        self.guarded(key, self.inner.delete(key)).await
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -4,10 +4,16 @@
 //! fsyncs it, then moves it into place (rename for overwrite, hard link for
 //! create-only, which fails atomically if the name exists) and fsyncs the
 //! directory. A crash leaves at worst a `.tmp-*` file, which listings ignore.
+//!
+//! Privacy: files are created with mode 0600 and directories with 0700,
+//! whatever the process umask, so key slots and everything else stay with
+//! the repository's owner (another local user could otherwise copy the key
+//! slots and guess the passphrase offline).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -63,7 +69,11 @@ fn put_blocking(
     let io = |e| StorageError::from_io(key, e);
     let dir = path.parent().unwrap_or(root);
     if !dir.is_dir() {
-        fs::create_dir_all(dir).map_err(io)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
         // Make the new directory entries durable up to the root.
         let mut d = dir;
         while let Some(parent) = d.parent() {
@@ -76,7 +86,11 @@ fn put_blocking(
     }
     let tmp = dir.join(format!("{TMP_PREFIX}{}", random_suffix()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -249,6 +263,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = FsStorage::new(dir.path().join("repo"));
         conformance(&s).await;
+    }
+
+    #[tokio::test]
+    async fn objects_are_private_to_the_owner_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = FsStorage::new(dir.path().join("repo"));
+        s.put("keys/abc", Bytes::from_static(b"slot"), PutMode::CreateOnly)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mode = |p: &Path| {
+            fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0)
+        };
+        assert_eq!(mode(&dir.path().join("repo/keys/abc")), 0o600);
+        assert_eq!(mode(&dir.path().join("repo/keys")), 0o700);
+        assert_eq!(mode(&dir.path().join("repo")), 0o700);
     }
 
     #[tokio::test]

@@ -106,10 +106,29 @@ impl RetryStorage {
 #[async_trait]
 impl Storage for RetryStorage {
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<(), StorageError> {
-        // A create-only put whose first attempt landed but whose answer was lost
-        // sees AlreadyExists on the retry; callers storing content-addressed
-        // objects treat that as success.
-        self.run(|| self.inner.put(key, data.clone(), mode)).await
+        // A create-only put whose earlier attempt landed but whose answer was
+        // lost finds its own object on the retry: the same bytes are success,
+        // anything else is a real "already exists".
+        let attempts = AtomicU64::new(0);
+        self.run(|| {
+            let retry = attempts.fetch_add(1, Ordering::Relaxed) > 0;
+            let data = data.clone();
+            async move {
+                match self.inner.put(key, data.clone(), mode).await {
+                    Err(StorageError::AlreadyExists { key: k })
+                        if retry && mode == PutMode::CreateOnly =>
+                    {
+                        if self.inner.get(key, None).await? == data {
+                            Ok(())
+                        } else {
+                            Err(StorageError::AlreadyExists { key: k })
+                        }
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StorageError> {
@@ -188,6 +207,52 @@ mod tests {
         assert_eq!(faulty.calls(), 1);
         let s = RetryStorage::new(Arc::new(MemoryStorage::new()), fast());
         assert!(s.get("config", None).await.is_err_and(|e| e.is_not_found()));
+    }
+
+    #[tokio::test]
+    async fn a_create_only_retry_that_finds_its_own_object_succeeds() {
+        let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
+        let s = RetryStorage::new(faulty.clone(), fast());
+        faulty.inject(Fault::LostResponse, 1);
+        assert!(
+            s.put(
+                "running/a",
+                Bytes::from_static(b"mine"),
+                PutMode::CreateOnly
+            )
+            .await
+            .is_ok()
+        );
+        assert_eq!(s.retries(), 1);
+        // Someone else's object under the name is still refused.
+        s.inner
+            .put(
+                "running/b",
+                Bytes::from_static(b"theirs"),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        faulty.inject(Fault::Transient, 1);
+        assert!(matches!(
+            s.put(
+                "running/b",
+                Bytes::from_static(b"mine"),
+                PutMode::CreateOnly
+            )
+            .await,
+            Err(StorageError::AlreadyExists { .. })
+        ));
+        // Without a retry, an existing object is refused as always.
+        assert!(matches!(
+            s.put(
+                "running/a",
+                Bytes::from_static(b"mine"),
+                PutMode::CreateOnly
+            )
+            .await,
+            Err(StorageError::AlreadyExists { .. })
+        ));
     }
 
     #[test]

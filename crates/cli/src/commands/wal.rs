@@ -179,7 +179,11 @@ pub async fn fetch(g: &Global, args: &WalFetchArgs) -> u8 {
         Ok(FetchOutcome::Restored) => exit::OK,
         Ok(FetchOutcome::Missing) => exit::FAILURE,
         Err(e) => {
-            eprintln!("error: lifeboat wal fetch {}: {e:#}", args.name);
+            eprintln!(
+                "error: lifeboat wal fetch {}: {}",
+                args.name,
+                exit::message(&e)
+            );
             if let Some(h) = exit::hint(&e) {
                 eprintln!("HINT: {h}");
             }
@@ -202,7 +206,7 @@ async fn fetch_inner(g: &Global, args: &WalFetchArgs) -> Result<FetchOutcome> {
     let open = || async {
         open_repo(g)
             .await
-            .map_err(|e| lifeboat_postgres::PgError::Setup(format!("{e:#}")))
+            .map_err(|e| lifeboat_postgres::PgError::Setup(exit::message(&e)))
     };
     Ok(archive::fetch(
         &storage,

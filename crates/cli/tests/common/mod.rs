@@ -180,16 +180,16 @@ impl Env {
                 to,
                 "--init",
                 "--kdf-memory",
-                "1",
+                "19",
                 "--kdf-iterations",
-                "1",
+                "2",
             ],
         )
     }
 
     /// Initialises the repository with a cheap KDF (tests only).
     pub fn init(&self) {
-        self.ok(&["init", "--kdf-memory", "1", "--kdf-iterations", "1"]);
+        self.ok(&["init", "--kdf-memory", "19", "--kdf-iterations", "2"]);
     }
 
     /// Backs up `paths` and returns the snapshot JSON.
