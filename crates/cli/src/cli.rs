@@ -416,6 +416,10 @@ pub enum RepairCommand {
     /// that no readable index file lists, then removes unreadable index files.
     /// Use it when `check` reports a damaged index file.
     Index,
+    /// Remove deletion plans and backup-in-progress records that cannot be
+    /// read (every prune stops on a damaged plan). Loses no data: the packs
+    /// a plan marked are kept, and the next prune marks them again.
+    Plans,
 }
 
 /// Argon2id cost for new key slots.

@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Key(KeyCommand::Add(a)) => commands::key::add(g, a).await,
         Command::Key(KeyCommand::Remove(a)) => commands::key::remove(g, a).await,
         Command::Repair(RepairCommand::Index) => commands::repair::index(g).await,
+        Command::Repair(RepairCommand::Plans) => commands::repair::plans(g).await,
         Command::Info(InfoCommand::Postgres) => commands::info::postgres(g).await,
         Command::Export(a) => commands::export::run(g, a).await,
         Command::Forget(a) => commands::forget::forget(g, a).await,

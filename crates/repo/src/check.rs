@@ -419,6 +419,10 @@ impl Repository {
                 affected: Vec::new(),
             });
         }
+        progress.event(Event::Phase(
+            "checking pins, plans, reports and running records",
+        ));
+        findings.extend(self.check_catalog(Utc::now()).await?);
         findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.object.cmp(&b.object)));
         findings.dedup();
         report.findings = findings;

@@ -11,6 +11,7 @@
 
 pub mod backup;
 mod blobs;
+pub mod catalog_check;
 pub mod check;
 pub mod chunk_reader;
 pub mod copy;

@@ -147,6 +147,9 @@ pub struct PruneReport {
     pub marked: MarkReport,
     /// Unused bytes left in partly used packs (within `--max-unused`).
     pub unused_bytes_left: u64,
+    /// Backup-in-progress records left by interrupted backups, older than
+    /// the grace period, removed (or, in a dry run, that would be).
+    pub stale_records_removed: Vec<String>,
 }
 
 /// The repository as prune sees it, updated as it works.
@@ -230,6 +233,19 @@ impl Repository {
             ..Default::default()
         };
         let mut state = State::default();
+        progress.event(Event::Phase("removing records of interrupted backups"));
+        let now = Utc::now();
+        for entry in self.running_backups().await? {
+            if let Ok(r) = &entry.record
+                && !is_live(r)
+                && r.refreshed + options.grace < now
+            {
+                if !options.dry_run {
+                    self.delete_if_present(&entry.key).await?;
+                }
+                report.stale_records_removed.push(entry.key);
+            }
+        }
         progress.event(Event::Phase("listing packs and deletion plans"));
         state.plans = self.deletion_plans().await?;
         state.stored = self.list_packs().await?;

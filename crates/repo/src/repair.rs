@@ -1,4 +1,5 @@
-//! `repair index`: rebuilds index entries from the packs themselves.
+//! `repair index`: rebuilds index entries from the packs themselves; and
+//! `repair plans`: removes prune bookkeeping that cannot be read.
 //!
 //! Every pack carries an encrypted table of its blobs (its trailer), so a lost
 //! or damaged index file loses nothing: this reads the trailer of every pack
@@ -11,6 +12,7 @@ use std::collections::HashSet;
 use futures::StreamExt;
 use lifeboat_format::Id;
 use lifeboat_format::index::{IndexFile, IndexPack};
+use lifeboat_format::maintenance::DeletionPlan;
 use lifeboat_format::object::ObjectKind;
 use lifeboat_format::pack::read_trailer;
 use serde::Serialize;
@@ -113,6 +115,63 @@ impl Repository {
             self.storage().delete(key).await?;
             report.removed_index_files.push(key.clone());
         }
+        Ok(report)
+    }
+}
+
+/// What `repair plans` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairPlansReport {
+    /// Unreadable deletion plans removed (the packs they marked are kept).
+    pub removed_plans: Vec<String>,
+    /// Unreadable backup-in-progress records removed.
+    pub removed_records: Vec<String>,
+}
+
+impl Repository {
+    /// Removes deletion plans and backup-in-progress records that cannot be
+    /// read, under the prune lock. Neither removal can lose data: a plan only
+    /// marks packs for a later deletion (they stay, and the next prune marks
+    /// them again if nothing uses them), and a live backup rewrites its record
+    /// within a minute.
+    pub async fn repair_plans(&self) -> Result<RepairPlansReport> {
+        let lock = self.lock_prune().await?;
+        let result = async {
+            let mut report = RepairPlansReport::default();
+            let ids: Vec<Id> = self
+                .storage()
+                .list(layout::PRUNE)
+                .await?
+                .into_iter()
+                .filter_map(|m| layout::id_from_key(&m.key, layout::PRUNE))
+                .collect();
+            for id in ids {
+                let key = layout::deletion_plan(&id);
+                let readable = match self.load_object(ObjectKind::DeletionPlan, &key, &id).await {
+                    Ok(payload) => DeletionPlan::from_json(&payload).is_ok(),
+                    Err(e) if e.is_access_problem() => return Err(e),
+                    Err(_) => false,
+                };
+                if !readable {
+                    self.storage().delete(&key).await?;
+                    report.removed_plans.push(key);
+                }
+            }
+            for entry in self.running_backups().await? {
+                if entry.record.is_err() {
+                    match self.storage().delete(&entry.key).await {
+                        Ok(()) => report.removed_records.push(entry.key),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(report)
+        }
+        .await;
+        let released = lock.release().await;
+        let report = result?;
+        released?;
         Ok(report)
     }
 }

@@ -42,6 +42,34 @@ impl FsStorage {
         &self.root
     }
 
+    /// Temporary files left below the root by writes that were interrupted
+    /// (a killed process): path, size and modification time. Listings never
+    /// show them; they only take space until removed.
+    pub fn temporary_files(
+        &self,
+    ) -> Result<Vec<(PathBuf, u64, std::time::SystemTime)>, StorageError> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::from_io(&dir.display().to_string(), e)),
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    out.push((entry.path(), meta.len(), modified));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         keys::validate(key)?;
         Ok(self.root.join(key))
@@ -290,6 +318,9 @@ mod tests {
         fs::create_dir_all(dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
         fs::write(dir.path().join("data/.tmp-abc"), b"partial").unwrap_or_else(|e| panic!("{e}"));
         assert!(s.list("data/").await.map(|l| l.is_empty()).unwrap_or(false));
+        let left = s.temporary_files().unwrap_or_default();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1, 7);
         assert!(s.get("../etc/passwd", None).await.is_err());
         assert!(matches!(
             s.get("data/x", Some(0..1)).await,

@@ -46,6 +46,20 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
     };
     reporter.finish();
     let mut report = report?;
+    // Interrupted writes to a local repository leave temporary files that
+    // listings skip; they only take space, and prune removes them.
+    for (path, size, age) in crate::commands::leftover_temporary_files(g)? {
+        report.findings.push(Finding {
+            severity: Severity::Warning,
+            object: path.display().to_string(),
+            message: format!(
+                "temporary file of an interrupted write ({}, {} min old); prune removes it once it is older than its grace period",
+                output::size(size),
+                age.as_secs() / 60
+            ),
+            affected: Vec::new(),
+        });
+    }
     // Continuity: a missing WAL segment damages no object, yet breaks recovery.
     if let Some(clusters) = continuity {
         for c in clusters? {

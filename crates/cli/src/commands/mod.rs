@@ -28,6 +28,23 @@ use crate::cli::Global;
 use crate::password;
 use crate::settings::Settings;
 
+/// Temporary files that interrupted writes left in a local repository (path,
+/// size, age); none for other stores.
+pub fn leftover_temporary_files(
+    g: &Global,
+) -> Result<Vec<(std::path::PathBuf, u64, std::time::Duration)>> {
+    let s = Settings::resolve(g)?;
+    let Location::Local(root) = &s.location else {
+        return Ok(Vec::new());
+    };
+    let now = std::time::SystemTime::now();
+    Ok(lifeboat_storage::fs::FsStorage::new(root.clone())
+        .temporary_files()?
+        .into_iter()
+        .map(|(p, size, modified)| (p, size, now.duration_since(modified).unwrap_or_default()))
+        .collect())
+}
+
 /// Opens and unlocks the repository the settings point at.
 pub async fn open_repo(g: &Global) -> Result<Repository> {
     let s = Settings::resolve(g)?;

@@ -89,13 +89,66 @@ pub async fn prune(g: &Global, args: &PruneArgs) -> Result<()> {
     let report = repo.prune(&options, reporter.sink()).await;
     reporter.finish();
     let report = report?;
+    let temporary = remove_temporary_files(g, &options)?;
     if g.json {
-        return output::json(&report);
+        let mut v = serde_json::to_value(&report)?;
+        v["temporary_files_removed"] = serde_json::json!(temporary);
+        return output::json(&v);
     }
     if !g.quiet {
         print_report(&report);
+        for k in &report.stale_records_removed {
+            println!(
+                "{} {k}: left by an interrupted backup",
+                if report.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                }
+            );
+        }
+        if !temporary.is_empty() {
+            println!(
+                "{} {} temporary file(s) of interrupted writes ({})",
+                if report.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                temporary.len(),
+                size(temporary.iter().map(|(_, s)| s).sum())
+            );
+        }
     }
     Ok(())
+}
+
+/// Removes (unless a dry run) the temporary files interrupted writes left in
+/// a local repository, once older than the grace period: a younger one may
+/// belong to a write in progress.
+fn remove_temporary_files(g: &Global, options: &PruneOptions) -> Result<Vec<(String, u64)>> {
+    let grace = options.grace.to_std().unwrap_or_default();
+    let mut removed = Vec::new();
+    for (path, bytes, age) in crate::commands::leftover_temporary_files(g)? {
+        if age < grace {
+            continue;
+        }
+        if !options.dry_run {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot remove {}: {}",
+                        path.display(),
+                        crate::exit::os_message(&e)
+                    ));
+                }
+            }
+        }
+        removed.push((path.display().to_string(), bytes));
+    }
+    Ok(removed)
 }
 
 fn print_report(r: &PruneReport) {

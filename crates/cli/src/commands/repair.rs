@@ -1,4 +1,4 @@
-//! `lifeboat repair index`
+//! `lifeboat repair index` and `lifeboat repair plans`
 
 use anyhow::{Result, bail};
 
@@ -35,6 +35,25 @@ pub async fn index(g: &Global) -> Result<()> {
         bail!(
             "{} pack(s) could not be indexed; run `lifeboat check --read-data` to see what they affect",
             report.unreadable_packs.len()
+        );
+    }
+    Ok(())
+}
+
+/// Removes unreadable deletion plans and backup-in-progress records.
+pub async fn plans(g: &Global) -> Result<()> {
+    let repo = open_repo(g).await?;
+    let report = repo.repair_plans().await?;
+    if g.json {
+        output::json(&report)?;
+    } else if !g.quiet {
+        for k in report.removed_plans.iter().chain(&report.removed_records) {
+            println!("removed {k}");
+        }
+        println!(
+            "{} unreadable deletion plan(s) and {} unreadable backup-in-progress record(s) removed",
+            report.removed_plans.len(),
+            report.removed_records.len()
         );
     }
     Ok(())
