@@ -12,6 +12,8 @@ scripts/install-test-deps.sh
 # shellcheck source=lib/ensure-postgres.sh
 . scripts/lib/ensure-postgres.sh
 export LIFEBOAT_PG_BIN=$PGBIN
+# The virtualenv's Python, with Django and psycopg, for the fidelity tests.
+export LIFEBOAT_TEST_PYTHON=$VENV/bin/python
 # shellcheck source=lib/s3-test-server.sh
 . scripts/lib/s3-test-server.sh
 trap stop_s3_test_servers EXIT

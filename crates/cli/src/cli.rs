@@ -702,6 +702,18 @@ pub struct RestorePostgresArgs {
     /// its objects; empties tables before loading them).
     #[arg(long, requires = "logical")]
     pub clean: bool,
+    /// With --logical: do not create the backup's roles where the target
+    /// lacks them (roles that exist are never changed either way).
+    #[arg(long, requires = "logical")]
+    pub no_roles: bool,
+    /// With --logical: do not restore owners; everything belongs to the
+    /// restoring user (like pg_restore --no-owner).
+    #[arg(long, requires = "logical")]
+    pub no_owner: bool,
+    /// With --logical: do not restore privileges: grants, default
+    /// privileges and the database's own (like pg_restore --no-privileges).
+    #[arg(long, requires = "logical")]
+    pub no_privileges: bool,
     /// With --logical: parallel connections.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub jobs: usize,
@@ -713,11 +725,18 @@ pub struct RestorePostgresArgs {
 /// Formats `lifeboat export` writes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
-    /// A plain SQL script for psql.
+    /// A plain SQL script for psql: the roles (created only where missing),
+    /// the schema, the data, and the database's owner, privileges and
+    /// settings, applied to the database it runs in.
     Plain,
-    /// pg_dump's custom format for pg_restore (rebuilt in a throwaway
-    /// cluster: needs PostgreSQL's server programs on this machine).
+    /// pg_dump's custom format for pg_restore, made with --create so that
+    /// `pg_restore --create` brings back the database's own state too
+    /// (rebuilt in a throwaway cluster: needs PostgreSQL's server programs
+    /// on this machine). Roles are not part of it: export them with
+    /// --format roles and run that first, as with pg_dumpall --roles-only.
     Custom,
+    /// Only the roles, as a psql script that creates those missing.
+    Roles,
 }
 
 #[derive(Debug, Args)]
@@ -736,6 +755,15 @@ pub struct ExportArgs {
     /// Directory of pg_restore (default: searched).
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
+    /// Plain format: leave the roles out.
+    #[arg(long)]
+    pub no_roles: bool,
+    /// Plain format: leave owners out (everything belongs to whoever loads it).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Plain format: leave privileges out.
+    #[arg(long)]
+    pub no_privileges: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,68 +29,17 @@ fn conninfo_db(c: &Cluster, db: &str) -> String {
 
 /// Runs a SQL script with psql in `db`, stopping at the first error.
 fn psql_script(c: &Cluster, db: &str, sql: &str) {
-    use std::io::Write;
-    let mut child = c
-        .client("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "psql script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.script(db, sql);
 }
 
 /// `pg_dump` of a database (plain, with data), the judge of equality.
 fn pg_dump(c: &Cluster, db: &str, extra: &[&str]) -> String {
-    let out = c
-        .client("pg_dump")
-        .args(extra)
-        .args(["-d", db])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump {db} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // `\restrict` lines carry a random key per run (pg_dump 15.14 and later).
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n")
+    c.pg_dump(db, extra)
 }
 
 fn assert_same_dump(c: &Cluster, a: &str, b: &str) {
     let (da, db) = (pg_dump(c, a, &[]), pg_dump(c, b, &[]));
-    if da != db {
-        let (la, lb): (Vec<&str>, Vec<&str>) = (da.lines().collect(), db.lines().collect());
-        let first = la
-            .iter()
-            .zip(lb.iter())
-            .position(|(x, y)| x != y)
-            .unwrap_or(la.len().min(lb.len()));
-        let lo = first.saturating_sub(3);
-        panic!(
-            "pg_dump of {a} and {b} differ ({} vs {} lines) at line {first}:\n--- {a}\n{}\n--- {b}\n{}",
-            la.len(),
-            lb.len(),
-            la[lo..(first + 5).min(la.len())].join("\n"),
-            lb[lo..(first + 5).min(lb.len())].join("\n")
-        );
-    }
+    common::pg::assert_same_text(a, &da, b, &db);
     assert!(da.len() > 1000, "suspiciously small dump of {a}");
 }
 
@@ -410,7 +359,8 @@ fn unprivileged_role_backs_up_and_one_table_comes_back() {
     );
 
     // Restoring as the unprivileged role into a database it owns: objects
-    // owned by roles it cannot become are reported, not fatal.
+    // owned by roles it cannot become are each reported with the server's
+    // reason, the rest is restored, and the restore ends as failed.
     c.psql("CREATE DATABASE mine OWNER backup");
     let ci = format!("{tcp} user=backup password=backup-pw dbname=mine");
     let out = env.run(&[
@@ -422,11 +372,61 @@ fn unprivileged_role_backs_up_and_one_table_comes_back() {
         "--db",
         &ci,
     ]);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("warning:"), "{}", out.stderr);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("not restored (owner): ALTER TABLE shop.customers OWNER TO app_owner")
+            && out
+                .stderr
+                .contains("must be able to SET ROLE \"app_owner\"")
+                | out.stderr.contains("must be member of role \"app_owner\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the restore is incomplete"),
+        "{}",
+        out.stderr
+    );
+    let failures = out.json()["failures"].clone();
+    assert!(
+        failures
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["kind"].as_str().unwrap().contains("owner")
+                || f["message"].as_str().unwrap().starts_with("grants:")),
+        "{failures:#}"
+    );
     assert_eq!(
         c.psql_db("mine", "SELECT count(*) FROM shop.orders"),
         "20001"
+    );
+    // Opting out of owners and privileges, as with pg_restore: complete.
+    c.psql("CREATE DATABASE mine2 OWNER backup");
+    let ci = format!("{tcp} user=backup password=backup-pw dbname=mine2");
+    let out = env.run(&[
+        "restore",
+        "postgres",
+        "--logical",
+        "latest",
+        "--db",
+        &ci,
+        "--no-owner",
+        "--no-privileges",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("objects match the backup"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        c.psql_db(
+            "mine2",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'customers'"
+        ),
+        "backup"
     );
 }
 

@@ -309,6 +309,8 @@ fn restored_copies_do_not_archive_and_latest_keeps_to_production() {
     );
     let text = env.ok(&["info", "postgres"]).stdout;
     assert!(text.contains("side branch"), "{text}");
+    // The segment the copy is still writing is no hole in the archive.
+    assert_eq!(info[0]["continuity"], serde_json::json!([]), "{info}");
     drop(copy);
 
     // `latest` follows production, says what it passed over, and has its rows.

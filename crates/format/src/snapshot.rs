@@ -237,6 +237,8 @@ pub struct LogicalDatabase {
     pub large_objects: u64,
     /// Bytes of table data (COPY text) stored.
     pub data_bytes: u64,
+    /// The database's extensions, by name.
+    pub extensions: Vec<String>,
 }
 
 /// A table's exact row count at backup time.

@@ -210,6 +210,7 @@ pub async fn run(repo: &Repository, opts: &RecoverOptions, progress: DynProgress
         port: opts.port,
         socket_dir: opts.socket_dir.clone(),
         bin: PgBin::find(Some(pg.version_num / 10000)),
+        superuser: None,
     };
     let conninfo = server.conninfo("postgres");
     report.conninfo = Some(conninfo.clone());

@@ -268,6 +268,50 @@ async fn databases(config: &sql::PgConfig, client: &Client) -> Result<Vec<Databa
     Ok(out)
 }
 
+/// Refuses, naming the role to use, when the connected role may not run
+/// `pg_backup_start` (on platforms whose bootstrap superuser is not
+/// `postgres`, `postgres` is an ordinary role).
+async fn may_take_base_backups(client: &Client) -> Result<()> {
+    let version_num = sql::int(
+        client,
+        "reading the server version",
+        "SELECT current_setting('server_version_num')::bigint",
+    )
+    .await?;
+    let function = if version_num >= 150000 {
+        "pg_backup_start(text, boolean)"
+    } else {
+        "pg_start_backup(text, boolean, boolean)"
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT current_user::text, has_function_privilege('{function}', 'EXECUTE') \
+                   AND pg_has_role('pg_read_all_settings', 'USAGE'), \
+                 (SELECT rolname::text FROM pg_roles WHERE oid = 10)"
+            ),
+            &[],
+        )
+        .await
+        .map_err(PgError::sql("checking the right to take base backups"))?;
+    let (user, allowed, superuser): (String, bool, String) = (row.get(0), row.get(1), row.get(2));
+    if allowed {
+        return Ok(());
+    }
+    let name = function.split('(').next().unwrap_or(function);
+    Err(PgError::Setup(format!(
+        "role {user} may not take base backups ({name} needs EXECUTE, and reading the data directory's \
+         settings pg_read_all_settings): connect as the cluster's superuser {superuser} (--db 'user={superuser}', \
+         or PGUSER={superuser}), or grant it: GRANT EXECUTE ON FUNCTION {function}, {} TO {user}; \
+         GRANT pg_read_all_settings TO {user}",
+        if version_num >= 150000 {
+            "pg_backup_stop(boolean)"
+        } else {
+            "pg_stop_backup(boolean, boolean)"
+        }
+    )))
+}
+
 /// The `START WAL LOCATION` file of a backup label.
 fn label_field<'a>(label: &'a str, field: &str) -> Option<&'a str> {
     label
@@ -287,6 +331,7 @@ pub async fn base_backup(
     let config = sql::config(options.conninfo.as_deref(), Some(&pgdata))?;
     progress.event(Event::Phase("connecting"));
     let client = sql::connect(&config).await?;
+    may_take_base_backups(&client).await?;
     let info = server_info(&client, &pgdata).await?;
 
     let label = format!("lifeboat {}", Utc::now().format("%Y-%m-%d %H:%M:%S UTC"));

@@ -87,6 +87,22 @@ impl ConnectProblem {
     }
 }
 
+/// An error with its causes in one line, each said once (the driver's
+/// "db error" says nothing without the server's message below it).
+pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 impl PgError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {

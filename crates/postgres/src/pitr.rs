@@ -464,6 +464,7 @@ async fn start_and_wait(
         port: start.port,
         socket_dir: start.socket_dir.clone(),
         bin: PgBin::find(Some(major)),
+        superuser: None,
     };
     let log = pgdata.join("lifeboat-recovery.log");
     let deadline = Instant::now() + start.timeout;

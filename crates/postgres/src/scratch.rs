@@ -37,6 +37,48 @@ pub fn free_port() -> Result<u16> {
         .map_err(|e| PgError::io("127.0.0.1", e))
 }
 
+/// Extensions that can only be created when the server preloaded their
+/// library (`shared_preload_libraries`), with the library's name.
+const PRELOADED: &[(&str, &str)] = &[
+    ("pg_cron", "pg_cron"),
+    ("timescaledb", "timescaledb"),
+    ("citus", "citus"),
+    ("pg_stat_statements", "pg_stat_statements"),
+    ("pgaudit", "pgaudit"),
+];
+
+/// The settings a throwaway cluster needs to rebuild `databases` (name and
+/// extensions): the preloaded libraries their extensions need, where this
+/// machine has them, and pg_cron's one database.
+pub fn settings_for_extensions(
+    bin: &PgBin,
+    databases: &[(String, Vec<String>)],
+) -> Vec<(&'static str, String)> {
+    let available = |lib: &str| {
+        bin.lib_dir()
+            .is_none_or(|d| d.join(format!("{lib}.so")).exists())
+    };
+    let mut libs: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (db, extensions) in databases {
+        for e in extensions {
+            let Some((_, lib)) = PRELOADED.iter().find(|(ext, _)| ext == e) else {
+                continue;
+            };
+            if !libs.contains(lib) && available(lib) {
+                libs.push(lib);
+            }
+            if *e == "pg_cron" && !out.iter().any(|(k, _)| *k == "cron.database_name") {
+                out.push(("cron.database_name", db.clone()));
+            }
+        }
+    }
+    if !libs.is_empty() {
+        out.push(("shared_preload_libraries", libs.join(",")));
+    }
+    out
+}
+
 /// A running throwaway cluster. Stop it with [`ScratchCluster::stop`];
 /// dropping it without stopping stops it too (immediately).
 #[derive(Debug)]
@@ -50,13 +92,33 @@ pub struct ScratchCluster {
 
 impl ScratchCluster {
     /// Creates (`initdb`) and starts a new cluster with `bin`'s programs.
-    /// Durability is off: it only lives as long as the work it is for.
+    /// Durability is off: it only lives as long as the work it is for. Its
+    /// bootstrap superuser has a random name of its own (`lifeboat_…`), so
+    /// no role a backup restores into it (a `postgres` that is no superuser,
+    /// as on managed platforms) can take its rights away.
     pub async fn create(bin: PgBin, prefix: &str) -> Result<Self> {
+        Self::create_with(bin, prefix, Vec::new()).await
+    }
+
+    /// Like [`ScratchCluster::create`], with extra server settings (see
+    /// [`settings_for_extensions`]).
+    pub async fn create_with(
+        bin: PgBin,
+        prefix: &str,
+        settings: Vec<(&'static str, String)>,
+    ) -> Result<Self> {
         let dir = scratch_dir(prefix)?;
         let pgdata = dir.path().join("data");
+        let superuser = format!(
+            "lifeboat_{}",
+            hex::encode(
+                lifeboat_format::crypto::random_bytes::<6>()
+                    .map_err(lifeboat_repo::RepoError::from)?
+            )
+        );
         {
-            let (bin, pgdata) = (bin.clone(), pgdata.clone());
-            tokio::task::spawn_blocking(move || initdb(&bin, &pgdata, None))
+            let (bin, pgdata, su) = (bin.clone(), pgdata.clone(), superuser.clone());
+            tokio::task::spawn_blocking(move || initdb(&bin, &pgdata, None, &su))
                 .await
                 .map_err(|e| PgError::Command(format!("initdb did not finish: {e}")))??;
         }
@@ -65,6 +127,7 @@ impl ScratchCluster {
             port: free_port()?,
             socket_dir: dir.path().to_path_buf(),
             bin,
+            superuser: Some(superuser),
         };
         let log = dir.path().join("server.log");
         let cluster = Self {
@@ -74,17 +137,14 @@ impl ScratchCluster {
         };
         {
             let (server, log) = (cluster.server.clone(), cluster.log.clone());
+            let mut all = vec![
+                ("listen_addresses", String::new()),
+                ("fsync", "off".into()),
+                ("max_wal_size", "4GB".into()),
+            ];
+            all.extend(settings);
             tokio::task::spawn_blocking(move || {
-                server.start(
-                    &[
-                        ("listen_addresses", String::new()),
-                        ("fsync", "off".into()),
-                        ("max_wal_size", "4GB".into()),
-                    ],
-                    &log,
-                    true,
-                    Duration::from_secs(60),
-                )
+                server.start(&all, &log, true, Duration::from_secs(60))
             })
             .await
             .map_err(|e| PgError::Command(format!("starting the throwaway cluster: {e}")))??;

@@ -53,6 +53,12 @@ impl PgBin {
     pub fn command(&self, name: &str) -> Command {
         Command::new(self.program(name))
     }
+
+    /// The directory of the server's loadable libraries (`bin/../lib` in
+    /// Debian's layout), when the programs' directory is known.
+    pub fn lib_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.as_ref()?.parent()?.join("lib"))
+    }
 }
 
 /// The user name of `uid` from `/etc/passwd`.
@@ -121,6 +127,9 @@ pub struct Server {
     pub socket_dir: PathBuf,
     /// Programs.
     pub bin: PgBin,
+    /// The role to connect as, when not the data directory owner's name
+    /// (a throwaway cluster's own bootstrap superuser).
+    pub superuser: Option<String>,
 }
 
 impl Server {
@@ -188,6 +197,9 @@ impl Server {
     /// The role to connect as: the data directory owner's name, as after
     /// `initdb` by that user (else `postgres`).
     pub fn user(&self) -> String {
+        if let Some(u) = &self.superuser {
+            return u.clone();
+        }
         std::fs::metadata(&self.pgdata)
             .ok()
             .and_then(|m| user_name(m.uid()))
@@ -206,8 +218,9 @@ impl Server {
 }
 
 /// Creates a new cluster with `initdb` (data checksums on, trust
-/// authentication for local connections: for throwaway clusters only).
-pub fn initdb(bin: &PgBin, pgdata: &Path, owner: Option<&str>) -> Result<()> {
+/// authentication for local connections: for throwaway clusters only),
+/// whose bootstrap superuser is `superuser`.
+pub fn initdb(bin: &PgBin, pgdata: &Path, owner: Option<&str>, superuser: &str) -> Result<()> {
     std::fs::create_dir_all(pgdata).map_err(|e| PgError::io(pgdata, e))?;
     if rustix::process::geteuid().is_root() {
         let name = owner.unwrap_or("postgres");
@@ -226,7 +239,7 @@ pub fn initdb(bin: &PgBin, pgdata: &Path, owner: Option<&str>) -> Result<()> {
             "--data-checksums",
             "--auth=trust",
             "-U",
-            "postgres",
+            superuser,
             "--no-instructions",
         ])
         .env("LC_ALL", "C.UTF-8");

@@ -1,7 +1,9 @@
 //! `lifeboat export`
 
 use anyhow::{Context, Result};
-use lifeboat_postgres::logical::export::{ExportSummary, export_custom, export_plain};
+use lifeboat_postgres::logical::export::{
+    ExportOptions, ExportSummary, export_custom, export_plain, export_roles,
+};
 
 use crate::cli::{ExportArgs, ExportFormat, Global};
 use crate::commands::open_repo;
@@ -22,16 +24,7 @@ pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
-            let r = export_plain(
-                &repo,
-                &args.snapshot,
-                args.database.as_deref(),
-                args.pg_bin.clone(),
-                &mut file,
-                reporter.sink(),
-            )
-            .await;
-            match r {
+            match write_to(&repo, args, &mut file, &reporter).await {
                 Ok(s) => {
                     file.sync_all()
                         .await
@@ -47,21 +40,38 @@ pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
                 }
             }
         }
-        None => {
-            let mut out = tokio::io::stdout();
+        None => write_to(&repo, args, &mut tokio::io::stdout(), &reporter).await,
+    };
+    reporter.finish();
+    done(g, args, result?)
+}
+
+/// The plain script or the roles script, to `out`.
+async fn write_to(
+    repo: &lifeboat_repo::Repository,
+    args: &ExportArgs,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    reporter: &std::sync::Arc<Reporter>,
+) -> std::result::Result<ExportSummary, lifeboat_postgres::PgError> {
+    match args.format {
+        ExportFormat::Roles => export_roles(repo, &args.snapshot, out, reporter.sink()).await,
+        _ => {
             export_plain(
-                &repo,
+                repo,
                 &args.snapshot,
                 args.database.as_deref(),
                 args.pg_bin.clone(),
-                &mut out,
+                ExportOptions {
+                    no_roles: args.no_roles,
+                    no_owner: args.no_owner,
+                    no_privileges: args.no_privileges,
+                },
+                out,
                 reporter.sink(),
             )
             .await
         }
-    };
-    reporter.finish();
-    done(g, args, result?)
+    }
 }
 
 /// The custom format, written by pg_dump beside the target and renamed
@@ -107,6 +117,12 @@ async fn custom(
 fn done(g: &Global, args: &ExportArgs, summary: ExportSummary) -> Result<()> {
     if g.json && args.output.is_some() {
         output::json(&summary)?;
+    } else if !g.quiet && args.output.is_some() && matches!(args.format, ExportFormat::Roles) {
+        println!(
+            "exported the roles of snapshot {} ({}); run it with psql before loading the dump",
+            &summary.snapshot[..8.min(summary.snapshot.len())],
+            output::size(summary.bytes)
+        );
     } else if !g.quiet && args.output.is_some() {
         println!(
             "exported database {} of snapshot {}: {} tables, {} rows, {}",

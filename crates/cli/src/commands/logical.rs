@@ -49,6 +49,9 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         clean: args.clean,
         jobs: args.jobs.max(1),
         pg_bin: args.pg_bin.clone(),
+        no_roles: args.no_roles,
+        no_owner: args.no_owner,
+        no_privileges: args.no_privileges,
     };
     let result = logical_restore(&repo, &args.snapshot, &opts, reporter.sink()).await;
     reporter.finish();
@@ -56,11 +59,27 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    for f in &report.failures {
+        eprintln!("error: not restored ({}): {}", f.kind, f.message);
+    }
+    let outcome = || -> Result<()> {
+        if report.failures.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the restore is incomplete: {} could not be restored ({}); the rest of the database was \
+             restored. Fix the cause and restore again with --clean, or opt out of a class with \
+             --no-roles, --no-owner or --no-privileges",
+            report.failures.len(),
+            report.failure_summary()
+        )
+    };
     if g.json {
-        return output::json(&report);
+        output::json(&report)?;
+        return outcome();
     }
     if g.quiet {
-        return Ok(());
+        return outcome();
     }
     let rows: u64 = report.tables.iter().map(|t| t.restored).sum();
     println!(
@@ -79,6 +98,14 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         report.large_objects,
         report.matviews
     );
+    if !report.roles_created.is_empty() || !report.roles_existing.is_empty() {
+        println!(
+            "roles: {} created ({}), {} existed and were left as they are",
+            report.roles_created.len(),
+            report.roles_created.join(", "),
+            report.roles_existing.len()
+        );
+    }
     if !report.tables.is_empty() {
         println!(
             "{:<40} {:>14} {:>14}",
@@ -87,7 +114,21 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         for t in &report.tables {
             println!("{:<40} {:>14} {:>14}", t.table, t.restored, t.expected);
         }
+    }
+    if report.failures.iter().all(|f| f.kind != "row counts") && !report.tables.is_empty() {
         println!("row counts match the backup");
     }
-    Ok(())
+    if !report.objects.is_empty() && report.failures.iter().all(|f| f.kind != "object counts") {
+        println!(
+            "objects match the backup: {}",
+            report
+                .objects
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    outcome()
 }

@@ -144,12 +144,21 @@ pub struct Cluster {
     pub port: u16,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// The bootstrap superuser the client programs connect as.
+    pub superuser: String,
 }
 
 impl Cluster {
     /// Creates and starts a cluster under `env`'s scratch directory that
     /// archives into `env`'s repository.
     pub fn new(env: &Env, name: &str) -> Self {
+        Self::with(env, name, "postgres", "")
+    }
+
+    /// Like [`Cluster::new`], with another bootstrap superuser (as managed
+    /// platforms have, where `postgres` is an ordinary role) and extra
+    /// `postgresql.conf` lines.
+    pub fn with(env: &Env, name: &str, superuser: &str, extra_conf: &str) -> Self {
         let pass = prepare(env);
         let base = env.path().join(name);
         std::fs::create_dir_all(&base).unwrap();
@@ -164,7 +173,7 @@ impl Cluster {
                     "--data-checksums",
                     "--auth=trust",
                     "-U",
-                    "postgres",
+                    superuser,
                     "--no-instructions",
                 ])
                 .env("LC_ALL", "C.UTF-8");
@@ -175,7 +184,7 @@ impl Cluster {
         let conf = format!(
             "\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\narchive_mode = on\n\
              archive_command = '{lb} --repo {} --password-file {} wal push %p'\nwal_level = replica\n\
-             max_wal_size = '256MB'\nfsync = on\n",
+             max_wal_size = '256MB'\nfsync = on\n{extra_conf}\n",
             socket.display(),
             env.repo,
             pass.display()
@@ -189,6 +198,7 @@ impl Cluster {
             data,
             port,
             socket,
+            superuser: superuser.to_string(),
         };
         c.start();
         c
@@ -201,6 +211,7 @@ impl Cluster {
             data,
             port,
             socket,
+            superuser: "postgres".into(),
         }
     }
 
@@ -231,16 +242,17 @@ impl Cluster {
             .arg(&self.socket)
             .arg("-p")
             .arg(self.port.to_string())
-            .args(["-U", "postgres"]);
+            .args(["-U", &self.superuser]);
         c
     }
 
     /// Connection string for lifeboat.
     pub fn conninfo(&self) -> String {
         format!(
-            "host={} port={} user=postgres dbname=postgres",
+            "host={} port={} user={} dbname=postgres",
             self.socket.display(),
-            self.port
+            self.port,
+            self.superuser
         )
     }
 
@@ -279,6 +291,63 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+
+    /// Runs a SQL script with psql in `db`, stopping at the first error.
+    pub fn script(&self, db: &str, sql: &str) {
+        use std::io::Write;
+        let mut child = self
+            .client("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_dump` of a database (plain, with data unless `extra` says
+    /// otherwise), the judge of equality, without the `\restrict` lines
+    /// that carry a random key per run (pg_dump 15.14 and later).
+    pub fn pg_dump(&self, db: &str, extra: &[&str]) -> String {
+        let out = self
+            .client("pg_dump")
+            .args(extra)
+            .args(["-d", db])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_dump {db} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A connection string for database `db` as the bootstrap superuser.
+    pub fn conninfo_db(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user={} dbname={db}",
+            self.socket.display(),
+            self.port,
+            self.superuser
+        )
     }
 
     /// Forces a segment switch and waits until everything so far is archived.
@@ -336,4 +405,25 @@ impl Drop for Cluster {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Fails with the first differing lines when two dumps differ.
+pub fn assert_same_text(what_a: &str, a: &str, what_b: &str, b: &str) {
+    if a == b {
+        return;
+    }
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let first = la
+        .iter()
+        .zip(lb.iter())
+        .position(|(x, y)| x != y)
+        .unwrap_or(la.len().min(lb.len()));
+    let lo = first.saturating_sub(3);
+    panic!(
+        "{what_a} and {what_b} differ ({} vs {} lines) at line {first}:\n--- {what_a}\n{}\n--- {what_b}\n{}",
+        la.len(),
+        lb.len(),
+        la[lo..(first + 5).min(la.len())].join("\n"),
+        lb[lo..(first + 5).min(lb.len())].join("\n")
+    );
 }

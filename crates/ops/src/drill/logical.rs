@@ -71,7 +71,20 @@ pub(super) async fn drill(
             report.restored_into = format!("staging database {}", sql::describe(&cfg));
             (Restored::Database(c.clone()), None)
         }
-        None => match ScratchCluster::create(bin.clone(), "lifeboat-drill-").await {
+        None => match ScratchCluster::create_with(
+            bin.clone(),
+            "lifeboat-drill-",
+            lifeboat_postgres::scratch::settings_for_extensions(
+                &bin,
+                &meta
+                    .databases
+                    .iter()
+                    .map(|d| (d.name.clone(), d.extensions.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .await
+        {
             Ok(cl) => {
                 report.scratch_dir = Some(cl.path().to_path_buf());
                 report.restored_into = format!(
@@ -122,6 +135,22 @@ pub(super) async fn drill(
         )
         .await;
         match r {
+            Ok(r) if !r.failures.is_empty() => {
+                log.end(
+                    false,
+                    format!(
+                        "database {db}: the restore is incomplete ({}): {}",
+                        r.failure_summary(),
+                        r.failures
+                            .iter()
+                            .map(|f| f.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                );
+                restored_ok = false;
+                break;
+            }
             Ok(r) => {
                 loaded.0 += r.tables.len();
                 loaded.1 += r.tables.iter().map(|t| t.restored).sum::<u64>();
@@ -143,7 +172,7 @@ pub(super) async fn drill(
                 loaded.0,
                 loaded.1,
                 if loaded.2 > 0 {
-                    format!(", {} warning(s) (owners, grants or settings)", loaded.2)
+                    format!(", {} warning(s)", loaded.2)
                 } else {
                     String::new()
                 }

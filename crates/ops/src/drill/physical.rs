@@ -89,6 +89,7 @@ pub(super) async fn drill(
         port,
         socket_dir: dir.path().to_path_buf(),
         bin: bin.clone(),
+        superuser: None,
     };
     let mut restored = pitr::restore(repo, &restore_opts, progress.clone()).await;
     if let Err(PgError::OutsideWindow(_)) = &restored

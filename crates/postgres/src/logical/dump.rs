@@ -28,9 +28,9 @@ use crate::sql::PgConfig;
 
 use super::tools::{Tools, libpq_conninfo, run};
 use super::{
-    DataPart, IndexOf, LargeObject, Manifest, NOT_EXTENSION_MEMBER, QualifiedName, SequenceValue,
-    TableData, USER_SCHEMAS, database_dir, large_object_path, part_path, qualified_names,
-    quote_literal,
+    DataPart, DatabaseGrant, DatabaseState, EXTENSION_CONFIG, IndexOf, LargeObject, Manifest,
+    NOT_EXTENSION_MEMBER, QualifiedName, RoleSetting, SequenceValue, TableData, USER_SCHEMAS,
+    database_dir, large_object_path, part_path, qualified_names, quote_literal,
 };
 use crate::error::{PgError, Result};
 use crate::sql;
@@ -326,8 +326,17 @@ async fn dump_database(
         ..Manifest::default()
     };
     let (encoding, size_bytes) = database_facts(&coordinator).await?;
+    let extensions: Vec<String> = coordinator
+        .query("SELECT extname::text FROM pg_extension ORDER BY 1", &[])
+        .await
+        .map_err(PgError::sql("listing the extensions"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     manifest.encoding = encoding.clone();
     manifest.settings = database_settings(&coordinator).await?;
+    manifest.database_state = Some(database_state(&coordinator).await?);
+    manifest.objects = super::inventory::count(&coordinator).await?;
     manifest.sequences = sequences(&coordinator).await?;
     manifest.indexes = indexes(&coordinator).await?;
     manifest.matviews = populated_matviews(&coordinator).await?;
@@ -350,14 +359,28 @@ async fn dump_database(
     let split_pages = (opts.split_bytes / block_size).max(1);
     let mut jobs = Vec::new();
     for (ti, t) in tables.iter_mut().enumerate() {
-        let parts = if version_num >= 140000 && t.pages > split_pages {
+        // An extension's configuration table: only the user's rows (its
+        // condition), read whole.
+        let parts = if version_num >= 140000 && t.pages > split_pages && t.data.extension.is_empty()
+        {
             t.pages.div_ceil(split_pages)
         } else {
             1
         };
         let cols = t.data.column_list();
         for p in 0..parts {
-            let sql = if parts == 1 {
+            let sql = if !t.data.extension.is_empty() {
+                format!(
+                    "COPY (SELECT {} FROM ONLY {} {}) TO STDOUT",
+                    if cols.is_empty() {
+                        "*".to_string()
+                    } else {
+                        cols.clone()
+                    },
+                    t.data.name.sql(),
+                    t.data.condition
+                )
+            } else if parts == 1 {
                 format!("COPY {} TO STDOUT", t.data.copy_target())
             } else {
                 let lo = format!("ctid >= '({},0)'::tid", p * split_pages);
@@ -492,6 +515,7 @@ async fn dump_database(
         sequences: manifest.sequences.len() as u64,
         large_objects: manifest.large_objects.len() as u64,
         data_bytes,
+        extensions,
     })
 }
 
@@ -632,10 +656,19 @@ async fn list_tables(client: &Client) -> Result<Vec<FoundTable>> {
                          JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
                          JOIN pg_namespace sn ON sn.oid = s.relnamespace \
                          WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
-                           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') ORDER BY sn.nspname || '.' || s.relname) \
+                           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') ORDER BY sn.nspname || '.' || s.relname), \
+                   coalesce(x.extname::text, ''), coalesce(x.condition, ''), \
+                   ARRAY(SELECT rn.nspname::text FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid \
+                         JOIN pg_namespace rn ON rn.oid = r.relnamespace \
+                         WHERE k.conrelid = c.oid AND k.contype = 'f' ORDER BY k.conname), \
+                   ARRAY(SELECT r.relname::text FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid \
+                         WHERE k.conrelid = c.oid AND k.contype = 'f' ORDER BY k.conname) \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN LATERAL (SELECT e.extname, e.extcondition[i] AS condition \
+                       FROM pg_extension e, generate_subscripts(e.extconfig, 1) i \
+                       WHERE e.extconfig[i] = c.oid LIMIT 1) x ON true \
                  WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND {USER_SCHEMAS} \
-                   AND {NOT_EXTENSION_MEMBER} \
+                   AND ({NOT_EXTENSION_MEMBER} OR {EXTENSION_CONFIG}) \
                  ORDER BY n.nspname, c.relname"
             ),
             &[],
@@ -675,6 +708,25 @@ async fn list_tables(client: &Client) -> Result<Vec<FoundTable>> {
                         .zip(names)
                         .map(|(schema, name)| QualifiedName { schema, name })
                         .collect(),
+                    extension: r
+                        .try_get(7)
+                        .map_err(PgError::sql("reading the table list"))?,
+                    condition: r
+                        .try_get(8)
+                        .map_err(PgError::sql("reading the table list"))?,
+                    references: {
+                        let schemas: Vec<String> = r
+                            .try_get(9)
+                            .map_err(PgError::sql("reading the table list"))?;
+                        let names: Vec<String> = r
+                            .try_get(10)
+                            .map_err(PgError::sql("reading the table list"))?;
+                        schemas
+                            .into_iter()
+                            .zip(names)
+                            .map(|(schema, name)| QualifiedName { schema, name })
+                            .collect()
+                    },
                     ..TableData::default()
                 },
             })
@@ -759,12 +811,84 @@ async fn database_settings(client: &Client) -> Result<Vec<String>> {
         .collect()
 }
 
+/// The database's owner, privileges, settings of roles in it and comment.
+async fn database_state(client: &Client) -> Result<DatabaseState> {
+    let what = "reading the database's owner and privileges";
+    let row = client
+        .query_one(
+            "SELECT pg_get_userbyid(d.datdba)::text, d.datacl IS NULL, \
+                    shobj_description(d.oid, 'pg_database') \
+             FROM pg_database d WHERE d.datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(PgError::sql(what))?;
+    let default_acl: bool = row.try_get(1).map_err(PgError::sql(what))?;
+    let grants = if default_acl {
+        None
+    } else {
+        let rows = client
+            .query(
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, \
+                        a.privilege_type, a.is_grantable \
+                 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database()",
+                &[],
+            )
+            .await
+            .map_err(PgError::sql(what))?;
+        let mut grants: Vec<DatabaseGrant> = Vec::new();
+        for r in rows {
+            let (grantee, privilege, grantable): (String, String, bool) =
+                (r.get(0), r.get(1), r.get(2));
+            let i = match grants.iter().position(|g| g.grantee == grantee) {
+                Some(i) => i,
+                None => {
+                    grants.push(DatabaseGrant {
+                        grantee,
+                        ..DatabaseGrant::default()
+                    });
+                    grants.len() - 1
+                }
+            };
+            if grantable {
+                grants[i].grantable.push(privilege.clone());
+            }
+            grants[i].privileges.push(privilege);
+        }
+        Some(grants)
+    };
+    let rows = client
+        .query(
+            "SELECT pg_get_userbyid(s.setrole)::text, s.setconfig FROM pg_db_role_setting s \
+             JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE d.datname = current_database() AND s.setrole <> 0 ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(PgError::sql(
+            "reading the settings of roles in the database",
+        ))?;
+    Ok(DatabaseState {
+        owner: row.try_get(0).map_err(PgError::sql(what))?,
+        grants,
+        role_settings: rows
+            .iter()
+            .map(|r| RoleSetting {
+                role: r.get(0),
+                settings: r.get(1),
+            })
+            .collect(),
+        comment: row.try_get(2).map_err(PgError::sql(what))?,
+    })
+}
+
 async fn sequences(client: &Client) -> Result<Vec<SequenceValue>> {
     let rows = client
         .query(
             &format!(
                 "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'S' AND {USER_SCHEMAS} AND {NOT_EXTENSION_MEMBER} ORDER BY 1, 2"
+                 WHERE c.relkind = 'S' AND {USER_SCHEMAS} AND ({NOT_EXTENSION_MEMBER} OR {EXTENSION_CONFIG}) \
+                 ORDER BY 1, 2"
             ),
             &[],
         )

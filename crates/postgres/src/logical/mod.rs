@@ -18,14 +18,20 @@
 //! - [`dump`]: the backup;
 //! - [`load`]: the restore into a database, whole or selective;
 //! - [`export`]: an ordinary plain SQL dump that `psql` loads without lifeboat;
+//! - [`inventory`]: counting objects by kind, to compare after a restore;
+//! - [`roles`]: the roles of `roles.sql`, created where missing;
+//! - [`undo`]: putting a target back as it was when a restore fails;
 //! - [`toc`]: reading `pg_restore --list` to select schema entries;
 //! - [`tools`]: finding a version-matched `pg_dump` / `pg_restore`.
 
 pub mod dump;
 pub mod export;
+pub mod inventory;
 pub mod load;
+pub mod roles;
 pub mod toc;
 pub mod tools;
+pub mod undo;
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +67,51 @@ pub struct Manifest {
     pub matviews: Vec<QualifiedName>,
     /// Large objects.
     pub large_objects: Vec<LargeObject>,
+    /// The database's own state beside its schema (owner, privileges,
+    /// settings of roles in it, comment). `None` in backups made before it
+    /// was recorded.
+    pub database_state: Option<DatabaseState>,
+    /// How many objects of each kind the database held (see
+    /// [`inventory`]), compared after a restore. Empty in older backups.
+    pub objects: std::collections::BTreeMap<String, u64>,
+}
+
+/// What `ALTER DATABASE`, `GRANT … ON DATABASE`, `ALTER ROLE … IN DATABASE`
+/// and `COMMENT ON DATABASE` set: the parts of a database `pg_dump` leaves
+/// out unless it creates the database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseState {
+    /// Owning role.
+    pub owner: String,
+    /// Privileges on the database, in order; `None`: the defaults.
+    pub grants: Option<Vec<DatabaseGrant>>,
+    /// `ALTER ROLE … IN DATABASE … SET`, per role, as `name=value`.
+    pub role_settings: Vec<RoleSetting>,
+    /// `COMMENT ON DATABASE`.
+    pub comment: Option<String>,
+}
+
+/// Privileges one grantee holds on the database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseGrant {
+    /// The role, or `PUBLIC`.
+    pub grantee: String,
+    /// `CREATE`, `CONNECT`, `TEMPORARY`.
+    pub privileges: Vec<String>,
+    /// Privileges held with the grant option (a subset).
+    pub grantable: Vec<String>,
+}
+
+/// A role's settings inside the database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoleSetting {
+    /// The role.
+    pub role: String,
+    /// `name=value` settings.
+    pub settings: Vec<String>,
 }
 
 /// A schema-qualified name.
@@ -102,6 +153,36 @@ pub struct TableData {
     pub owned_sequences: Vec<QualifiedName>,
     /// The parts of its data, in order.
     pub parts: Vec<DataPart>,
+    /// For an extension's configuration table (`pg_extension_config_dump`):
+    /// the extension. Only the rows it did not create itself are backed up.
+    pub extension: String,
+    /// For an extension's configuration table: the condition selecting the
+    /// user's rows (`WHERE …`, as the extension declared it; empty: all).
+    pub condition: String,
+    /// For an extension's configuration table: the tables its foreign keys
+    /// point to. The extension creates those keys itself, so its tables'
+    /// rows are loaded parents first.
+    pub references: Vec<QualifiedName>,
+}
+
+/// The tables in the order their rows can be loaded: extensions'
+/// configuration tables first, each after the tables its foreign keys
+/// point to, then every other table (whose keys come after the data).
+pub fn load_order(tables: &[TableData]) -> Vec<&TableData> {
+    let mut out: Vec<&TableData> = Vec::new();
+    let mut pending: Vec<&TableData> = tables.iter().filter(|t| !t.extension.is_empty()).collect();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|t| {
+            t.references
+                .iter()
+                .all(|r| r == &t.name || !pending.iter().any(|p| &p.name == r))
+        });
+        // A cycle cannot be ordered: the rest in their own order.
+        let i = ready.unwrap_or(0);
+        out.push(pending.remove(i));
+    }
+    out.extend(tables.iter().filter(|t| t.extension.is_empty()));
+    out
 }
 
 impl TableData {
@@ -181,6 +262,11 @@ pub(crate) const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'informat
 /// EXTENSION makes those; they are not dumped).
 pub(crate) const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_depend d \
     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
+
+/// SQL condition: relation `c` is an extension's configuration table or
+/// sequence (`pg_extension_config_dump`), whose user rows are data.
+pub(crate) const EXTENSION_CONFIG: &str =
+    "c.oid IN (SELECT unnest(extconfig) FROM pg_extension WHERE extconfig IS NOT NULL)";
 
 /// Runs a query returning (schema, name) rows.
 pub(crate) async fn qualified_names(
@@ -424,6 +510,49 @@ pub fn logical_of(s: &Snapshot) -> Option<LogicalBackup> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_tables_load_parents_first_then_the_rest() {
+        let t = |s: &str, n: &str, ext: &str, refs: &[(&str, &str)]| TableData {
+            name: QualifiedName {
+                schema: s.into(),
+                name: n.into(),
+            },
+            extension: ext.into(),
+            references: refs
+                .iter()
+                .map(|(s, n)| QualifiedName {
+                    schema: s.to_string(),
+                    name: n.to_string(),
+                })
+                .collect(),
+            ..TableData::default()
+        };
+        let tables = [
+            t("public", "a", "", &[]),
+            t(
+                "topology",
+                "layer",
+                "postgis_topology",
+                &[("topology", "topology")],
+            ),
+            t("topology", "topology", "postgis_topology", &[]),
+            t("cron", "job", "pg_cron", &[]),
+        ];
+        let order: Vec<String> = load_order(&tables)
+            .iter()
+            .map(|t| t.name.display())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "topology.topology",
+                "topology.layer",
+                "cron.job",
+                "public.a"
+            ]
+        );
+    }
 
     #[test]
     fn quoting_and_dirs() {

@@ -47,7 +47,22 @@ pub struct TocEntry {
     pub schema: String,
     /// Tag: the object's name, prefixed by its table's for table parts.
     pub tag: String,
+    /// The owning role, for the entry types that have one (else empty).
+    pub owner: String,
 }
+
+/// Entry types whose last word is always their owner.
+const OWNED: &[&str] = &[
+    "TABLE",
+    "SEQUENCE",
+    "VIEW",
+    "MATERIALIZED VIEW",
+    "FUNCTION",
+    "PROCEDURE",
+    "TYPE",
+    "DOMAIN",
+    "SCHEMA",
+];
 
 /// Parses `pg_restore --list` output; comments and blank lines are skipped,
 /// as are lines in a form this parser does not know.
@@ -74,9 +89,14 @@ fn parse_line(line: &str) -> Option<TocEntry> {
     // for some entry types, in which case the tag keeps one word too many:
     // harmless for matching on its first word).
     let (schema, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-    let tag = match rest.rsplit_once(' ') {
-        Some((tag, _owner)) => tag,
-        None => rest,
+    let (tag, owner) = match rest.rsplit_once(' ') {
+        Some((tag, owner)) => (tag, owner),
+        None => (rest, ""),
+    };
+    let owner = if OWNED.contains(&kind.as_str()) {
+        owner.to_string()
+    } else {
+        String::new()
     };
     Some(TocEntry {
         line: line.to_string(),
@@ -87,6 +107,7 @@ fn parse_line(line: &str) -> Option<TocEntry> {
             schema.to_string()
         },
         tag: tag.to_string(),
+        owner,
     })
 }
 
@@ -211,6 +232,8 @@ mod tests {
         assert_eq!(e[9].tag, "accounts");
         assert_eq!(e[13].schema, "");
         assert_eq!(e[13].tag, "public");
+        assert_eq!(e[0].owner, "alice");
+        assert_eq!(e[4].owner, "", "constraints are not owned objects");
     }
 
     #[test]
