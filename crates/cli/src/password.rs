@@ -31,13 +31,14 @@ fn unsafe_mode(m: &std::fs::Metadata) -> Option<String> {
 
 /// Reads the first line of a passphrase file.
 pub fn from_file(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         UsageError(format!(
             "cannot read passphrase file {}: {}",
             path.display(),
             crate::exit::os_message(&e)
         ))
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     if let Some(mode) = unsafe_mode(&meta) {
         bail!(UsageError(format!(
             "passphrase file {} has mode {mode}, so other users can read it; refusing to use it \
@@ -46,13 +47,7 @@ pub fn from_file(path: &Path) -> Result<String> {
             path.display()
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        UsageError(format!(
-            "cannot read passphrase file {}: {}",
-            path.display(),
-            crate::exit::os_message(&e)
-        ))
-    })?;
+    let text = std::fs::read_to_string(path).map_err(unreadable)?;
     Ok(strip_newline(
         text.lines().next().unwrap_or_default().to_string(),
     ))

@@ -26,30 +26,11 @@ fn platform(env: &Env) -> Cluster {
 }
 
 fn logical_backup(env: &Env, c: &Cluster, db: &str) -> serde_json::Value {
-    env.ok(&[
-        "--json",
-        "backup",
-        "postgres",
-        "--logical",
-        "--db",
-        &c.conninfo_db(db),
-    ])
-    .json()
+    common::pg::logical_backup(env, c, db, &[])
 }
 
 fn restore(env: &Env, target: &Cluster, db: &str, extra: &[&str]) -> Out {
-    let ci = target.conninfo_db(db);
-    let mut args = vec![
-        "--json",
-        "restore",
-        "postgres",
-        "--logical",
-        "latest",
-        "--db",
-        &ci,
-    ];
-    args.extend_from_slice(extra);
-    env.run(&args)
+    common::pg::logical_restore(env, target, db, extra)
 }
 
 /// The lines of `pg_dumpall --roles-only` about `role`.

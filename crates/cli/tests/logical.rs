@@ -20,11 +20,7 @@ fn setup(name: &str) -> (Env, Cluster) {
 }
 
 fn conninfo_db(c: &Cluster, db: &str) -> String {
-    format!(
-        "host={} port={} user=postgres dbname={db}",
-        c.socket.display(),
-        c.port
-    )
+    c.conninfo_db(db)
 }
 
 /// Runs a SQL script with psql in `db`, stopping at the first error.
@@ -44,25 +40,11 @@ fn assert_same_dump(c: &Cluster, a: &str, b: &str) {
 }
 
 fn logical_backup(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> serde_json::Value {
-    let ci = conninfo_db(c, db);
-    let mut args = vec!["--json", "backup", "postgres", "--logical", "--db", &ci];
-    args.extend_from_slice(extra);
-    env.ok(&args).json()
+    common::pg::logical_backup(env, c, db, extra)
 }
 
 fn restore(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> Out {
-    let ci = conninfo_db(c, db);
-    let mut args = vec![
-        "--json",
-        "restore",
-        "postgres",
-        "--logical",
-        "latest",
-        "--db",
-        &ci,
-    ];
-    args.extend_from_slice(extra);
-    env.run(&args)
+    common::pg::logical_restore(env, c, db, extra)
 }
 
 fn rows(j: &serde_json::Value, table: &str) -> u64 {

@@ -7,7 +7,6 @@
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use lifeboat_format::Id;
 use lifeboat_format::maintenance::DeletionPlan;
 use lifeboat_format::object::ObjectKind;
 use lifeboat_format::report::CatalogReport;
@@ -36,13 +35,7 @@ impl Repository {
         kind: ObjectKind,
         parse: fn(&[u8]) -> std::result::Result<(), String>,
     ) -> Result<Vec<(String, String)>> {
-        let ids: Vec<Id> = self
-            .storage()
-            .list(prefix)
-            .await?
-            .into_iter()
-            .filter_map(|m| layout::id_from_key(&m.key, prefix))
-            .collect();
+        let ids = self.ids_under(prefix).await?;
         let mut loaded = futures::stream::iter(ids)
             .map(|id| async move {
                 let key = format!("{prefix}{id}");

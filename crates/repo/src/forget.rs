@@ -67,13 +67,7 @@ impl Repository {
 
     /// Every pin, with its own id.
     pub async fn pins(&self) -> Result<Vec<(Id, Pin)>> {
-        let ids: Vec<Id> = self
-            .storage()
-            .list(layout::PINS)
-            .await?
-            .into_iter()
-            .filter_map(|m| layout::id_from_key(&m.key, layout::PINS))
-            .collect();
+        let ids = self.ids_under(layout::PINS).await?;
         let mut loaded = futures::stream::iter(ids)
             .map(|id| async move {
                 let payload = self

@@ -138,13 +138,7 @@ impl Repository {
         let lock = self.lock_prune().await?;
         let result = async {
             let mut report = RepairPlansReport::default();
-            let ids: Vec<Id> = self
-                .storage()
-                .list(layout::PRUNE)
-                .await?
-                .into_iter()
-                .filter_map(|m| layout::id_from_key(&m.key, layout::PRUNE))
-                .collect();
+            let ids = self.ids_under(layout::PRUNE).await?;
             for id in ids {
                 let key = layout::deletion_plan(&id);
                 let readable = match self.load_object(ObjectKind::DeletionPlan, &key, &id).await {

@@ -30,13 +30,7 @@ impl Repository {
 
     /// Every report of `kind` (all kinds with `None`), oldest first.
     pub async fn reports(&self, kind: Option<&str>) -> Result<ReportList> {
-        let ids: Vec<Id> = self
-            .storage()
-            .list(layout::REPORTS)
-            .await?
-            .into_iter()
-            .filter_map(|m| layout::id_from_key(&m.key, layout::REPORTS))
-            .collect();
+        let ids = self.ids_under(layout::REPORTS).await?;
         let mut loaded = futures::stream::iter(ids)
             .map(|id| async move {
                 let key = layout::report(&id);

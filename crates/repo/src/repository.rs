@@ -237,6 +237,18 @@ impl Repository {
         Ok(Self::assemble(storage, location, key, config, slot))
     }
 
+    /// The ids of the objects stored under `prefix` (keys that end in an id;
+    /// anything else there is left out).
+    pub async fn ids_under(&self, prefix: &str) -> Result<Vec<Id>> {
+        Ok(self
+            .storage()
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| layout::id_from_key(&m.key, prefix))
+            .collect())
+    }
+
     /// The storage (with retry and limit wrappers).
     pub fn storage(&self) -> &DynStorage {
         &self.inner.storage

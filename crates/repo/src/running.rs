@@ -230,13 +230,7 @@ impl Repository {
     }
 
     async fn load_deletion_plans(&self, skip_damaged: bool) -> Result<Vec<(Id, DeletionPlan)>> {
-        let ids: Vec<Id> = self
-            .storage()
-            .list(layout::PRUNE)
-            .await?
-            .into_iter()
-            .filter_map(|m| layout::id_from_key(&m.key, layout::PRUNE))
-            .collect();
+        let ids = self.ids_under(layout::PRUNE).await?;
         let mut loaded = futures::stream::iter(ids)
             .map(|id| async move {
                 let key = layout::deletion_plan(&id);

@@ -35,13 +35,7 @@ impl Repository {
 
     /// Ids of every snapshot object on storage.
     pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .storage()
-            .list(layout::SNAPSHOTS)
-            .await?
-            .into_iter()
-            .filter_map(|m| layout::id_from_key(&m.key, layout::SNAPSHOTS))
-            .collect())
+        self.ids_under(layout::SNAPSHOTS).await
     }
 
     /// Loads every snapshot, oldest first. Unreadable snapshots are reported

@@ -427,3 +427,27 @@ pub fn assert_same_text(what_a: &str, a: &str, what_b: &str, b: &str) {
         lb[lo..(first + 5).min(lb.len())].join("\n")
     );
 }
+
+/// `backup postgres --logical` of database `db` of `c`; the JSON result.
+pub fn logical_backup(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> serde_json::Value {
+    let ci = c.conninfo_db(db);
+    let mut args = vec!["--json", "backup", "postgres", "--logical", "--db", &ci];
+    args.extend_from_slice(extra);
+    env.ok(&args).json()
+}
+
+/// `restore postgres --logical latest` into database `db` of `c`.
+pub fn logical_restore(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> super::Out {
+    let ci = c.conninfo_db(db);
+    let mut args = vec![
+        "--json",
+        "restore",
+        "postgres",
+        "--logical",
+        "latest",
+        "--db",
+        &ci,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}

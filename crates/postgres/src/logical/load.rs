@@ -360,7 +360,19 @@ pub async fn restore_opened(
     let mut to_empty = Vec::new();
     if !opts.schema_only {
         for t in &wanted {
-            let exists = existing.contains(&t.name) || !t.extension.is_empty();
+            // An extension's table exists when its extension does.
+            let exists = existing.contains(&t.name)
+                || (!t.extension.is_empty()
+                    && sql::int(
+                        &client,
+                        "looking for the table in the target",
+                        &format!(
+                            "SELECT (to_regclass({}) IS NOT NULL)::int::bigint",
+                            quote_literal(&t.name.sql())
+                        ),
+                    )
+                    .await?
+                        == 1);
             if opts.data_only && !exists {
                 return Err(PgError::Invalid(format!(
                     "--data-only: table {} does not exist in the target; restore its schema too (leave out --data-only)",
@@ -379,8 +391,7 @@ pub async fn restore_opened(
                         t.condition
                     ),
                 )
-                .await
-                .unwrap_or(0);
+                .await?;
                 if rows > 0 && !opts.clean {
                     return Err(PgError::NotEmpty(format!(
                         "table {} already holds rows in the target; pass --clean to empty it first, or restore into another database",
