@@ -2,8 +2,9 @@
 # Installs what the test suite needs that cargo does not: PostgreSQL (server,
 # client and contrib programs, from Debian's packages, if no version is
 # installed) with the extensions and pooler the restore-fidelity tests use
-# (PostGIS, pg_cron, PgBouncer), and, in a virtualenv under .venv/, the S3
-# test server (moto) and Django with psycopg (a real framework's schema).
+# (PostGIS, pg_cron, PgBouncer), Prometheus (the daemon's scraper), and, in a
+# virtualenv under .venv/, the S3 test server (moto), Django with psycopg (a
+# real framework's schema) and aiosmtpd (a real mail server for alerts).
 # Idempotent and quick when done before.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +12,7 @@ VENV=${LIFEBOAT_VENV:-$ROOT/.venv}
 MOTO_VERSION=5.2.5
 DJANGO_VERSION=5.1.4
 PSYCOPG_VERSION=3.2.3
+AIOSMTPD_VERSION=1.4.6
 
 if ! "$VENV/bin/python" -c "import moto, boto3; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
   echo "installing the S3 test server (moto $MOTO_VERSION) into $VENV" >&2
@@ -22,6 +24,10 @@ if ! "$VENV/bin/python" -c "import django, psycopg; assert django.__version__ ==
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "Django==$DJANGO_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
 fi
+if ! "$VENV/bin/python" -c "import aiosmtpd; assert aiosmtpd.__version__ == '$AIOSMTPD_VERSION'" 2>/dev/null; then
+  echo "installing aiosmtpd $AIOSMTPD_VERSION into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
 
 # shellcheck source=lib/ensure-postgres.sh
 . "$ROOT/scripts/lib/ensure-postgres.sh"
@@ -32,6 +38,7 @@ EXTRA=()
 [ -f "/usr/share/postgresql/$MAJOR/extension/postgis.control" ] || EXTRA+=("postgresql-$MAJOR-postgis-3")
 [ -f "/usr/share/postgresql/$MAJOR/extension/pg_cron.control" ] || EXTRA+=("postgresql-$MAJOR-cron")
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || EXTRA+=(pgbouncer)
+command -v promtool >/dev/null 2>&1 || EXTRA+=(prometheus)
 if [ ${#EXTRA[@]} -gt 0 ]; then
   echo "installing ${EXTRA[*]} from Debian's packages" >&2
   sudo_cmd=""
@@ -40,6 +47,7 @@ if [ ${#EXTRA[@]} -gt 0 ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${EXTRA[@]}" >/dev/null
   fi
-  # The package starts a pooler of its own; the tests start theirs.
-  $sudo_cmd systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+  # The packages start a pooler and a Prometheus of their own; the tests
+  # start theirs.
+  $sudo_cmd systemctl disable --now pgbouncer prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi

@@ -68,15 +68,22 @@ pub struct Global {
     /// Print only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Use the source of this name declared in the settings file
+    /// ([[source]]): `backup` backs it up; `snapshots`, `runs`, `status`
+    /// and `drill` look at its snapshots and runs only; `latest` in `ls`,
+    /// `restore` and `export` is its newest snapshot. Verbs on the whole
+    /// repository (check, forget, prune, copy, key) are not limited by it.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new repository.
     Init(InitArgs),
-    /// Back up a source into the repository.
-    #[command(subcommand)]
-    Backup(BackupCommand),
+    /// Back up a source into the repository: files, a PostgreSQL cluster or
+    /// database, or a source declared in the settings file (--source NAME).
+    Backup(BackupArgs),
     /// List snapshots.
     Snapshots,
     /// List the files in a snapshot.
@@ -157,6 +164,61 @@ pub enum Command {
     /// at the first failed step; never writes to the damaged cluster's data
     /// directory.
     Recover(RecoverArgs),
+    /// The daemon: runs the [[job]]s of the settings file on their
+    /// schedules (each job a child process; no overlaps; one catch-up run
+    /// after downtime; deadlines), records every run in the repository,
+    /// serves Prometheus metrics and a small API on 127.0.0.1, and sends
+    /// alerts. SIGTERM waits for running jobs up to [serve] stop_timeout.
+    Serve(ServeArgs),
+    /// The run history the daemon keeps in the repository (--source filters).
+    Runs(RunsArgs),
+    /// Every scheduled job with its schedule (time zone shown) and next runs.
+    Schedule(ScheduleArgs),
+    /// Alerts.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupArgs {
+    /// What to back up (or --source NAME).
+    #[command(subcommand)]
+    pub what: Option<BackupCommand>,
+    #[command(flatten)]
+    pub common: BackupCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for metrics and the API (default: [serve] listen, else 127.0.0.1:9187).
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<String>,
+    /// Directory for the daemon's state and the jobs' output (default:
+    /// [serve] state_dir, else /var/lib/lifeboat as root, else
+    /// $XDG_STATE_HOME/lifeboat).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Show only the newest N.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// How many next runs to show per job.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub next: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test alert through every [[alerts.route]]; exits 1 if any fails.
+    Test,
 }
 
 #[derive(Debug, Args)]
@@ -486,6 +548,11 @@ pub struct BackupFilesArgs {
     /// Files and directories to back up (directories recursively).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Leave out what matches this glob pattern (repeatable): one without
+    /// `/` matches a name at any depth (`*.log`), one with `/` the absolute
+    /// path (`/srv/app/tmp/**`).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
     /// Record the snapshot as taken at this time instead of now (for copies
     /// imported from elsewhere), e.g. "2026-11-01 03:00:00Z".
     #[arg(long, value_name = "TIME")]
@@ -495,7 +562,7 @@ pub struct BackupFilesArgs {
 }
 
 /// Options every kind of backup takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BackupCommon {
     /// Why this backup is taken.
     #[arg(long, value_enum, default_value = "manual")]
@@ -739,7 +806,7 @@ pub enum ExportFormat {
     Roles,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ExportArgs {
     /// A logical backup (id or prefix), or "latest".
     pub snapshot: String,

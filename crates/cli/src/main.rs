@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{
-    BackupCommand, Cli, Command, InfoCommand, KeyCommand, RepairCommand, RestoreCommand, WalCommand,
+    AlertCommand, BackupCommand, Cli, Command, InfoCommand, KeyCommand, RepairCommand,
+    RestoreCommand, WalCommand,
 };
 
 /// Caps glibc's malloc arenas at two.
@@ -37,10 +38,21 @@ fn limit_malloc_arenas() {}
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
+    // An unknown --source is bad usage, whatever the verb.
+    if let Some(name) = &g.source {
+        settings::FileSettings::load(g)?.source(name)?;
+    }
     match &cli.command {
         Command::Init(a) => commands::init::run(g, a).await,
-        Command::Backup(BackupCommand::Files(a)) => commands::backup::files(g, a).await,
-        Command::Backup(BackupCommand::Postgres(a)) => commands::backup::postgres(g, a).await,
+        Command::Backup(a) => match &a.what {
+            Some(_) if g.source.is_some() => Err(exit::UsageError(
+                "--source NAME backs up the declared source with its own settings: use `lifeboat --source NAME backup` without `files` or `postgres`".into(),
+            )
+            .into()),
+            Some(BackupCommand::Files(f)) => commands::backup::files(g, f).await,
+            Some(BackupCommand::Postgres(p)) => commands::backup::postgres(g, p).await,
+            None => commands::backup::source(g, &a.common).await,
+        },
         Command::Snapshots => commands::snapshots::run(g).await,
         Command::Ls(a) => commands::ls::run(g, a).await,
         Command::Restore(RestoreCommand::Files(a)) => commands::restore::files(g, a).await,
@@ -69,6 +81,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Wal(WalCommand::Push(a)) => return commands::wal::push(g, a).await,
         Command::Wal(WalCommand::PushAhead(a)) => commands::wal::push_ahead(g, a).await,
         Command::Wal(WalCommand::Fetch(a)) => return Ok(commands::wal::fetch(g, a).await),
+        Command::Serve(a) => commands::serve::serve(g, a).await,
+        Command::Runs(a) => commands::runs::runs(g, a).await,
+        Command::Schedule(a) => commands::runs::schedule(g, a).await,
+        Command::Alert(AlertCommand::Test) => commands::runs::alert_test(g).await,
     }
     .map(|()| exit::OK)
 }
@@ -93,8 +109,26 @@ fn warn_about_passwords_in_arguments() {
     }
 }
 
+/// A job of the daemon dies with it: the daemon sets
+/// `LIFEBOAT_DIE_WITH_PARENT` to its process id, and the job asks the kernel
+/// for SIGTERM when its parent goes (then checks the parent is still that
+/// daemon, in case it died before).
+fn die_with_parent() {
+    let Some(parent) = std::env::var("LIFEBOAT_DIE_WITH_PARENT")
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(parent) {
+        std::process::exit(i32::from(exit::FAILURE));
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    die_with_parent();
     warn_about_passwords_in_arguments();
     let cli = match Cli::try_parse() {
         Ok(c) => c,

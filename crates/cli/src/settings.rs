@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use lifeboat_storage::retry::RetryPolicy;
 use lifeboat_storage::{Location, OpenOptions};
 use serde::Deserialize;
@@ -95,15 +95,87 @@ pub struct FileSettings {
     /// The switch-over hook of `recover`.
     #[serde(default)]
     pub recover: RecoverSettings,
+    /// Declared sources (`--source NAME`).
+    #[serde(default)]
+    pub source: Vec<lifeboat_ops::config::SourceConfig>,
+    /// Scheduled jobs (`lifeboat serve`).
+    #[serde(default)]
+    pub job: Vec<lifeboat_ops::config::JobConfig>,
+    /// The daemon.
+    #[serde(default)]
+    pub serve: lifeboat_ops::config::ServeConfig,
+    /// Alert rules and routes.
+    #[serde(default)]
+    pub alerts: lifeboat_ops::config::AlertsConfig,
+    /// Where the file was read from, and its text (for messages naming lines).
+    #[serde(skip)]
+    pub origin: Option<(PathBuf, String)>,
+}
+
+/// The settings file to read: --config or LIFEBOAT_CONFIG, else
+/// `/etc/lifeboat/lifeboat.toml`, else `$XDG_CONFIG_HOME/lifeboat/lifeboat.toml`
+/// (`~/.config/…`), when they exist.
+pub fn config_path(g: &Global) -> Option<PathBuf> {
+    if let Some(p) = &g.config {
+        return Some(p.clone());
+    }
+    let system = PathBuf::from("/etc/lifeboat/lifeboat.toml");
+    if system.exists() {
+        return Some(system);
+    }
+    let user = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?
+        .join("lifeboat/lifeboat.toml");
+    user.exists().then_some(user)
 }
 
 impl FileSettings {
-    /// The settings file named by --config / LIFEBOAT_CONFIG, or defaults.
+    /// The settings file (see [`config_path`]), or defaults.
     pub fn load(g: &Global) -> Result<Self> {
-        match &g.config {
-            Some(p) => read_file_settings(p),
+        match config_path(g) {
+            Some(p) => read_file_settings(&p),
             None => Ok(Self::default()),
         }
+    }
+
+    /// The declared source `name`.
+    pub fn source(&self, name: &str) -> Result<&lifeboat_ops::config::SourceConfig> {
+        self.source
+            .iter()
+            .find(|s| s.name.get_ref() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .source
+                    .iter()
+                    .map(|s| s.name.get_ref().as_str())
+                    .collect();
+                UsageError(format!(
+                    "--source {name:?}: no [[source]] of that name in {} (declared: {})",
+                    self.origin
+                        .as_ref()
+                        .map(|(p, _)| p.display().to_string())
+                        .unwrap_or_else(|| "the settings (no settings file was found)".into()),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+                .into()
+            })
+    }
+
+    /// The `[[job]]`s, checked against the sources; mistakes name the line.
+    pub fn jobs(&self) -> Result<Vec<lifeboat_ops::config::Job>> {
+        let (file, text) = self
+            .origin
+            .as_ref()
+            .map(|(p, t)| (p.display().to_string(), t.as_str()))
+            .unwrap_or_else(|| ("the settings".into(), ""));
+        lifeboat_ops::config::jobs(&file, text, &self.source, &self.job)
+            .map_err(|e| UsageError(e.to_string()).into())
     }
 }
 
@@ -136,10 +208,22 @@ pub struct Settings {
 }
 
 fn read_file_settings(path: &Path) -> Result<FileSettings> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read settings file {}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| UsageError(format!("settings file {} is invalid: {e}", path.display())).into())
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UsageError(format!(
+            "cannot read settings file {}: {}",
+            path.display(),
+            crate::exit::os_message(&e)
+        ))
+    })?;
+    let mut settings: FileSettings = toml::from_str(&text).map_err(|e| {
+        UsageError(format!(
+            "settings file {} is invalid: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })?;
+    settings.origin = Some((path.to_path_buf(), text));
+    Ok(settings)
 }
 
 /// Where a replica is and how to unlock it (`copy --to`).

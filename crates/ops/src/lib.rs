@@ -6,11 +6,18 @@
 //! Like every library here it never prints: results are values, progress
 //! goes through the injected reporter.
 
+pub mod alerts;
+pub mod config;
+pub mod daemon;
 pub mod drill;
+pub mod duration;
 pub mod error;
 pub mod hooks;
 pub mod markdown;
+pub mod metrics;
 pub mod recover;
+pub mod runs;
+pub mod schedule;
 pub mod status;
 pub mod steps;
 pub mod targets;

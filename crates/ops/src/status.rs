@@ -14,6 +14,7 @@ use lifeboat_repo::{Repository, SnapshotEntry};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::runs::{self, Outcome, RunRecord};
 use crate::targets::{Measured, Targets, human};
 
 /// One source's newest backup.
@@ -74,6 +75,23 @@ pub struct RunStatus {
     pub rto: Option<Measured>,
 }
 
+/// One scheduled job's newest run (skipped fires left aside).
+#[derive(Clone, Debug, Serialize)]
+pub struct JobStatus {
+    /// The job's name.
+    pub job: String,
+    /// The declared source it concerns.
+    pub source: Option<String>,
+    /// When its newest run started.
+    pub time: DateTime<Utc>,
+    /// How that run ended.
+    pub outcome: String,
+    /// Its error, when it failed.
+    pub error: Option<String>,
+    /// When the job last succeeded, if ever.
+    pub last_success: Option<DateTime<Utc>>,
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {
@@ -87,6 +105,8 @@ pub struct StatusReport {
     pub drill: Option<RunStatus>,
     /// The newest check.
     pub check: Option<RunStatus>,
+    /// The daemon's jobs, by their newest run.
+    pub jobs: Vec<JobStatus>,
     /// What needs doing, one line each.
     pub overdue: Vec<String>,
     /// True when nothing is overdue or failing.
@@ -254,6 +274,33 @@ pub fn judge(
             }
         }
     }
+    let jobs = job_runs(reports);
+    for j in jobs
+        .iter()
+        .filter(|j| j.outcome != Outcome::Success.as_str())
+    {
+        overdue.push(format!(
+            "scheduled job {}: the last run ({}) {}{}{}",
+            j.job,
+            j.time.format("%Y-%m-%d %H:%M UTC"),
+            match j.outcome.as_str() {
+                "failure" => "failed",
+                "timed-out" => "was stopped at its deadline",
+                "interrupted" => "was interrupted",
+                other => other,
+            },
+            j.error
+                .as_deref()
+                .map(|e| {
+                    let last = e.lines().last().unwrap_or(e);
+                    format!(": {}", last.strip_prefix("error: ").unwrap_or(last))
+                })
+                .unwrap_or_default(),
+            j.last_success
+                .map(|t| format!(" (last success {})", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_else(|| " (it has never succeeded)".into())
+        ));
+    }
     StatusReport {
         now,
         ok: overdue.is_empty(),
@@ -261,17 +308,55 @@ pub fn judge(
         archives,
         drill,
         check,
+        jobs,
         overdue,
     }
 }
 
-/// Gathers everything from the repository and judges it now.
+/// Each job's newest run that was not skipped, by job name.
+fn job_runs(reports: &[CatalogReport]) -> Vec<JobStatus> {
+    let mut records: Vec<RunRecord> = reports
+        .iter()
+        .filter(|r| r.kind == runs::KIND)
+        .filter_map(|r| serde_json::from_value(r.body.clone()).ok())
+        .filter(|r: &RunRecord| r.outcome != Outcome::Skipped)
+        .collect();
+    records.sort_by_key(|r| r.started);
+    let mut by_job: std::collections::BTreeMap<String, JobStatus> = Default::default();
+    for r in records {
+        let last_success = by_job.get(&r.job).and_then(|j| j.last_success);
+        let ok = r.outcome == Outcome::Success;
+        by_job.insert(
+            r.job.clone(),
+            JobStatus {
+                last_success: if ok { Some(r.started) } else { last_success },
+                job: r.job,
+                source: r.source,
+                time: r.started,
+                outcome: r.outcome.as_str().into(),
+                error: r.error,
+            },
+        );
+    }
+    by_job.into_values().collect()
+}
+
+/// Gathers everything from the repository and judges it now. With a
+/// declared `source` name, only its snapshots (tagged `source:NAME`) and
+/// its jobs' runs count; archives, drills and checks are the repository's.
 pub async fn gather(
     repo: &Repository,
     targets: &Targets,
+    source: Option<&str>,
     progress: &DynProgress,
 ) -> Result<StatusReport> {
-    let snapshots = repo.list_snapshots(progress).await?;
+    let tag = source.map(|s| format!("source:{s}"));
+    let snapshots: Vec<SnapshotEntry> = repo
+        .list_snapshots(progress)
+        .await?
+        .into_iter()
+        .filter(|e| tag.as_ref().is_none_or(|t| e.snapshot.tags.contains(t)))
+        .collect();
     let clusters = info::info(repo, progress).await?;
     let archives: Vec<ArchiveFacts> = clusters
         .into_iter()
@@ -288,7 +373,15 @@ pub async fn gather(
         })
         .collect();
     let reports = repo.reports(None).await?;
-    let reports: Vec<CatalogReport> = reports.reports.into_iter().map(|(_, r)| r).collect();
+    let reports: Vec<CatalogReport> = reports
+        .reports
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| {
+            r.kind != runs::KIND
+                || source.is_none_or(|s| r.body.get("source").and_then(|v| v.as_str()) == Some(s))
+        })
+        .collect();
     Ok(judge(Utc::now(), &snapshots, &archives, &reports, targets))
 }
 
@@ -423,5 +516,85 @@ mod tests {
             "only the newest passing drill counts: {all}"
         );
         assert!(!all.contains("integrity"), "{all}");
+    }
+
+    fn run(
+        job: &str,
+        started: DateTime<Utc>,
+        outcome: Outcome,
+        error: Option<&str>,
+    ) -> CatalogReport {
+        RunRecord {
+            job: job.into(),
+            run: "backup".into(),
+            source: Some("app".into()),
+            scheduled: Some(started),
+            started,
+            ended: started,
+            outcome,
+            exit_code: None,
+            error: error.map(Into::into),
+            bytes: None,
+            bytes_added: None,
+            snapshot: None,
+            catch_up: false,
+            rto_seconds: None,
+        }
+        .to_catalog()
+    }
+
+    #[test]
+    fn a_failed_scheduled_backup_shows_as_failed_not_just_old() {
+        let now = Utc::now();
+        let t = Targets::default();
+        // The newest backup is recent enough for the RPO target…
+        let snaps = [snap(
+            1,
+            "db1",
+            SourceKind::PostgresLogical,
+            now - Duration::hours(2),
+        )];
+        let mut reports = vec![
+            report("drill", now - Duration::days(3), true, 40.0),
+            report("check", now - Duration::days(1), true, 0.0),
+            run(
+                "backup app",
+                now - Duration::hours(2),
+                Outcome::Success,
+                None,
+            ),
+            // …but the run after it failed; a skip since does not hide that.
+            run(
+                "backup app",
+                now - Duration::hours(1),
+                Outcome::Failure,
+                Some("connecting\nerror: cannot connect"),
+            ),
+            run(
+                "backup app",
+                now - Duration::minutes(1),
+                Outcome::Skipped,
+                None,
+            ),
+            run("prune", now - Duration::hours(1), Outcome::Success, None),
+        ];
+        let s = judge(now, &snaps, &[], &reports, &t);
+        assert!(!s.ok);
+        let all = s.overdue.join("\n");
+        assert!(
+            all.contains("scheduled job backup app: the last run"),
+            "{all}"
+        );
+        assert!(
+            all.contains("failed: cannot connect (last success"),
+            "{all}"
+        );
+        assert!(!all.contains("prune"), "{all}");
+        assert_eq!(s.jobs.len(), 2);
+
+        // The next run succeeds: nothing is left overdue.
+        reports.push(run("backup app", now, Outcome::Success, None));
+        let s = judge(now, &snaps, &[], &reports, &t);
+        assert!(s.ok, "{:?}", s.overdue);
     }
 }

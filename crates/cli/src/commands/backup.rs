@@ -11,6 +11,8 @@ use crate::cli::{BackupCommon, BackupFilesArgs, BackupPostgresArgs, CompressionA
 use crate::commands::open_repo;
 use crate::exit::UsageError;
 use crate::output::{self, Reporter};
+use crate::settings::FileSettings;
+use lifeboat_ops::config::SourceKind;
 
 /// The snapshot kind chosen on the command line.
 pub fn kind(k: Kind) -> BackupKind {
@@ -120,6 +122,54 @@ pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
     Ok(())
 }
 
+/// Backs up the source declared in the settings file under `--source`,
+/// tagging the snapshot `source:NAME`.
+pub async fn source(g: &Global, common: &BackupCommon) -> Result<()> {
+    let Some(name) = &g.source else {
+        bail!(UsageError(
+            "what to back up? `lifeboat backup files PATH…`, `lifeboat backup postgres …`, or `lifeboat backup --source NAME` for a [[source]] of the settings file".into()
+        ));
+    };
+    let file = FileSettings::load(g)?;
+    let src = file.source(name)?;
+    let mut common = common.clone();
+    common.tags.push(crate::commands::source_tag(name));
+    let dbs = src.db.values();
+    match src.kind {
+        SourceKind::Files => {
+            files(
+                g,
+                &BackupFilesArgs {
+                    paths: src.paths.clone(),
+                    exclude: src.exclude.clone(),
+                    time: None,
+                    common,
+                },
+            )
+            .await
+        }
+        SourceKind::Postgres | SourceKind::PostgresLogical => {
+            let logical = src.kind == SourceKind::PostgresLogical;
+            postgres(
+                g,
+                &BackupPostgresArgs {
+                    pgdata: src.pgdata.clone(),
+                    db: dbs,
+                    logical,
+                    all_databases: src.all_databases,
+                    jobs: src.jobs.unwrap_or(2),
+                    split_size: lifeboat_postgres::logical::dump::DEFAULT_SPLIT_BYTES >> 20,
+                    pg_bin: None,
+                    archive_timeout: lifeboat_postgres::basebackup::DEFAULT_ARCHIVE_TIMEOUT
+                        .as_secs(),
+                    common,
+                },
+            )
+            .await
+        }
+    }
+}
+
 /// Backs up files and directories.
 pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
     let time = args
@@ -132,7 +182,9 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
     let reporter = Reporter::new(g);
     let mut opts = options(&repo, &args.common);
     opts.time = time;
-    let result = repo.backup_files(&args.paths, &opts, reporter.sink()).await;
+    let result = repo
+        .backup_files_excluding(&args.paths, &args.exclude, &opts, reporter.sink())
+        .await;
     reporter.finish();
     report(g, &result?)
 }

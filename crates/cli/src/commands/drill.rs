@@ -56,6 +56,7 @@ pub async fn drill(g: &Global, args: &DrillArgs) -> Result<()> {
     let reporter = Reporter::new(g);
     let opts = DrillOptions {
         snapshot: args.snapshot.clone(),
+        tag: g.source.as_deref().map(crate::commands::source_tag),
         target_time,
         staging: args.db.clone(),
         checks,
@@ -157,7 +158,7 @@ pub async fn status(g: &Global) -> Result<()> {
     let targets = targets(&file)?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let report = status::gather(&repo, &targets, &reporter.sink()).await;
+    let report = status::gather(&repo, &targets, g.source.as_deref(), &reporter.sink()).await;
     reporter.finish();
     let report = report?;
     if g.json {
@@ -207,6 +208,21 @@ pub async fn status(g: &Global) -> Result<()> {
         };
         run("last drill", &report.drill);
         run("last check", &report.check);
+        if !report.jobs.is_empty() {
+            println!("scheduled jobs (newest run):");
+            for j in &report.jobs {
+                println!(
+                    "  {:<9} {:<28} {}",
+                    if j.outcome == "success" {
+                        "ok".to_string()
+                    } else {
+                        j.outcome.to_uppercase()
+                    },
+                    j.job,
+                    j.time.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+        }
         if report.overdue.is_empty() {
             println!("status: ok, nothing overdue");
         } else {

@@ -6,13 +6,16 @@ use lifeboat_postgres::logical::export::{
 };
 
 use crate::cli::{ExportArgs, ExportFormat, Global};
-use crate::commands::open_repo;
+use crate::commands::{open_repo, scoped_reference};
 use crate::output::{self, Reporter};
 
 /// Writes a logical backup as an ordinary dump.
 pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
+    let mut args = args.clone();
+    args.snapshot = scoped_reference(g, &repo, &args.snapshot, &reporter.sink()).await?;
+    let args = &args;
     if let ExportFormat::Custom = args.format {
         return custom(g, args, &repo, &reporter).await;
     }

@@ -8,7 +8,7 @@ use lifeboat_postgres::logical::load::{LogicalRestoreOptions, logical_restore};
 
 use crate::cli::{BackupPostgresArgs, Global, RestorePostgresArgs};
 use crate::commands::backup::{options, report};
-use crate::commands::open_repo;
+use crate::commands::{open_repo, scoped_reference};
 use crate::output::{self, Reporter};
 
 /// Takes a logical backup of one or more databases.
@@ -53,7 +53,8 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         no_owner: args.no_owner,
         no_privileges: args.no_privileges,
     };
-    let result = logical_restore(&repo, &args.snapshot, &opts, reporter.sink()).await;
+    let reference = scoped_reference(g, &repo, &args.snapshot, &reporter.sink()).await?;
+    let result = logical_restore(&repo, &reference, &opts, reporter.sink()).await;
     reporter.finish();
     let report = result?;
     for w in &report.warnings {

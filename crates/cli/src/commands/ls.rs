@@ -7,7 +7,7 @@ use lifeboat_repo::walk::PathFilter;
 use serde_json::json;
 
 use crate::cli::{Global, LsArgs};
-use crate::commands::open_repo;
+use crate::commands::{open_repo, scoped_reference};
 use crate::output::{self, Reporter};
 
 fn mode_string(kind: NodeKind, mode: u32) -> String {
@@ -30,7 +30,8 @@ fn mode_string(kind: NodeKind, mode: u32) -> String {
 pub async fn run(g: &Global, args: &LsArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let snap = repo.find_snapshot(&args.snapshot, &reporter.sink()).await?;
+    let reference = scoped_reference(g, &repo, &args.snapshot, &reporter.sink()).await?;
+    let snap = repo.find_snapshot(&reference, &reporter.sink()).await?;
     let index = repo.load_index(&reporter.sink()).await?.index;
     let label = format!("snapshot {}", snap.id.short());
     let mut entries = repo

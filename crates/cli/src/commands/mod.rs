@@ -16,6 +16,8 @@ pub mod recover;
 pub mod repair;
 pub mod restore;
 pub mod restore_postgres;
+pub mod runs;
+pub mod serve;
 pub mod snapshots;
 pub mod verify;
 pub mod wal;
@@ -60,4 +62,48 @@ pub async fn open_repo(g: &Global) -> Result<Repository> {
     let storage = lifeboat_storage::open(&s.location, &s.storage)?;
     let pass = password::read(&s.password)?;
     Ok(Repository::open(storage, &s.location_text, pass.as_bytes()).await?)
+}
+
+/// The tag a backup of the declared source `name` carries.
+pub fn source_tag(name: &str) -> String {
+    format!("source:{name}")
+}
+
+/// Whether `entry` belongs to the `--source` given (every snapshot does
+/// when none is).
+pub fn in_scope(g: &Global, entry: &lifeboat_repo::SnapshotEntry) -> bool {
+    g.source
+        .as_deref()
+        .is_none_or(|name| entry.snapshot.tags.contains(&source_tag(name)))
+}
+
+/// The snapshot a reference names, in the `--source` scope: with a source,
+/// `latest` is the newest snapshot of that source (an id or prefix is taken
+/// as given). Returns a reference the libraries resolve.
+pub async fn scoped_reference(
+    g: &Global,
+    repo: &Repository,
+    reference: &str,
+    progress: &lifeboat_repo::progress::DynProgress,
+) -> Result<String> {
+    let Some(name) = g.source.as_deref() else {
+        return Ok(reference.to_string());
+    };
+    if reference.trim() != "latest" {
+        return Ok(reference.to_string());
+    }
+    let newest = repo
+        .list_snapshots(progress)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| in_scope(g, e));
+    match newest {
+        Some(e) => Ok(e.id.to_hex()),
+        None => Err(RepoError::SnapshotNotFound(format!(
+            "latest of source {name:?} (no snapshot carries the tag {})",
+            source_tag(name)
+        ))
+        .into()),
+    }
 }

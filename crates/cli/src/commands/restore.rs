@@ -5,14 +5,15 @@ use lifeboat_repo::RestoreOptions;
 use serde_json::json;
 
 use crate::cli::{Global, RestoreFilesArgs};
-use crate::commands::open_repo;
+use crate::commands::{open_repo, scoped_reference};
 use crate::output::{self, Reporter};
 
 /// Restores a file snapshot into a directory.
 pub async fn files(g: &Global, args: &RestoreFilesArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let snap = repo.find_snapshot(&args.snapshot, &reporter.sink()).await?;
+    let reference = scoped_reference(g, &repo, &args.snapshot, &reporter.sink()).await?;
+    let snap = repo.find_snapshot(&reference, &reporter.sink()).await?;
     let remote = repo.storage().capabilities().remote;
     let options = RestoreOptions {
         overwrite: args.overwrite,

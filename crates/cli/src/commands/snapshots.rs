@@ -4,14 +4,19 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::Global;
-use crate::commands::open_repo;
+use crate::commands::{in_scope, open_repo};
 use crate::output::{self, Reporter};
 
 /// Lists snapshots, oldest first.
 pub async fn run(g: &Global) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
-    let list = repo.list_snapshots(&reporter.sink()).await?;
+    let list: Vec<_> = repo
+        .list_snapshots(&reporter.sink())
+        .await?
+        .into_iter()
+        .filter(|e| in_scope(g, e))
+        .collect();
     reporter.finish();
     if g.json {
         let v: Vec<_> = list

@@ -33,6 +33,9 @@ use crate::verify::{self, Restored, TableCount};
 pub struct DrillOptions {
     /// `latest`, `random`, or a snapshot id (prefix).
     pub snapshot: String,
+    /// Choose only among snapshots carrying this tag (a declared source's
+    /// `source:NAME`).
+    pub tag: Option<String>,
     /// Recover to this moment (physical) or the newest backup before it
     /// (logical); default: now, i.e. "the database was lost just now".
     pub target_time: Option<DateTime<Utc>>,
@@ -137,6 +140,7 @@ fn short(id: &str) -> &str {
 async fn choose(
     repo: &Repository,
     reference: &str,
+    tag: Option<&str>,
     before: Option<DateTime<Utc>>,
     progress: &DynProgress,
 ) -> Result<SnapshotEntry> {
@@ -164,12 +168,14 @@ async fn choose(
         .into_iter()
         .filter(is_pg)
         .filter(|e| before.is_none_or(|t| e.snapshot.time <= t))
+        .filter(|e| tag.is_none_or(|t| e.snapshot.tags.iter().any(|x| x == t)))
         .collect();
     all.sort_by_key(|e| e.snapshot.time);
     if all.is_empty() {
+        let of = tag.map(|t| format!(" tagged {t}")).unwrap_or_default();
         return Err(OpsError::Invalid(match before {
-            Some(t) => format!("the repository holds no PostgreSQL backup taken before {t}"),
-            None => "the repository holds no PostgreSQL backup to drill".into(),
+            Some(t) => format!("the repository holds no PostgreSQL backup{of} taken before {t}"),
+            None => format!("the repository holds no PostgreSQL backup{of} to drill"),
         }));
     }
     let pick = if reference == "latest" {
@@ -193,7 +199,14 @@ pub async fn run(
     let started = Utc::now();
     let mut log = StepLog::new();
     progress.event(Event::Phase("choosing the backup"));
-    let entry = choose(repo, &opts.snapshot, opts.target_time, &progress).await?;
+    let entry = choose(
+        repo,
+        &opts.snapshot,
+        opts.tag.as_deref(),
+        opts.target_time,
+        &progress,
+    )
+    .await?;
     if entry.snapshot.source == SourceKind::Postgres && opts.staging.is_some() {
         return Err(OpsError::Invalid(format!(
             "snapshot {} is a physical base backup: it restores into a data directory, so drills \

@@ -143,7 +143,20 @@ impl Repository {
         options: &BackupOptions,
         progress: DynProgress,
     ) -> Result<BackupResult> {
-        let source = TreeSource::files(paths)?;
+        self.backup_files_excluding(paths, &[], options, progress)
+            .await
+    }
+
+    /// Like [`Repository::backup_files`], leaving out what the glob
+    /// patterns of `exclude` match (see [`source::Excludes`]).
+    pub async fn backup_files_excluding(
+        &self,
+        paths: &[PathBuf],
+        exclude: &[String],
+        options: &BackupOptions,
+        progress: DynProgress,
+    ) -> Result<BackupResult> {
+        let source = TreeSource::files_excluding(paths, exclude)?;
         let mut backup = self.start_backup(source, options, progress).await?;
         backup.store_files().await?;
         backup.finish(|_| {}).await

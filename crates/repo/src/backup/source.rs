@@ -73,6 +73,59 @@ pub struct AllFiles;
 
 impl FilePolicy for AllFiles {}
 
+/// Leaves out what matches glob patterns: a pattern without `/` matches an
+/// entry's name at any depth (`*.log`, `node_modules`), one with `/` its
+/// absolute path (`/srv/app/tmp/**`).
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    names: globset::GlobSet,
+    paths: globset::GlobSet,
+    roots: Vec<PathBuf>,
+}
+
+impl Excludes {
+    /// Compiles `patterns` for the roots of a file backup.
+    pub fn new(patterns: &[String], roots: Vec<PathBuf>) -> Result<Self> {
+        let mut names = globset::GlobSetBuilder::new();
+        let mut paths = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let glob = globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| RepoError::Invalid(format!("exclude pattern {p:?}: {e}")))?;
+            if p.contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+        let build = |b: globset::GlobSetBuilder| {
+            b.build()
+                .map_err(|e| RepoError::Invalid(format!("exclude patterns: {e}")))
+        };
+        Ok(Self {
+            names: build(names)?,
+            paths: build(paths)?,
+            roots,
+        })
+    }
+}
+
+impl FilePolicy for Excludes {
+    fn include(&self, root: usize, rel: &Path, _meta: &Metadata) -> Include {
+        let by_name = rel.file_name().is_some_and(|n| self.names.is_match(n));
+        let by_path = self
+            .roots
+            .get(root)
+            .is_some_and(|r| self.paths.is_match(r.join(rel)));
+        if by_name || by_path {
+            Include::No
+        } else {
+            Include::Yes
+        }
+    }
+}
+
 /// A complete description of what to back up.
 #[derive(Clone)]
 pub struct TreeSource {
@@ -134,6 +187,16 @@ impl TreeSource {
         })
     }
 
+    /// Like [`TreeSource::files`], leaving out what `exclude` matches.
+    pub fn files_excluding(paths: &[PathBuf], exclude: &[String]) -> Result<Self> {
+        let mut source = Self::files(paths)?;
+        if !exclude.is_empty() {
+            let roots = source.roots.iter().map(|r| r.path.clone()).collect();
+            source.policy = Arc::new(Excludes::new(exclude, roots)?);
+        }
+        Ok(source)
+    }
+
     /// A tree with no files of this machine in it: everything is added by
     /// the caller ([`super::TreeBackup::add_file`], streams).
     pub fn virtual_tree(kind: SourceKind, paths: Vec<String>) -> Self {
@@ -143,5 +206,31 @@ impl TreeSource {
             roots: Vec::new(),
             policy: Arc::new(AllFiles),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_match_names_anywhere_and_paths_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let meta = fs::metadata(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let ex = Excludes::new(
+            &["*.log".into(), "/srv/app/tmp/**".into()],
+            vec![PathBuf::from("/srv/app")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ex.include(0, Path::new("deep/down/x.log"), &meta),
+            Include::No
+        );
+        assert_eq!(
+            ex.include(0, Path::new("tmp/cache/file"), &meta),
+            Include::No
+        );
+        assert_eq!(ex.include(0, Path::new("src/main.rs"), &meta), Include::Yes);
+        assert!(Excludes::new(&["[".into()], vec![]).is_err());
     }
 }

@@ -1,0 +1,189 @@
+//! `lifeboat serve`: the daemon and its HTTP side.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use lifeboat_ops::daemon::{Daemon, DaemonOptions, Log, Shared};
+use lifeboat_storage::Location;
+
+use crate::cli::{Global, ServeArgs};
+use crate::commands::open_repo;
+use crate::exit::UsageError;
+use crate::settings::{FileSettings, Settings, config_path};
+
+/// Where the daemon keeps its state when not told.
+fn default_state_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/lifeboat");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("lifeboat")
+}
+
+/// A size such as `500G` (powers of 1024).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().trim_end_matches(['B', 'b', 'i']);
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().ok()?;
+    let shift = match s[split..].trim().to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+fn duration(what: &str, v: &Option<String>, default: Duration) -> Result<Duration> {
+    match v {
+        Some(s) => {
+            Ok(lifeboat_ops::duration::parse(what, s).map_err(|e| UsageError(e.to_string()))?)
+        }
+        None => Ok(default),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
+    let file = FileSettings::load(g)?;
+    let Some((path, _)) = &file.origin else {
+        bail!(UsageError(
+            "`lifeboat serve` runs the [[job]]s of a settings file, and none was found: pass --config FILE, set \
+             LIFEBOAT_CONFIG, or write /etc/lifeboat/lifeboat.toml (see lifeboat.example.toml)"
+                .into()
+        ));
+    };
+    let jobs = file.jobs()?;
+    if jobs.is_empty() {
+        bail!(UsageError(format!(
+            "{} has no [[job]]s to run",
+            path.display()
+        )));
+    }
+    for r in &file.alerts.route {
+        lifeboat_ops::alerts::routes::validate(r)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    }
+    let targets = lifeboat_ops::targets::Targets::from_config(&file.targets)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let quota = match &file.alerts.quota {
+        Some(q) => Some(parse_size(q).ok_or_else(|| {
+            UsageError(format!(
+                "[alerts] quota = {q:?}: expected a size such as \"500G\""
+            ))
+        })?),
+        None => None,
+    };
+    let stop_timeout = duration(
+        "[serve] stop_timeout",
+        &file.serve.stop_timeout,
+        Duration::from_secs(300),
+    )?;
+    let refresh = duration(
+        "[serve] refresh",
+        &file.serve.refresh,
+        Duration::from_secs(60),
+    )?;
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| file.serve.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:9187".into());
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| file.serve.state_dir.clone())
+        .unwrap_or_else(default_state_dir);
+    let settings = Settings::resolve(g)?;
+    let repo = open_repo(g).await?;
+    let listener = lifeboat_server::bind(&listen).await?;
+
+    // The jobs run this binary with the same settings file and repository.
+    let mut global_args: Vec<String> = crate::commands::wal::global_args(g)
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if g.config.is_none()
+        && let Some(p) = config_path(g)
+    {
+        global_args.extend(["--config".into(), p.display().to_string()]);
+    }
+    let log: Log = Arc::new(|line: &str| {
+        eprintln!("{} {line}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
+    });
+    let shared = Arc::new(Shared::default());
+    let opts = DaemonOptions {
+        program: std::env::current_exe().context("cannot find the lifeboat executable")?,
+        global_args,
+        state_dir: state_dir.clone(),
+        stop_timeout,
+        refresh,
+        tick: Duration::from_millis(250),
+        host: lifeboat_repo::repository::local_origin(None).host,
+        local_repository: match &settings.location {
+            Location::Local(p) => Some(p.clone()),
+            _ => None,
+        },
+        quota,
+        default_rpo: targets.rpo.to_std().unwrap_or(Duration::from_secs(86400)),
+        drill_every: targets
+            .drill_every
+            .to_std()
+            .unwrap_or(Duration::from_secs(30 * 86400)),
+    };
+    let daemon = Daemon::new(
+        repo,
+        jobs,
+        file.source.clone(),
+        file.alerts.clone(),
+        opts,
+        shared.clone(),
+        log.clone(),
+    )
+    .map_err(|e| UsageError(e.to_string()))?;
+    log(&format!(
+        "serving {} job(s) from {}; metrics on http://{listen}/metrics; state in {}",
+        file.job.len(),
+        path.display(),
+        state_dir.display()
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let log = log.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => log("SIGTERM: stopping"),
+                _ = int.recv() => log("SIGINT: stopping"),
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let server = tokio::spawn(lifeboat_server::serve(
+        listener,
+        shared,
+        stopped(stop_rx.clone()),
+    ));
+    daemon.run(stopped(stop_rx)).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
