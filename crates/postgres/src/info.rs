@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use lifeboat_repo::Repository;
 use lifeboat_repo::progress::DynProgress;
+use lifeboat_repo::{Repository, SnapshotEntry};
 use serde::Serialize;
 
 use crate::catalog::{self, BaseBackup, Catalog, Window};
@@ -84,6 +84,11 @@ pub struct ClusterInfo {
 /// Describes every cluster the repository holds backups or WAL of.
 pub async fn info(repo: &Repository, progress: &DynProgress) -> Result<Vec<ClusterInfo>> {
     let snapshots = repo.list_snapshots(progress).await?;
+    info_of(repo, &snapshots).await
+}
+
+/// [`info`] from snapshots already listed.
+pub async fn info_of(repo: &Repository, snapshots: &[SnapshotEntry]) -> Result<Vec<ClusterInfo>> {
     let backups: Vec<BaseBackup> = snapshots
         .iter()
         .filter_map(BaseBackup::from_snapshot)

@@ -41,4 +41,4 @@ pub use check::{CheckOptions, CheckReport, Finding, Severity};
 pub use error::{RepoError, Result};
 pub use repository::{InitOptions, Repository};
 pub use restore::{RestoreOptions, RestoreSummary};
-pub use snapshots::SnapshotEntry;
+pub use snapshots::{SnapshotCache, SnapshotEntry};

@@ -1,5 +1,7 @@
 //! Listing, loading, resolving and saving snapshots.
 
+use std::collections::{HashMap, HashSet};
+
 use futures::StreamExt;
 use lifeboat_format::Id;
 use lifeboat_format::object::ObjectKind;
@@ -9,6 +11,14 @@ use crate::error::{RepoError, Result};
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::repository::Repository;
+
+/// Snapshots already loaded, by id. A snapshot never changes once written,
+/// so a long-running reader (the daemon) lists the ids each time and loads
+/// only the snapshots it has not seen.
+#[derive(Debug, Default)]
+pub struct SnapshotCache {
+    loaded: HashMap<Id, Snapshot>,
+}
 
 /// A snapshot with its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,14 +51,32 @@ impl Repository {
     /// Loads every snapshot, oldest first. Unreadable snapshots are reported
     /// as warnings and left out (`check` names them as errors).
     pub async fn list_snapshots(&self, progress: &DynProgress) -> Result<Vec<SnapshotEntry>> {
+        self.list_snapshots_cached(&mut SnapshotCache::default(), progress)
+            .await
+    }
+
+    /// [`Repository::list_snapshots`], loading only the snapshots `cache`
+    /// does not hold yet (and forgetting those no longer on storage).
+    pub async fn list_snapshots_cached(
+        &self,
+        cache: &mut SnapshotCache,
+        progress: &DynProgress,
+    ) -> Result<Vec<SnapshotEntry>> {
         let ids = self.snapshot_ids().await?;
-        let mut loaded = futures::stream::iter(ids)
+        let present: HashSet<Id> = ids.iter().copied().collect();
+        cache.loaded.retain(|id, _| present.contains(id));
+        let new: Vec<Id> = ids
+            .into_iter()
+            .filter(|id| !cache.loaded.contains_key(id))
+            .collect();
+        let mut loaded = futures::stream::iter(new)
             .map(|id| async move { (id, self.load_snapshot(&id).await) })
             .buffer_unordered(16);
-        let mut out = Vec::new();
         while let Some((id, r)) = loaded.next().await {
             match r {
-                Ok(snapshot) => out.push(SnapshotEntry { id, snapshot }),
+                Ok(snapshot) => {
+                    cache.loaded.insert(id, snapshot);
+                }
                 Err(e) if e.is_access_problem() => return Err(e),
                 Err(e) => progress.event(Event::Warning(format!(
                     "snapshot {} is unreadable: {e}",
@@ -56,6 +84,14 @@ impl Repository {
                 ))),
             }
         }
+        let mut out: Vec<SnapshotEntry> = cache
+            .loaded
+            .iter()
+            .map(|(id, snapshot)| SnapshotEntry {
+                id: *id,
+                snapshot: snapshot.clone(),
+            })
+            .collect();
         out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }

@@ -58,7 +58,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     let Some((path, _)) = &file.origin else {
         bail!(UsageError(
             "`lifeboat serve` runs the [[job]]s of a settings file, and none was found: pass --config FILE, set \
-             LIFEBOAT_CONFIG, or write /etc/lifeboat/lifeboat.toml (see lifeboat.example.toml)"
+             LIFEBOAT_CONFIG, or write /etc/lifeboat/lifeboat.toml (an example with the runbook's schedule: dist/lifeboat.example.toml in lifeboat's sources)"
                 .into()
         ));
     };

@@ -174,6 +174,8 @@ pub struct Daemon {
     state: DaemonState,
     runs: Vec<RunRecord>,
     snapshots_of: BTreeMap<String, DateTime<Utc>>,
+    /// The snapshots read so far (each is read once).
+    snapshot_cache: lifeboat_repo::SnapshotCache,
     archive_lag: Vec<(String, i64)>,
     stored_bytes: Option<u64>,
     disk_used: Option<f64>,
@@ -233,6 +235,7 @@ impl Daemon {
             state,
             runs: Vec::new(),
             snapshots_of: BTreeMap::new(),
+            snapshot_cache: Default::default(),
             archive_lag: Vec::new(),
             stored_bytes: None,
             disk_used: None,
@@ -291,7 +294,8 @@ impl Daemon {
         self.save_state();
         let mut active: Vec<Active> = Vec::new();
         self.shared.metrics.paused.set(i64::from(self.state.paused));
-        let mut last_refresh: Option<Instant> = None;
+        // load_history has just refreshed.
+        let mut last_refresh = Some(Instant::now());
         self.update_view(&next, &active);
         self.shared.ready.store(true, Ordering::SeqCst);
         loop {

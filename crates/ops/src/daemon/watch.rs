@@ -19,28 +19,7 @@ impl Daemon {
             Ok(r) => self.runs = r,
             Err(e) => (self.log)(&format!("warning: the run history could not be read: {e}")),
         }
-        // Backups made without the daemon count too (tagged with their source).
-        match self
-            .repo
-            .list_snapshots(&lifeboat_repo::progress::none())
-            .await
-        {
-            Ok(snaps) => {
-                for s in snaps {
-                    for t in &s.snapshot.tags {
-                        if let Some(src) = t.strip_prefix("source:") {
-                            let e = self
-                                .snapshots_of
-                                .entry(src.to_string())
-                                .or_insert(s.snapshot.time);
-                            *e = (*e).max(s.snapshot.time);
-                        }
-                    }
-                }
-            }
-            Err(e) => (self.log)(&format!("warning: the snapshots could not be listed: {e}")),
-        }
-        self.update_source_metrics();
+        self.refresh().await;
     }
 
     /// When each declared source last backed up successfully.
@@ -110,11 +89,44 @@ impl Daemon {
         }
     }
 
-    /// Refreshes the figures that need a look at the repository: the WAL
-    /// archives, the stored bytes, the free space.
+    /// Refreshes the figures that need a look at the repository: the
+    /// newest backup of each source, the WAL archives, the stored bytes,
+    /// the free space.
     pub(super) async fn refresh(&mut self) {
+        let none = lifeboat_repo::progress::none();
+        // Only snapshots not seen before are read.
+        let snapshots = match self
+            .repo
+            .list_snapshots_cached(&mut self.snapshot_cache, &none)
+            .await
+        {
+            Ok(s) => {
+                // Backups made without the daemon count too (tagged with
+                // their source).
+                self.snapshots_of.clear();
+                for e in &s {
+                    for src in e
+                        .snapshot
+                        .tags
+                        .iter()
+                        .filter_map(|t| t.strip_prefix("source:"))
+                    {
+                        let t = self
+                            .snapshots_of
+                            .entry(src.to_string())
+                            .or_insert(e.snapshot.time);
+                        *t = (*t).max(e.snapshot.time);
+                    }
+                }
+                s
+            }
+            Err(e) => {
+                (self.log)(&format!("warning: the snapshots could not be listed: {e}"));
+                Vec::new()
+            }
+        };
         let m = &self.shared.metrics;
-        match lifeboat_postgres::info::info(&self.repo, &lifeboat_repo::progress::none()).await {
+        match lifeboat_postgres::info::info_of(&self.repo, &snapshots).await {
             Ok(clusters) => {
                 self.archive_lag.clear();
                 for c in clusters {
