@@ -866,3 +866,81 @@ fn deadlines_stop_a_job_groups_take_turns_and_resuming_fires_nothing_missed() {
     ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+#[test]
+fn archive_command_needs_no_flags_when_the_settings_file_is_in_its_default_place() {
+    let env = Env::fs();
+    env.init();
+    let lb = env!("CARGO_BIN_EXE_lifeboat");
+    let c = Cluster::with(
+        &env,
+        "src",
+        "postgres",
+        &format!("archive_command = '{lb} wal push %p'"),
+    );
+    // The server's user finds the settings in its config directory.
+    let config_home = env.path().join("config-home");
+    std::fs::create_dir_all(config_home.join("lifeboat")).unwrap();
+    std::fs::write(
+        config_home.join("lifeboat/lifeboat.toml"),
+        format!(
+            "repository = \"{}\"\npassword_file = \"{}\"\n\n[[source]]\nname = \"main\"\nkind = \"postgres\"\npgdata = \"{}\"\ndb = \"{}\"\n",
+            env.repo,
+            env.path().join("passphrase").display(),
+            c.data.display(),
+            c.conninfo()
+        ),
+    )
+    .unwrap();
+    common::pg::give_to_postgres(&config_home);
+    c.stop();
+    let out = common::pg::pg_command("pg_ctl")
+        .env("XDG_CONFIG_HOME", &config_home)
+        .arg("-D")
+        .arg(&c.data)
+        .arg("-l")
+        .arg(&c.log)
+        .args(["-w", "start"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A base backup of the declared source waits for its WAL to reach the
+    // repository: it does only if `wal push %p` found the settings.
+    let cfg = config_home.join("lifeboat/lifeboat.toml");
+    let backup = env.run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--source",
+        "main",
+        "--json",
+        "backup",
+    ]);
+    assert_eq!(
+        backup.code,
+        0,
+        "{}{}",
+        backup.stderr,
+        std::fs::read_to_string(&c.log).unwrap_or_default()
+    );
+    let snaps = env
+        .ok(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--source",
+            "main",
+            "--json",
+            "snapshots",
+        ])
+        .json();
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["source"], "postgres", "{snaps:?}");
+    let info = env.ok(&["--json", "info", "postgres"]).json();
+    assert!(info[0]["newest_wal"].is_string(), "{info}");
+}
