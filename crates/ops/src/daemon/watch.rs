@@ -198,7 +198,7 @@ impl Daemon {
         let facts = rules::Facts {
             now,
             started: Some(self.started),
-            runs: self.runs.clone(),
+            runs: &self.runs,
             sources: self
                 .backed_up_sources()
                 .iter()
