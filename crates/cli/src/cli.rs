@@ -243,6 +243,13 @@ pub struct DrillArgs {
     /// Give up on recovery after this many seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
+    /// Bucket snapshots: restore into this s3://BUCKET/PREFIX (kept
+    /// afterwards) instead of a fresh prefix under .lifeboat-drills/ of
+    /// the backed-up bucket (removed afterwards).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub scratch: Option<String>,
+    #[command(flatten)]
+    pub conn: BucketConnArgs,
 }
 
 #[derive(Debug, Args)]
@@ -541,6 +548,49 @@ pub enum BackupCommand {
     Files(BackupFilesArgs),
     /// Back up a PostgreSQL cluster: a physical base backup with --pgdata.
     Postgres(BackupPostgresArgs),
+    /// Back up an S3-compatible bucket (or a prefix of one), incrementally:
+    /// objects unchanged since the last backup (same ETag, size and time)
+    /// are not downloaded again.
+    ///
+    /// Credentials: LIFEBOAT_BUCKET_ACCESS_KEY_ID / LIFEBOAT_BUCKET_SECRET_ACCESS_KEY
+    /// (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), separate from the
+    /// repository's when both are set.
+    ///
+    /// Example: lifeboat backup bucket s3://media/uploads --endpoint https://PROJECT.supabase.co/storage/v1/s3 --region eu-central-1
+    Bucket(BackupBucketArgs),
+}
+
+/// How to reach a bucket (each falls back to the environment).
+#[derive(Debug, Clone, Args)]
+pub struct BucketConnArgs {
+    /// The object store's endpoint URL (default: AWS_ENDPOINT_URL_S3 /
+    /// AWS_ENDPOINT_URL, else AWS's regional endpoint).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The bucket's region (default: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style requests (http://endpoint/bucket/key); the default with
+    /// a custom endpoint.
+    #[arg(long, conflicts_with = "virtual_hosted")]
+    pub path_style: bool,
+    /// Virtual-hosted requests (http://bucket.endpoint/key); the default on AWS.
+    #[arg(long)]
+    pub virtual_hosted: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupBucketArgs {
+    /// The bucket, or a prefix of it: s3://BUCKET[/PREFIX].
+    #[arg(value_name = "s3://BUCKET[/PREFIX]")]
+    pub bucket: String,
+    #[command(flatten)]
+    pub conn: BucketConnArgs,
+    /// Objects downloaded at once.
+    #[arg(long, value_name = "N", default_value_t = lifeboat_sources::bucket::DEFAULT_PARALLEL)]
+    pub parallel: usize,
+    #[command(flatten)]
+    pub common: BackupCommon,
 }
 
 #[derive(Debug, Args)]
@@ -652,6 +702,51 @@ pub enum RestoreCommand {
     /// Restore a PostgreSQL base backup into a new data directory and recover
     /// it to the end of the archived WAL or to a point in time.
     Postgres(Box<RestorePostgresArgs>),
+    /// Restore a bucket snapshot into another bucket or prefix (--to
+    /// s3://…), a local directory (--to DIR), or the original bucket
+    /// (--in-place). Only objects that differ are written.
+    ///
+    /// Examples:
+    ///   lifeboat restore bucket latest --as-of "2026-11-30 09:00Z" --to s3://media-restored
+    ///   lifeboat restore bucket 1a2b3c4d --to /srv/restore/media
+    ///   lifeboat restore bucket latest --source media --in-place --delete --dry-run
+    Bucket(Box<RestoreBucketArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreBucketArgs {
+    /// Snapshot id (or unique prefix), or "latest" (the newest bucket
+    /// snapshot; with --source, of that source).
+    pub snapshot: String,
+    /// Restore the newest snapshot of the same bucket taken at or before
+    /// this time instead, e.g. "2026-11-30 09:00:00Z".
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Where to restore: s3://BUCKET[/PREFIX] or a local directory.
+    #[arg(
+        long,
+        value_name = "s3://BUCKET[/PREFIX]|DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub to: Option<String>,
+    /// Restore into the bucket and prefix the snapshot was taken from,
+    /// rewriting only objects that differ.
+    #[arg(long)]
+    pub in_place: bool,
+    /// With --in-place (or a bucket --to): also delete objects that did not
+    /// exist at the snapshot's time.
+    #[arg(long)]
+    pub delete: bool,
+    /// Allow a --to that already holds objects or files (those that differ
+    /// are replaced; nothing is deleted without --delete).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print what would be written and deleted, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub conn: BucketConnArgs,
 }
 
 /// Where recovery stops.

@@ -2,13 +2,15 @@
 //!
 //! 0 success · 1 failure · 2 bad usage (also: a restore target that is not
 //! empty) · 3 repository unusable (not found, unreachable, access denied,
-//! wrong passphrase) · 4 database server unreachable · 5 database refused
-//! the credentials · 6 database does not exist. `wal fetch` adds its own
+//! wrong passphrase) · 4 source unreachable (database server, or a backed-up
+//! bucket's endpoint) · 5 source refused the credentials · 6 source does
+//! not exist (database, or bucket). `wal fetch` adds its own
 //! codes for PostgreSQL (see `commands::wal`).
 
 use lifeboat_ops::OpsError;
 use lifeboat_postgres::{ConnectProblem, PgError};
 use lifeboat_repo::RepoError;
+use lifeboat_sources::bucket::BucketError;
 use lifeboat_storage::StorageError;
 
 /// Success.
@@ -108,6 +110,33 @@ fn pg_code(p: &PgError) -> u8 {
     }
 }
 
+fn bucket_code(b: &BucketError) -> u8 {
+    match b {
+        BucketError::Unreachable { .. } => DB_UNREACHABLE,
+        BucketError::Denied { .. } => DB_AUTH,
+        BucketError::NoSuchBucket { .. } => DB_MISSING,
+        BucketError::Invalid(_) => USAGE,
+        BucketError::Repo(r) => repo_code(r),
+        _ => FAILURE,
+    }
+}
+
+fn bucket_hint(b: &BucketError) -> Option<&'static str> {
+    match b {
+        BucketError::Unreachable { .. } => Some(
+            "check --endpoint (or the source's `endpoint`, AWS_ENDPOINT_URL) and that the object store is up",
+        ),
+        BucketError::Denied { .. } => Some(
+            "check LIFEBOAT_BUCKET_ACCESS_KEY_ID / LIFEBOAT_BUCKET_SECRET_ACCESS_KEY (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the bucket's permissions",
+        ),
+        BucketError::NoSuchBucket { .. } => Some(
+            "check the bucket name and --endpoint/--region; a restore target bucket must be created first",
+        ),
+        BucketError::Repo(r) => repo_hint(r),
+        _ => None,
+    }
+}
+
 /// The exit code for an error, from the most specific cause in its chain.
 pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -118,6 +147,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
         }
         if let Some(p) = cause.downcast_ref::<PgError>() {
             return pg_code(p);
+        }
+        if let Some(b) = cause.downcast_ref::<BucketError>() {
+            return bucket_code(b);
         }
         // Its wrapped errors are transparent: they do not appear in the chain.
         match cause.downcast_ref::<OpsError>() {
@@ -199,6 +231,9 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 ),
                 _ => None,
             };
+        }
+        if let Some(b) = cause.downcast_ref::<BucketError>() {
+            return bucket_hint(b);
         }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
             return repo_hint(r);

@@ -46,16 +46,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Init(a) => commands::init::run(g, a).await,
         Command::Backup(a) => match &a.what {
             Some(_) if g.source.is_some() => Err(exit::UsageError(
-                "--source NAME backs up the declared source with its own settings: use `lifeboat --source NAME backup` without `files` or `postgres`".into(),
+                "--source NAME backs up the declared source with its own settings: use `lifeboat --source NAME backup` without `files`, `postgres` or `bucket`".into(),
             )
             .into()),
             Some(BackupCommand::Files(f)) => commands::backup::files(g, f).await,
             Some(BackupCommand::Postgres(p)) => commands::backup::postgres(g, p).await,
+            Some(BackupCommand::Bucket(b)) => commands::bucket::backup(g, b).await,
             None => commands::backup::source(g, &a.common).await,
         },
         Command::Snapshots => commands::snapshots::run(g).await,
         Command::Ls(a) => commands::ls::run(g, a).await,
         Command::Restore(RestoreCommand::Files(a)) => commands::restore::files(g, a).await,
+        Command::Restore(RestoreCommand::Bucket(a)) => commands::bucket::restore(g, a).await,
         Command::Restore(RestoreCommand::Postgres(a)) => {
             commands::restore_postgres::run(g, a).await
         }

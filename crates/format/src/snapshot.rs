@@ -44,6 +44,8 @@ pub enum SourceKind {
     Postgres,
     /// A PostgreSQL logical backup over SQL (`backup postgres --logical`).
     PostgresLogical,
+    /// The objects of an S3-compatible bucket (`backup bucket`).
+    Bucket,
     /// A kind this build does not know (written by a newer lifeboat).
     #[serde(other)]
     Unknown,
@@ -56,6 +58,7 @@ impl SourceKind {
             SourceKind::Files => "files",
             SourceKind::Postgres => "postgres",
             SourceKind::PostgresLogical => "postgres-logical",
+            SourceKind::Bucket => "bucket",
             SourceKind::Unknown => "unknown",
         }
     }
@@ -124,6 +127,34 @@ pub struct Snapshot {
     /// What a PostgreSQL logical backup recorded (source `postgres-logical`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logical: Option<LogicalBackup>,
+    /// What a bucket backup recorded (source `bucket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketBackup>,
+}
+
+/// What a bucket backup recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BucketBackup {
+    /// The endpoint read from (no credentials).
+    pub endpoint: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix backed up (empty for the whole bucket).
+    pub prefix: String,
+    /// Objects in the snapshot.
+    pub objects: u64,
+    /// Objects downloaded (new or changed since the parent snapshot).
+    pub objects_read: u64,
+    /// Bytes downloaded.
+    pub bytes_read: u64,
+    /// GET requests sent for object data.
+    pub get_requests: u64,
+    /// Listing requests sent.
+    pub list_requests: u64,
+    /// Objects left out, each with its key and why (deleted or changed
+    /// while being read).
+    pub warnings: Vec<String>,
 }
 
 /// One database of the cluster at backup time.
@@ -316,6 +347,7 @@ mod tests {
             parent: None,
             postgres: None,
             logical: None,
+            bucket: None,
             summary: Summary::default(),
             program: "lifeboat test".into(),
         };

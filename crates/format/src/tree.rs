@@ -68,6 +68,41 @@ pub struct Node {
     /// Link target (symlinks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<ByteName>,
+    /// What the object store kept about the object (bucket snapshots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectAttrs>,
+}
+
+/// An object of a bucket snapshot: its key and what the object store kept
+/// besides its bytes. The node's `mtime_ns` is the object's last-modified
+/// time and `size` its length.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttrs {
+    /// The key, relative to the backed-up prefix (the tree path is only a
+    /// readable placement of it; restores use this).
+    pub key: String,
+    /// The ETag the store reported (quotes included), checked on every read.
+    pub etag: String,
+    /// BLAKE3 of the content, hex: what drills and restores compare against.
+    pub hash: String,
+    /// `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `Cache-Control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// `Content-Language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// User metadata (`x-amz-meta-*`), names lower-case without the prefix.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -119,9 +154,17 @@ impl Tree {
             }
             let ok = match n.kind {
                 NodeKind::File => n.subtree.is_none() && n.target.is_none(),
-                NodeKind::Dir => n.subtree.is_some() && n.content.is_empty() && n.bases.is_empty(),
+                NodeKind::Dir => {
+                    n.subtree.is_some()
+                        && n.content.is_empty()
+                        && n.bases.is_empty()
+                        && n.object.is_none()
+                }
                 NodeKind::Symlink => {
-                    n.target.is_some() && n.content.is_empty() && n.bases.is_empty()
+                    n.target.is_some()
+                        && n.content.is_empty()
+                        && n.bases.is_empty()
+                        && n.object.is_none()
                 }
             };
             if !ok {
@@ -156,6 +199,7 @@ mod tests {
             bases: Vec::new(),
             subtree: None,
             target: None,
+            object: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub enum SourceKind {
     PostgresLogical,
     /// Files and directories.
     Files,
+    /// An S3-compatible bucket (or a prefix of one).
+    Bucket,
 }
 
 impl SourceKind {
@@ -32,6 +34,7 @@ impl SourceKind {
             SourceKind::Postgres => "postgres",
             SourceKind::PostgresLogical => "postgres-logical",
             SourceKind::Files => "files",
+            SourceKind::Bucket => "bucket",
         }
     }
 }
@@ -85,6 +88,21 @@ pub struct SourceConfig {
     /// name anywhere, one with `/` the whole path).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// `bucket`: `s3://BUCKET[/PREFIX]`.
+    pub bucket: Option<String>,
+    /// `bucket`: the object store's endpoint URL (default: AWS, or
+    /// `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// `bucket`: the region (default: `AWS_REGION`, else us-east-1).
+    pub region: Option<String>,
+    /// `bucket`: path-style requests (default: on with a custom endpoint).
+    pub path_style: Option<bool>,
+    /// `bucket`: access key id (default: `LIFEBOAT_BUCKET_ACCESS_KEY_ID`,
+    /// else `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// `bucket`: a file holding the secret access key (default:
+    /// `LIFEBOAT_BUCKET_SECRET_ACCESS_KEY`, else `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<PathBuf>,
     /// How old its newest backup may be (default: `[targets] rpo`).
     pub rpo: Option<String>,
 }
@@ -267,6 +285,7 @@ pub fn jobs(
             SourceKind::Postgres if s.pgdata.is_none() => Some("pgdata"),
             SourceKind::PostgresLogical if s.db.values().is_empty() => Some("db"),
             SourceKind::Files if s.paths.is_empty() => Some("paths"),
+            SourceKind::Bucket if s.bucket.is_none() => Some("bucket"),
             _ => None,
         };
         if let Some(key) = missing {

@@ -410,6 +410,7 @@ mod tests {
                 program: "lifeboat test".into(),
                 postgres: None,
                 logical: None,
+                bucket: None,
             },
         }
     }

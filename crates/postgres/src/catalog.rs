@@ -671,6 +671,7 @@ pub(crate) mod tests_support {
             program: String::new(),
             postgres: Some(PostgresBackup::default()),
             logical: None,
+            bucket: None,
         };
         BaseBackup {
             entry: SnapshotEntry {

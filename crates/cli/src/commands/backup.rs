@@ -136,6 +136,7 @@ pub async fn source(g: &Global, common: &BackupCommon) -> Result<()> {
     common.tags.push(crate::commands::source_tag(name));
     let dbs = src.db.values();
     match src.kind {
+        SourceKind::Bucket => crate::commands::bucket::backup_source(g, &common).await,
         SourceKind::Files => {
             files(
                 g,

@@ -72,6 +72,8 @@ pub async fn drill(g: &Global, args: &DrillArgs) -> Result<()> {
             4
         },
         timeout: Duration::from_secs(args.timeout),
+        bucket: Some(crate::commands::bucket::connection(g, &args.conn)?),
+        bucket_scratch: args.scratch.clone(),
     };
     let report = drill::run(&repo, &opts, reporter.sink()).await;
     reporter.finish();

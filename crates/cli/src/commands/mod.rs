@@ -1,6 +1,7 @@
 //! One small module per verb; each parses nothing and calls the libraries.
 
 pub mod backup;
+pub mod bucket;
 pub mod check;
 pub mod copy;
 pub mod drill;

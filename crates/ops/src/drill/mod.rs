@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OpsError, Result};
 
+mod bucket;
 mod logical;
 mod physical;
 use crate::steps::{Step, StepLog};
@@ -56,6 +57,13 @@ pub struct DrillOptions {
     pub concurrency: usize,
     /// How long recovery may take before the drill gives up.
     pub timeout: Duration,
+    /// Bucket snapshots: how to reach the object store (endpoint, region,
+    /// credentials); the bucket itself comes from the snapshot.
+    pub bucket: Option<lifeboat_sources::bucket::BucketSpec>,
+    /// Bucket snapshots: restore into this `s3://BUCKET/PREFIX` (kept
+    /// afterwards) instead of a fresh prefix of the backed-up bucket
+    /// (removed afterwards).
+    pub bucket_scratch: Option<String>,
 }
 
 /// What a drill did and found.
@@ -147,7 +155,7 @@ async fn choose(
     let is_pg = |e: &SnapshotEntry| {
         matches!(
             e.snapshot.source,
-            SourceKind::Postgres | SourceKind::PostgresLogical
+            SourceKind::Postgres | SourceKind::PostgresLogical | SourceKind::Bucket
         )
     };
     let reference = reference.trim();
@@ -155,7 +163,7 @@ async fn choose(
         let e = repo.find_snapshot(reference, progress).await?;
         if !is_pg(&e) {
             return Err(OpsError::Invalid(format!(
-                "snapshot {} is a {} backup; drills restore PostgreSQL backups",
+                "snapshot {} is a {} backup; drills restore PostgreSQL and bucket backups",
                 e.id.short(),
                 e.snapshot.source.as_str()
             )));
@@ -174,8 +182,10 @@ async fn choose(
     if all.is_empty() {
         let of = tag.map(|t| format!(" tagged {t}")).unwrap_or_default();
         return Err(OpsError::Invalid(match before {
-            Some(t) => format!("the repository holds no PostgreSQL backup{of} taken before {t}"),
-            None => format!("the repository holds no PostgreSQL backup{of} to drill"),
+            Some(t) => {
+                format!("the repository holds no PostgreSQL or bucket backup{of} taken before {t}")
+            }
+            None => format!("the repository holds no PostgreSQL or bucket backup{of} to drill"),
         }));
     }
     let pick = if reference == "latest" {
@@ -235,6 +245,8 @@ pub async fn run(
     };
     if entry.snapshot.source == SourceKind::Postgres {
         physical::drill(repo, opts, &entry, &mut report, &mut log, &progress).await;
+    } else if entry.snapshot.source == SourceKind::Bucket {
+        bucket::drill(repo, opts, &entry, &mut report, &mut log, &progress).await;
     } else {
         logical::drill(repo, opts, &entry, &mut report, &mut log, &progress).await?;
     }

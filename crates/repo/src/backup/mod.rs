@@ -336,6 +336,56 @@ impl TreeBackup {
     /// `at` (relative to the tree's root; missing directories are created
     /// like the root's).
     pub fn add_stored_file(&mut self, at: &Path, stored: StoredStream, mode: u32) -> Result<()> {
+        let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        self.place_file(at, stored, mode, now, None)
+    }
+
+    /// Places a bucket object stored with [`TreeBackup::stream_store`] (or
+    /// reused from the parent snapshot) at `at`, with its last-modified time
+    /// and what the object store kept about it. `unchanged` counts it as
+    /// reused from the parent rather than read.
+    pub fn add_object(
+        &mut self,
+        at: &Path,
+        stored: StoredStream,
+        mtime_ns: i64,
+        attrs: lifeboat_format::tree::ObjectAttrs,
+        unchanged: bool,
+    ) -> Result<()> {
+        self.place_file(at, stored, 0o644, mtime_ns, Some(attrs))?;
+        if unchanged {
+            self.summary.files_unchanged += 1;
+        }
+        Ok(())
+    }
+
+    /// The parent snapshot's file at `at` when every chunk it lists is still
+    /// in the index (so it can be listed again without being read).
+    pub fn reusable_parent_file(&self, at: &Path) -> Option<&Node> {
+        let p = self.parent.as_ref()?.file(at)?;
+        p.content
+            .iter()
+            .chain(&p.bases)
+            .all(|id| self.index.contains(id))
+            .then_some(p)
+    }
+
+    /// Records an entry that could not be backed up (also a warning).
+    pub fn skip(&mut self, what: String) {
+        self.progress
+            .event(Event::Warning(format!("not backed up: {what}")));
+        self.summary.skipped += 1;
+        self.skipped.push(what);
+    }
+
+    fn place_file(
+        &mut self,
+        at: &Path,
+        stored: StoredStream,
+        mode: u32,
+        mtime_ns: i64,
+        object: Option<lifeboat_format::tree::ObjectAttrs>,
+    ) -> Result<()> {
         let name = at
             .file_name()
             .ok_or_else(|| RepoError::Invalid(format!("{} is not a file path", at.display())))?
@@ -345,12 +395,11 @@ impl TreeBackup {
         let dir = self.scan.ensure_dir(&parent, &root_template);
         // The new file belongs to whoever owns the directory it lands in.
         let template = self.scan.nodes[dir].clone();
-        let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let node = ScanNode {
             name: std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
             kind: NodeKind::File,
             mode,
-            mtime_ns: now,
+            mtime_ns,
             ctime_ns: 0,
             inode: 0,
             links: 0,
@@ -362,6 +411,7 @@ impl TreeBackup {
             content: stored.content,
             bases: stored.bases,
             subtree: None,
+            object,
             ..template
         };
         self.scan.add_child(dir, node);
@@ -431,6 +481,7 @@ impl TreeBackup {
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
             postgres: None,
             logical: None,
+            bucket: None,
         };
         describe(&mut snapshot);
         snapshot.summary.duration_ms = self.started.elapsed().as_millis() as u64;
@@ -620,6 +671,7 @@ fn build_trees(
                 bases: child.bases.clone(),
                 subtree: child.subtree,
                 target: child.target.as_deref().map(Into::into),
+                object: child.object.clone(),
             });
         }
         tree.sort();

@@ -47,6 +47,11 @@ pub(crate) struct ParentFiles {
 }
 
 impl ParentFiles {
+    /// The parent's file node at `at`, if it has one.
+    pub(crate) fn file(&self, at: &std::path::Path) -> Option<&Node> {
+        self.files.get(at)
+    }
+
     /// The parent's chunk list for `node` if the file is unchanged.
     pub(crate) fn unchanged(&self, node: &ScanNode, index: &MasterIndex) -> Option<Vec<Id>> {
         let p = self.files.get(&node.at)?;

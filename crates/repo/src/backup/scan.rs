@@ -43,6 +43,8 @@ pub(crate) struct ScanNode {
     /// The bases of delta chunks in `content` (streams only).
     pub bases: Vec<Id>,
     pub subtree: Option<Id>,
+    /// What the object store kept about an object (bucket snapshots).
+    pub object: Option<lifeboat_format::tree::ObjectAttrs>,
     /// Set when the file could not be read; the node is then left out.
     pub failed: bool,
 }
@@ -101,6 +103,7 @@ fn node(name: Vec<u8>, path: &Path, m: &Metadata) -> Result<Option<ScanNode>> {
         content: Vec::new(),
         bases: Vec::new(),
         subtree: None,
+        object: None,
         failed: false,
     }))
 }

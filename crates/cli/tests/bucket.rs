@@ -1,0 +1,363 @@
+//! Buckets as a source, against the S3 test server: incremental snapshots,
+//! restores into another bucket, a prefix, a directory and in place, as of
+//! a time; and the bad inputs. Objects are written and judged by boto3,
+//! AWS's own SDK, not by lifeboat's client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Env, s3_endpoint};
+use serde_json::Value;
+
+/// Runs the boto3 helper against the plain S3 test server.
+fn boto(args: &[&str]) -> String {
+    let python = std::env::var("LIFEBOAT_TEST_PYTHON").expect(
+        "LIFEBOAT_TEST_PYTHON is not set: run the suite with scripts/test.sh, which installs boto3",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bucket.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(s3_endpoint())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bucket.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn manifest(bucket_and_prefix: &str) -> Value {
+    let (bucket, prefix) = bucket_and_prefix
+        .split_once('/')
+        .unwrap_or((bucket_and_prefix, ""));
+    serde_json::from_str(&boto(&["manifest", bucket, prefix])).unwrap()
+}
+
+/// A bucket name no earlier run used.
+fn fresh_bucket(env: &Env, name: &str) -> String {
+    let suffix: String = env
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
+    let bucket = format!("{name}-{suffix}");
+    boto(&["create", &bucket]);
+    bucket
+}
+
+/// A lifeboat run reaching the bucket with its own credentials (the
+/// repository is local and needs none).
+fn lb(env: &Env, args: &[&str]) -> common::Out {
+    let endpoint = s3_endpoint();
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--endpoint", &endpoint]);
+    env.run_with(
+        &[
+            ("LIFEBOAT_BUCKET_ACCESS_KEY_ID", "test"),
+            ("LIFEBOAT_BUCKET_SECRET_ACCESS_KEY", "test"),
+        ],
+        &full,
+    )
+}
+
+fn lb_ok(env: &Env, args: &[&str]) -> Value {
+    let out = lb(env, args);
+    assert_eq!(
+        out.code, 0,
+        "lifeboat {args:?}:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    out.json()
+}
+
+/// Every file below `dir` with its SHA-256, as the manifest has them.
+fn dir_digest(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.push((rel, sha256_hex(&data)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_bucket_comes_back_whole_incrementally_and_as_of_a_time() {
+    let env = Env::fs();
+    env.init();
+    let bucket = fresh_bucket(&env, "uploads");
+    boto(&["fill", &bucket, "2000"]);
+    let before = manifest(&bucket);
+    let total = before.as_object().unwrap().len() as u64;
+    assert_eq!(total, 2001);
+
+    let first = lb_ok(&env, &["backup", "bucket", &format!("s3://{bucket}")]);
+    let b1 = &first["snapshot"]["bucket"];
+    assert_eq!(b1["objects"], total);
+    assert_eq!(b1["objects_read"], total);
+    let between = chrono::Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // 1 % of the objects rewritten, two deleted, two added.
+    let changed: Value = serde_json::from_str(&boto(&["change", &bucket, "1"])).unwrap();
+    let rewritten = changed["rewritten"].as_u64().unwrap();
+    let after = manifest(&bucket);
+    let second = lb_ok(&env, &["backup", "bucket", &format!("s3://{bucket}")]);
+    let b2 = &second["snapshot"]["bucket"];
+    assert_eq!(b2["objects"], total);
+    // Only what changed is downloaded: one GET per object read.
+    assert_eq!(b2["objects_read"], rewritten + 2, "{b2}");
+    assert_eq!(b2["get_requests"], rewritten + 2, "{b2}");
+    assert_eq!(
+        second["snapshot"]["summary"]["files_unchanged"],
+        total - rewritten - 2
+    );
+
+    // Into another bucket: every key, byte and metadata field equal.
+    let other = fresh_bucket(&env, "restored");
+    lb_ok(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            "latest",
+            "--to",
+            &format!("s3://{other}"),
+        ],
+    );
+    assert_eq!(manifest(&other), after);
+
+    // Into a prefix of a bucket, as of a time between the two snapshots:
+    // the first state.
+    let as_of = between.to_rfc3339();
+    let old = fresh_bucket(&env, "old");
+    let out = lb_ok(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            "latest",
+            "--as-of",
+            &as_of,
+            "--to",
+            &format!("s3://{old}/then"),
+        ],
+    );
+    assert_eq!(out["snapshot"], first["id"]);
+    assert_eq!(manifest(&format!("{old}/then")), before);
+
+    // Into a directory: the same bytes under the same names.
+    let dir = env.path().join("restored-dir");
+    lb_ok(
+        &env,
+        &["restore", "bucket", "latest", "--to", dir.to_str().unwrap()],
+    );
+    let expected: Vec<(String, String)> = {
+        let mut v: Vec<(String, String)> = after
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, m)| (k.clone(), m["sha256"].as_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(dir_digest(&dir), expected);
+
+    // In place, back to the first state: only what differs is written, and
+    // what did not exist then is deleted only with --delete.
+    let plan = lb_ok(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            &first["id"].as_str().unwrap()[..8],
+            "--in-place",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        plan["plan"]["write"].as_array().unwrap().len() as u64,
+        rewritten + 2
+    );
+    assert_eq!(plan["plan"]["extra"].as_array().unwrap().len(), 2);
+    assert_eq!(manifest(&bucket), after, "a dry run changes nothing");
+    let kept = lb_ok(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            &first["id"].as_str().unwrap()[..8],
+            "--in-place",
+        ],
+    );
+    assert_eq!(kept["summary"]["written"], rewritten + 2);
+    assert_eq!(kept["summary"]["deleted"], 0);
+    let deleted = lb_ok(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            &first["id"].as_str().unwrap()[..8],
+            "--in-place",
+            "--delete",
+        ],
+    );
+    assert_eq!(deleted["summary"]["written"], 0);
+    assert_eq!(deleted["summary"]["deleted"], 2);
+    assert_eq!(manifest(&bucket), before);
+
+    // The repository's own judges see bucket snapshots like any other.
+    env.ok(&["check", "--read-data"]);
+    let ls = env.ok(&["ls", "latest"]).stdout;
+    assert!(ls.contains("videos/large upload.bin"), "{ls}");
+    let drill = lb(&env, &["drill", "latest"]);
+    assert_eq!(drill.code, 0, "{}\n{}", drill.stdout, drill.stderr);
+}
+
+#[test]
+fn bad_bucket_input_fails_clearly_and_writes_no_snapshot() {
+    let env = Env::fs();
+    env.init();
+    let snapshots = |env: &Env| {
+        env.ok(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    let missing = lb(&env, &["backup", "bucket", "s3://no-such-bucket-here"]);
+    assert_eq!(missing.code, 6, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+
+    // The authenticating server with a wrong secret.
+    let auth_endpoint = std::env::var("LIFEBOAT_TEST_S3_AUTH_ENDPOINT").unwrap();
+    let auth_bucket = std::env::var("LIFEBOAT_TEST_S3_AUTH_BUCKET").unwrap();
+    let key_id = std::env::var("LIFEBOAT_TEST_S3_AUTH_KEY_ID").unwrap();
+    let denied = env.run_with(
+        &[
+            ("LIFEBOAT_BUCKET_ACCESS_KEY_ID", key_id.as_str()),
+            ("LIFEBOAT_BUCKET_SECRET_ACCESS_KEY", "wrong-secret"),
+        ],
+        &[
+            "backup",
+            "bucket",
+            &format!("s3://{auth_bucket}"),
+            "--endpoint",
+            &auth_endpoint,
+        ],
+    );
+    assert_eq!(denied.code, 5, "{}", denied.stderr);
+    assert!(denied.stderr.contains("access denied"), "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("LIFEBOAT_BUCKET_SECRET_ACCESS_KEY"),
+        "{}",
+        denied.stderr
+    );
+
+    // An endpoint nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = env.run(&[
+        "backup",
+        "bucket",
+        "s3://anything",
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    assert_eq!(down.code, 4, "{}", down.stderr);
+    assert!(down.stderr.contains("cannot be reached"), "{}", down.stderr);
+
+    let bad = env.run(&["backup", "bucket", "media"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert_eq!(snapshots(&env), 0, "no snapshot was written");
+
+    // A restore never writes into a target that holds objects unless told.
+    let bucket = fresh_bucket(&env, "src");
+    boto(&["put", &bucket, "a.txt", "10"]);
+    lb_ok(&env, &["backup", "bucket", &format!("s3://{bucket}")]);
+    let busy = fresh_bucket(&env, "busy");
+    boto(&["put", &busy, "keep-me.txt", "5"]);
+    let refused = lb(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            "latest",
+            "--to",
+            &format!("s3://{busy}"),
+        ],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("already holds objects"),
+        "{}",
+        refused.stderr
+    );
+    let keys: Vec<String> = serde_json::from_str(&boto(&["keys", &busy])).unwrap();
+    assert_eq!(keys, vec!["keep-me.txt".to_string()]);
+    let outside = lb(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            "latest",
+            "--as-of",
+            "2001-01-01 00:00:00Z",
+            "--to",
+            &format!("s3://{busy}/x"),
+        ],
+    );
+    assert_eq!(outside.code, 2, "{}", outside.stderr);
+    assert!(
+        outside.stderr.contains("no snapshot of"),
+        "{}",
+        outside.stderr
+    );
+}
