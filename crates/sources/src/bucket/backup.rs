@@ -209,11 +209,7 @@ async fn read_object(
                 last = Some(e);
                 requests += 1;
                 match client.head(&object.key).await {
-                    Ok(Some((etag, size))) => {
-                        object.etag = etag;
-                        object.size = size;
-                        object.modified = chrono::Utc::now();
-                    }
+                    Ok(Some(now)) => object = now,
                     Ok(None) => {
                         return Err(Failure {
                             error: BucketError::Gone {

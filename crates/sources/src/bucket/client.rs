@@ -459,8 +459,9 @@ impl BucketClient {
         }
     }
 
-    /// The current ETag and size of `key`, or `None` when it does not exist.
-    pub async fn head(&self, key: &str) -> Result<Option<(String, u64)>> {
+    /// `key` as the store has it now (ETag, size, last-modified), or
+    /// `None` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<Listed>> {
         let full = self.full_key(key);
         self.addressable(&full)?;
         let url = HeadObject::new(&self.bucket, None, &full).sign(SIGNED_FOR);
@@ -468,10 +469,17 @@ impl BucketClient {
             .send(&format!("looking up {key:?}"), Method::HEAD, url, &[], None)
             .await
         {
-            Ok(resp) => Ok(Some((
-                header(&resp, "etag").unwrap_or_default(),
-                resp.content_length().unwrap_or(0),
-            ))),
+            // The headers themselves: a HEAD response has no body to measure.
+            Ok(resp) => Ok(Some(Listed {
+                key: key.to_string(),
+                etag: header(&resp, "etag").unwrap_or_default(),
+                size: header(&resp, "content-length")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0),
+                modified: header(&resp, "last-modified")
+                    .and_then(|t| DateTime::parse_from_rfc2822(&t).ok())
+                    .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+            })),
             Err(BucketError::Http { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
