@@ -361,3 +361,65 @@ fn bad_bucket_input_fails_clearly_and_writes_no_snapshot() {
         outside.stderr
     );
 }
+
+#[test]
+fn a_declared_bucket_source_is_backed_up_restored_and_drilled_by_name() {
+    let env = Env::fs();
+    env.init();
+    let bucket = fresh_bucket(&env, "declared");
+    boto(&["fill", &bucket, "40"]);
+    let secret = env.path().join("media.secret");
+    std::fs::write(&secret, "test\n").unwrap();
+    let config = env.path().join("lifeboat.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nname = \"media\"\nkind = \"bucket\"\nbucket = \"s3://{bucket}/level0-0\"\n\
+             endpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\n\
+             secret_access_key_file = \"{}\"\n",
+            s3_endpoint(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    // No credentials in the environment: the source's own are used.
+    let out = env.ok(&["--config", cfg, "--source", "media", "--json", "backup"]);
+    let snap = out.json();
+    assert!(
+        snap["snapshot"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("source:media"))
+    );
+    let expected = manifest(&format!("{bucket}/level0-0"));
+    assert_eq!(
+        snap["snapshot"]["bucket"]["objects"],
+        expected.as_object().unwrap().len()
+    );
+
+    let dir = env.path().join("out");
+    env.ok(&[
+        "--config",
+        cfg,
+        "--source",
+        "media",
+        "restore",
+        "bucket",
+        "latest",
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(dir_digest(&dir).len(), expected.as_object().unwrap().len());
+
+    let drill = env.ok(&["--config", cfg, "--source", "media", "--json", "drill"]);
+    let report = drill.json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["source"], "bucket");
+    // The scratch prefix is gone afterwards.
+    let keys: Vec<String> = serde_json::from_str(&boto(&["keys", &bucket])).unwrap();
+    assert!(
+        keys.iter().all(|k| !k.starts_with(".lifeboat-drills/")),
+        "{keys:?}"
+    );
+}

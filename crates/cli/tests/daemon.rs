@@ -675,6 +675,7 @@ fn a_bad_settings_file_stops_the_daemon_before_it_starts_naming_file_line_and_ke
             "backup main",
             "backup supabase",
             "backup config",
+            "backup media",
             "copy",
             "check",
             "drill supabase",
