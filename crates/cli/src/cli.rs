@@ -32,7 +32,7 @@ pub struct Cli {
 }
 
 /// Options every command accepts.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Repository location: a directory, or s3://bucket/prefix.
     #[arg(
@@ -182,9 +182,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BackupArgs {
-    /// What to back up (or --source NAME).
+    /// What to back up (or --source NAME, or --set NAME).
     #[command(subcommand)]
     pub what: Option<BackupCommand>,
+    /// Back up every source of this [[set]] of the settings file, back to
+    /// back (the database, then its buckets), linking the snapshots with a
+    /// shared `set-run:` tag (`restore bucket --paired-with` uses it).
+    #[arg(long, value_name = "NAME")]
+    pub set: Option<String>,
     #[command(flatten)]
     pub common: BackupCommon,
 }
@@ -745,6 +750,21 @@ pub struct RestoreBucketArgs {
     /// Print what would be written and deleted, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Restore the bucket snapshot taken in the same `backup --set` run as
+    /// this (database) snapshot, so that both come back to the same moment.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "as_of")]
+    pub paired_with: Option<String>,
+    /// Afterwards, compare the restored objects with the rows of the
+    /// database that name them (Supabase's storage.objects): report rows
+    /// whose object is missing and objects no row names.
+    #[arg(long, value_name = "CONNINFO")]
+    pub check_rows: Option<String>,
+    /// With --check-rows: the table naming the objects (columns bucket_id, name).
+    #[arg(long, value_name = "SCHEMA.TABLE", default_value = "storage.objects")]
+    pub rows_table: String,
+    /// With --check-rows: the bucket id in the rows (default: the bucket's name).
+    #[arg(long, value_name = "ID")]
+    pub bucket_id: Option<String>,
     #[command(flatten)]
     pub conn: BucketConnArgs,
 }

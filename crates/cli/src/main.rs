@@ -52,7 +52,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Some(BackupCommand::Files(f)) => commands::backup::files(g, f).await,
             Some(BackupCommand::Postgres(p)) => commands::backup::postgres(g, p).await,
             Some(BackupCommand::Bucket(b)) => commands::bucket::backup(g, b).await,
-            None => commands::backup::source(g, &a.common).await,
+            None => match &a.set {
+                Some(set) if g.source.is_some() => Err(exit::UsageError(format!(
+                    "--set {set} backs up the set's own sources: leave out --source"
+                ))
+                .into()),
+                Some(set) => commands::backup::set(g, set, &a.common).await,
+                None => commands::backup::source(g, &a.common).await,
+            },
         },
         Command::Snapshots => commands::snapshots::run(g).await,
         Command::Ls(a) => commands::ls::run(g, a).await,

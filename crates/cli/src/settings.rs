@@ -98,6 +98,9 @@ pub struct FileSettings {
     /// Declared sources (`--source NAME`).
     #[serde(default)]
     pub source: Vec<lifeboat_ops::config::SourceConfig>,
+    /// Sources backed up together (`backup --set NAME`).
+    #[serde(default)]
+    pub set: Vec<lifeboat_ops::config::SetConfig>,
     /// Scheduled jobs (`lifeboat serve`).
     #[serde(default)]
     pub job: Vec<lifeboat_ops::config::JobConfig>,
@@ -174,7 +177,7 @@ impl FileSettings {
             .as_ref()
             .map(|(p, t)| (p.display().to_string(), t.as_str()))
             .unwrap_or_else(|| ("the settings".into(), ""));
-        lifeboat_ops::config::jobs(&file, text, &self.source, &self.job)
+        lifeboat_ops::config::jobs(&file, text, &self.source, &self.set, &self.job)
             .map_err(|e| UsageError(e.to_string()).into())
     }
 }

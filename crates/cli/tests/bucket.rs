@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::pg::Cluster;
 use common::{Env, s3_endpoint};
 use serde_json::Value;
 
@@ -421,5 +422,167 @@ fn a_declared_bucket_source_is_backed_up_restored_and_drilled_by_name() {
     assert!(
         keys.iter().all(|k| !k.starts_with(".lifeboat-drills/")),
         "{keys:?}"
+    );
+}
+
+#[test]
+fn a_set_pairs_a_database_with_its_bucket_and_rows_are_checked_against_objects() {
+    let env = Env::fs();
+    env.init();
+    let bucket = fresh_bucket(&env, "storage");
+    for key in ["avatars/alice.png", "avatars/bob.png", "docs/contract.pdf"] {
+        boto(&["put", &bucket, key, "300"]);
+    }
+    // Rows that name the objects, shaped like Supabase's storage.objects.
+    let c = Cluster::new(&env, "app");
+    c.psql("CREATE DATABASE app");
+    c.psql_db(
+        "app",
+        &format!(
+            "CREATE SCHEMA storage;
+             CREATE TABLE storage.objects (id bigserial PRIMARY KEY, bucket_id text, name text,
+                 owner uuid, created_at timestamptz DEFAULT now(), metadata jsonb);
+             INSERT INTO storage.objects (bucket_id, name) VALUES
+                 ('{bucket}', 'avatars/alice.png'), ('{bucket}', 'avatars/bob.png'),
+                 ('{bucket}', 'docs/contract.pdf'), ('other', 'unrelated.txt');"
+        ),
+    );
+    let config = env.path().join("lifeboat.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nname = \"db\"\nkind = \"postgres-logical\"\ndb = \"{}\"\n\n\
+             [[source]]\nname = \"media\"\nkind = \"bucket\"\nbucket = \"s3://{bucket}\"\n\
+             endpoint = \"{}\"\naccess_key_id = \"test\"\nsecret_access_key_file = \"{}\"\n\n\
+             [[set]]\nname = \"app\"\nsources = [\"db\", \"media\"]\n",
+            c.conninfo_db("app"),
+            s3_endpoint(),
+            {
+                let f = env.path().join("secret");
+                std::fs::write(&f, "test").unwrap();
+                f.display().to_string()
+            }
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let first = env
+        .ok(&["--config", cfg, "--json", "backup", "--set", "app"])
+        .json();
+    let linked = first["snapshots"].as_array().unwrap();
+    assert_eq!(linked.len(), 2, "{first}");
+    let db_first = linked
+        .iter()
+        .find(|s| s["source"] == "postgres-logical")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bucket_first = linked.iter().find(|s| s["source"] == "bucket").unwrap()["id"].clone();
+
+    // Later: an object is deleted, and a row names an object never uploaded.
+    boto(&["delete", &bucket, "avatars/bob.png"]);
+    c.psql_db(
+        "app",
+        &format!("INSERT INTO storage.objects (bucket_id, name) VALUES ('{bucket}', 'ghost.png')"),
+    );
+    let second = env
+        .ok(&["--config", cfg, "--json", "backup", "--set", "app"])
+        .json();
+    assert_ne!(second["run"], first["run"]);
+
+    // The bucket as it was when the first database snapshot was taken.
+    let restored = fresh_bucket(&env, "paired");
+    let out = env
+        .ok(&[
+            "--config",
+            cfg,
+            "--source",
+            "media",
+            "--json",
+            "restore",
+            "bucket",
+            "latest",
+            "--paired-with",
+            &db_first[..8],
+            "--to",
+            &format!("s3://{restored}"),
+            "--check-rows",
+            &c.conninfo_db("app"),
+        ])
+        .json();
+    assert_eq!(out["snapshot"], bucket_first);
+    assert_eq!(out["summary"]["written"], 3);
+    // Against today's rows: one row names an object that never existed.
+    assert_eq!(
+        out["rows"]["rows_without_objects"],
+        serde_json::json!(["ghost.png"])
+    );
+    assert_eq!(out["rows"]["objects_without_rows"], serde_json::json!([]));
+    assert_eq!(out["rows"]["rows"], 4);
+
+    // The newest bucket snapshot lacks bob's avatar, which a row still names.
+    let dry = env
+        .ok(&[
+            "--config",
+            cfg,
+            "--source",
+            "media",
+            "--json",
+            "restore",
+            "bucket",
+            "latest",
+            "--in-place",
+            "--dry-run",
+            "--check-rows",
+            &c.conninfo_db("app"),
+        ])
+        .json();
+    assert_eq!(
+        dry["rows"]["rows_without_objects"],
+        serde_json::json!(["avatars/bob.png", "ghost.png"])
+    );
+    let text = env
+        .ok(&[
+            "--config",
+            cfg,
+            "--source",
+            "media",
+            "restore",
+            "bucket",
+            "latest",
+            "--in-place",
+            "--dry-run",
+            "--check-rows",
+            &c.conninfo_db("app"),
+        ])
+        .stdout;
+    assert!(
+        text.contains("row without object:  \"ghost.png\""),
+        "{text}"
+    );
+
+    // A snapshot not taken by a set has no pair.
+    let lone = lb_ok(&env, &["backup", "bucket", &format!("s3://{bucket}")]);
+    let id = lone["id"].as_str().unwrap();
+    let unpaired = lb(
+        &env,
+        &[
+            "restore",
+            "bucket",
+            "latest",
+            "--paired-with",
+            &id[..8],
+            "--to",
+            "/nonexistent",
+        ],
+    );
+    assert_eq!(unpaired.code, 2, "{}", unpaired.stderr);
+    assert!(
+        unpaired
+            .stderr
+            .contains("not taken by `lifeboat backup --set`"),
+        "{}",
+        unpaired.stderr
     );
 }

@@ -107,6 +107,19 @@ pub struct SourceConfig {
     pub rpo: Option<String>,
 }
 
+/// A `[[set]]`: sources backed up back to back by `backup --set NAME`
+/// (and a backup job with `set`), their snapshots linked by a shared
+/// `set-run:` tag so that they can be restored to the same moment.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetConfig {
+    /// Its name.
+    pub name: Spanned<String>,
+    /// The sources, in the order they are backed up (the database first,
+    /// then its buckets).
+    pub sources: Vec<String>,
+}
+
 /// What a job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -146,6 +159,8 @@ pub struct JobConfig {
     pub run: Spanned<JobKind>,
     /// `backup` and `drill`: the source.
     pub source: Option<Spanned<String>>,
+    /// `backup`: a `[[set]]` instead of one source.
+    pub set: Option<Spanned<String>>,
     /// A 5-field cron expression.
     pub schedule: Option<Spanned<String>>,
     /// Or an interval (`6h`).
@@ -268,6 +283,7 @@ pub fn jobs(
     file: &str,
     text: &str,
     sources: &[SourceConfig],
+    sets: &[SetConfig],
     configs: &[JobConfig],
 ) -> Result<Vec<Job>> {
     let at = |span: std::ops::Range<usize>, why: String| {
@@ -299,9 +315,59 @@ pub fn jobs(
             ));
         }
     }
+    let mut seen_sets = std::collections::BTreeSet::new();
+    for set in sets {
+        if !seen_sets.insert(set.name.get_ref().clone()) {
+            return Err(at(
+                set.name.span(),
+                format!("[[set]] name {:?} is used twice", set.name.get_ref()),
+            ));
+        }
+        if set.sources.is_empty() {
+            return Err(at(
+                set.name.span(),
+                format!("[[set]] {:?} lists no `sources`", set.name.get_ref()),
+            ));
+        }
+        if let Some(unknown) = set
+            .sources
+            .iter()
+            .find(|n| !sources.iter().any(|d| d.name.get_ref() == *n))
+        {
+            return Err(at(
+                set.name.span(),
+                format!(
+                    "[[set]] {:?} lists {unknown:?}, which no [[source]] declares",
+                    set.name.get_ref()
+                ),
+            ));
+        }
+    }
     let mut out: Vec<Job> = Vec::new();
     for c in configs {
         let kind = *c.run.get_ref();
+        let set = match &c.set {
+            Some(n) if kind != JobKind::Backup => {
+                return Err(at(n.span(), "only a backup [[job]] takes `set`".into()));
+            }
+            Some(n) if c.source.is_some() => {
+                return Err(at(
+                    n.span(),
+                    "a [[job]] takes `source` or `set`, not both".into(),
+                ));
+            }
+            Some(n) if !sets.iter().any(|s| s.name.get_ref() == n.get_ref()) => {
+                return Err(at(
+                    n.span(),
+                    format!(
+                        "[[job]] names set {:?}, which no [[set]] declares",
+                        n.get_ref()
+                    ),
+                ));
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => None,
+        };
         let source = match (&c.source, kind) {
             (Some(s), _) => {
                 if !sources.iter().any(|d| d.name.get_ref() == s.get_ref()) {
@@ -322,6 +388,7 @@ pub fn jobs(
                 }
                 Some(s.get_ref().clone())
             }
+            (None, JobKind::Backup) if set.is_some() => None,
             (None, JobKind::Backup | JobKind::Drill) => {
                 return Err(at(
                     c.run.span(),
@@ -367,9 +434,10 @@ pub fn jobs(
                 "`timezone` applies to `schedule`, not to `every`".into(),
             ));
         }
-        let name = c.name.clone().unwrap_or_else(|| match &source {
-            Some(s) => format!("{} {s}", kind.as_str()),
-            None => kind.as_str().to_string(),
+        let name = c.name.clone().unwrap_or_else(|| match (&source, &set) {
+            (Some(s), _) => format!("{} {s}", kind.as_str()),
+            (None, Some(s)) => format!("{} set {s}", kind.as_str()),
+            (None, None) => kind.as_str().to_string(),
         });
         if out.iter().any(|j| j.name == name) {
             return Err(at(
@@ -392,6 +460,16 @@ pub fn jobs(
         let mut steps: Vec<Vec<String>> = Vec::new();
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
         match kind {
+            JobKind::Backup if set.is_some() => {
+                let mut step = s(&[
+                    "--json",
+                    "backup",
+                    "--set",
+                    set.as_deref().unwrap_or_default(),
+                ]);
+                step.extend(s(&["--kind", c.kind.as_deref().unwrap_or("scheduled")]));
+                steps.push(step);
+            }
             JobKind::Backup => {
                 let mut step = s(&[
                     "--source",
@@ -470,12 +548,14 @@ mod tests {
         #[serde(default)]
         source: Vec<SourceConfig>,
         #[serde(default)]
+        set: Vec<SetConfig>,
+        #[serde(default)]
         job: Vec<JobConfig>,
     }
 
     fn read(text: &str) -> Result<Vec<Job>> {
         let f: File = toml::from_str(text).map_err(|e| OpsError::Invalid(e.to_string()))?;
-        jobs("lifeboat.toml", text, &f.source, &f.job)
+        jobs("lifeboat.toml", text, &f.source, &f.set, &f.job)
     }
 
     const GOOD: &str = r#"
@@ -518,6 +598,32 @@ timezone = "Europe/Berlin"
         assert_eq!(jobs[2].steps.len(), 2, "forget, then prune");
         assert_eq!(jobs[2].group.as_deref(), Some("repository"));
         assert!(jobs[2].schedule.describe().contains("Europe/Berlin"));
+    }
+
+    #[test]
+    fn a_set_backs_up_its_sources_together_and_is_checked() {
+        let text = format!(
+            "{GOOD}\n[[source]]\nname = \"media\"\nkind = \"bucket\"\nbucket = \"s3://media\"\n\n\
+             [[set]]\nname = \"app\"\nsources = [\"prod\", \"media\"]\n\n\
+             [[job]]\nrun = \"backup\"\nset = \"app\"\nevery = \"1h\"\n"
+        );
+        let jobs = read(&text).unwrap_or_else(|e| panic!("{e}"));
+        let set = jobs.iter().find(|j| j.name == "backup set app");
+        assert_eq!(
+            set.map(|j| j.steps[0].clone()),
+            Some(
+                ["--json", "backup", "--set", "app", "--kind", "scheduled"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        let err = |t: String| read(&t).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = err(text.replace("[\"prod\", \"media\"]", "[\"prod\", \"nope\"]"));
+        assert!(e.contains("\"nope\", which no [[source]] declares"), "{e}");
+        let e = err(text.replace("set = \"app\"", "set = \"other\""));
+        assert!(e.contains("no [[set]] declares"), "{e}");
+        let e = err(text.replace("set = \"app\"", "set = \"app\"\nsource = \"prod\""));
+        assert!(e.contains("`source` or `set`, not both"), "{e}");
     }
 
     #[test]

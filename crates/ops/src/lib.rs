@@ -20,6 +20,7 @@ pub mod runs;
 pub mod schedule;
 pub mod status;
 pub mod steps;
+pub mod storage_rows;
 pub mod targets;
 pub mod verify;
 

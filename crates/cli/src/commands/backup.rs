@@ -127,9 +127,93 @@ pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
 pub async fn source(g: &Global, common: &BackupCommon) -> Result<()> {
     let Some(name) = &g.source else {
         bail!(UsageError(
-            "what to back up? `lifeboat backup files PATH…`, `lifeboat backup postgres …`, or `lifeboat backup --source NAME` for a [[source]] of the settings file".into()
+            "what to back up? `lifeboat backup files PATH…`, `lifeboat backup postgres …`, `lifeboat backup bucket s3://…`, or `lifeboat --source NAME backup` for a [[source]] of the settings file".into()
         ));
     };
+    named(g, name, common).await
+}
+
+/// Backs up every source of the `[[set]]` `name`, one after the other,
+/// each snapshot tagged `set:NAME` and the run's `set-run:ID`. A source
+/// that fails does not stop the others; the command then fails, naming it.
+pub async fn set(g: &Global, name: &str, common: &BackupCommon) -> Result<()> {
+    let file = FileSettings::load(g)?;
+    let Some(set) = file.set.iter().find(|s| s.name.get_ref() == name) else {
+        let known: Vec<&str> = file.set.iter().map(|s| s.name.get_ref().as_str()).collect();
+        bail!(UsageError(format!(
+            "no [[set]] called {name:?} in the settings file (declared: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    // Checks the whole file, sets included, before anything runs.
+    file.jobs()?;
+    let run = format!(
+        "{}{}",
+        crate::commands::bucket::SET_RUN_TAG,
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
+    let mut failed = Vec::new();
+    for source in &set.sources {
+        let mut common = common.clone();
+        common.tags.push(format!("set:{name}"));
+        common.tags.push(run.clone());
+        // With --json, one document for the whole set (below), not one per source.
+        let scoped = Global {
+            source: Some(source.clone()),
+            json: false,
+            quiet: g.quiet || g.json,
+            ..g.clone()
+        };
+        if let Err(e) = named(&scoped, source, &common).await {
+            eprintln!(
+                "error: set {name}: source {source}: {}",
+                crate::exit::message(&e)
+            );
+            failed.push(source.clone());
+        }
+    }
+    if !failed.is_empty() {
+        // What was backed up stays; the command fails naming what was not.
+        bail!(
+            "set {name}: {} of {} sources failed ({}); the others were backed up and carry {run}",
+            failed.len(),
+            set.sources.len(),
+            failed.join(", ")
+        );
+    }
+    if g.json {
+        let repo = open_repo(g).await?;
+        let linked: Vec<serde_json::Value> = repo
+            .list_snapshots(&lifeboat_repo::progress::none())
+            .await?
+            .into_iter()
+            .filter(|e| e.snapshot.tags.contains(&run))
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id,
+                    "source": e.snapshot.source.as_str(),
+                    "paths": e.snapshot.paths,
+                    "time": e.snapshot.time,
+                    "summary": e.snapshot.summary,
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "set": name, "run": run, "snapshots": linked }))?;
+    } else if !g.quiet {
+        println!(
+            "set {name}: {} sources backed up, linked as {run}",
+            set.sources.len()
+        );
+    }
+    Ok(())
+}
+
+/// Backs up the declared source `name` with its settings.
+async fn named(g: &Global, name: &str, common: &BackupCommon) -> Result<()> {
     let file = FileSettings::load(g)?;
     let src = file.source(name)?;
     let mut common = common.clone();

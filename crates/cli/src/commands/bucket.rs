@@ -12,6 +12,8 @@ use lifeboat_sources::bucket::{
 };
 use serde_json::json;
 
+use lifeboat_ops::storage_rows::{ObjectsTable, Pairing};
+
 use crate::cli::{BackupBucketArgs, BucketConnArgs, Global, RestoreBucketArgs};
 use crate::commands::backup::{options, report};
 use crate::commands::{in_scope, open_repo, scoped_reference};
@@ -144,6 +146,9 @@ async fn choose(
         .iter()
         .filter(|e| e.snapshot.source == SourceKind::Bucket && in_scope(g, e))
         .collect();
+    if let Some(other) = &args.paired_with {
+        return paired(repo, &buckets, other, progress).await;
+    }
     let picked = if args.snapshot.trim() == "latest" {
         let mut sources: Vec<&Vec<String>> = buckets.iter().map(|e| &e.snapshot.paths).collect();
         sources.sort();
@@ -204,6 +209,46 @@ async fn choose(
     }
 }
 
+/// The bucket snapshot of the same `backup --set` run as `reference`.
+async fn paired(
+    repo: &lifeboat_repo::Repository,
+    buckets: &[&SnapshotEntry],
+    reference: &str,
+    progress: &lifeboat_repo::progress::DynProgress,
+) -> Result<SnapshotEntry> {
+    let other = repo.find_snapshot(reference, progress).await?;
+    let Some(run) = other
+        .snapshot
+        .tags
+        .iter()
+        .find(|t| t.starts_with(SET_RUN_TAG))
+    else {
+        bail!(UsageError(format!(
+            "snapshot {} was not taken by `lifeboat backup --set`, so no bucket snapshot is paired with it; use --as-of {}",
+            other.id.short(),
+            other.snapshot.time.to_rfc3339()
+        )));
+    };
+    let mut found: Vec<&&SnapshotEntry> = buckets
+        .iter()
+        .filter(|e| e.snapshot.tags.contains(run))
+        .collect();
+    match found.len() {
+        1 => Ok((*found.remove(0)).clone()),
+        0 => Err(UsageError(format!(
+            "no bucket snapshot carries {run} (in this --source scope)"
+        ))
+        .into()),
+        n => Err(UsageError(format!(
+            "{n} bucket snapshots carry {run}; choose one with --source"
+        ))
+        .into()),
+    }
+}
+
+/// The tag that links the snapshots of one `backup --set` run.
+pub const SET_RUN_TAG: &str = "set-run:";
+
 /// Restores a bucket snapshot.
 pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     let repo = open_repo(g).await?;
@@ -238,6 +283,10 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     let load = repo.load_index(&progress).await?;
     let index = Arc::new(load.index);
     let objects = snapshot_objects(&repo, &index, &entry).await?;
+    let pairing = match &args.check_rows {
+        Some(conninfo) => Some(check_rows(args, conninfo, &entry, &objects).await?),
+        None => None,
+    };
     let plan = plan_restore(objects, &target, args.delete).await?;
     let differing = plan.differing();
     let occupied = plan.unchanged > 0 || differing > 0 || !plan.extra.is_empty();
@@ -253,7 +302,9 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     if args.dry_run {
         reporter.finish();
         if g.json {
-            output::json(&json!({ "snapshot": entry.id, "dry_run": true, "plan": plan }))?;
+            output::json(
+                &json!({ "snapshot": entry.id, "dry_run": true, "plan": plan, "rows": pairing }),
+            )?;
         } else {
             println!(
                 "restore of snapshot {} ({} as of {}) into {}, dry run: nothing was changed",
@@ -292,6 +343,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
                     " (kept; --delete removes them)"
                 }
             );
+            print_pairing(pairing.as_ref());
         }
         return Ok(());
     }
@@ -299,7 +351,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     reporter.finish();
     let summary = result?;
     if g.json {
-        output::json(&json!({ "snapshot": entry.id, "summary": &summary }))?;
+        output::json(&json!({ "snapshot": entry.id, "summary": &summary, "rows": pairing }))?;
     } else if !g.quiet {
         println!(
             "restored bucket snapshot {} ({} as of {}) into {}: {} objects written ({}), {} already equal, {} deleted",
@@ -312,6 +364,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
             summary.unchanged,
             summary.deleted
         );
+        print_pairing(pairing.as_ref());
     }
     if !summary.refused.is_empty() {
         for r in &summary.refused {
@@ -324,4 +377,55 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Pairs the snapshot's objects (their full keys) with the rows naming them.
+async fn check_rows(
+    args: &RestoreBucketArgs,
+    conninfo: &str,
+    entry: &SnapshotEntry,
+    objects: &[lifeboat_sources::bucket::SnapshotObject],
+) -> Result<Pairing> {
+    let record = entry.snapshot.bucket.clone().unwrap_or_default();
+    let full: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            if record.prefix.is_empty() {
+                o.key.clone()
+            } else {
+                format!("{}/{}", record.prefix, o.key)
+            }
+        })
+        .collect();
+    let table = ObjectsTable {
+        table: args.rows_table.clone(),
+        bucket_id: args.bucket_id.clone().unwrap_or(record.bucket),
+    };
+    Ok(lifeboat_ops::storage_rows::pair(conninfo, &table, full.iter().map(String::as_str)).await?)
+}
+
+fn print_pairing(p: Option<&Pairing>) {
+    let Some(p) = p else {
+        return;
+    };
+    if p.is_clean() {
+        println!(
+            "{} (bucket_id {:?}): every one of {} rows has its object, and every object its row",
+            p.table, p.bucket_id, p.rows
+        );
+        return;
+    }
+    println!(
+        "{} (bucket_id {:?}): {} row(s) without an object, {} object(s) without a row",
+        p.table,
+        p.bucket_id,
+        p.rows_without_objects.len(),
+        p.objects_without_rows.len()
+    );
+    for n in p.rows_without_objects.iter().take(20) {
+        println!("  row without object:  {n:?}");
+    }
+    for n in p.objects_without_rows.iter().take(20) {
+        println!("  object without row:  {n:?}");
+    }
 }
