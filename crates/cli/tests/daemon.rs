@@ -441,7 +441,9 @@ fn a_failing_job_alerts_once_by_webhook_and_mail_and_then_resolves() {
         &c,
         "[[job]]\nrun = \"backup\"\nsource = \"app\"\nevery = \"2s\"\n",
         &format!(
-            "[serve]\nrefresh = \"1s\"\n[alerts]\nrepeat = \"1h\"\nheartbeat_url = \"http://127.0.0.1:{hook}/beat\"\n[[alerts.route]]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n\
+            // disk_full 100%: the test machine's own disk must not raise an
+            // alert of its own, which would hold back the heartbeat.
+            "[serve]\nrefresh = \"1s\"\n[alerts]\nrepeat = \"1h\"\ndisk_full = \"100%\"\nheartbeat_url = \"http://127.0.0.1:{hook}/beat\"\n[[alerts.route]]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n\
              [[alerts.route]]\nemail = \"ops@example.com\"\nsmtp = \"smtp://127.0.0.1:{smtp_port}\"\nfrom = \"lifeboat@example.com\"\n",
             hook = hook.port
         ),

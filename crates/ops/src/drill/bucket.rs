@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use lifeboat_repo::forget::source_of;
 use lifeboat_repo::progress::{DynProgress, Event};
 use lifeboat_repo::{Repository, SnapshotEntry};
 use lifeboat_sources::bucket::{
@@ -12,7 +11,7 @@ use lifeboat_sources::bucket::{
     remove_prefix, snapshot_objects,
 };
 
-use super::{DrillOptions, DrillReport, rpo_of};
+use super::{DrillOptions, DrillReport, newest_of_source_before, rpo_of};
 use crate::steps::StepLog;
 use crate::targets::Measured;
 
@@ -54,13 +53,8 @@ pub(super) async fn drill(
     log: &mut StepLog,
     progress: &DynProgress,
 ) {
-    let source = source_of(&entry.snapshot);
-    report.recoverable_to = repo.list_snapshots(progress).await.ok().and_then(|all| {
-        all.iter()
-            .filter(|e| source_of(&e.snapshot) == source && e.snapshot.time <= report.target_time)
-            .map(|e| e.snapshot.time)
-            .max()
-    });
+    report.recoverable_to =
+        newest_of_source_before(repo, entry, report.target_time, progress).await;
     report.rpo = rpo_of(report.target_time, report.recoverable_to, &opts.targets);
 
     log.begin("restore into a scratch prefix");

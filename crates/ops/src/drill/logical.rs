@@ -5,36 +5,19 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use lifeboat_postgres::logical::OpenedBackup;
 use lifeboat_postgres::logical::load::{LogicalRestoreOptions, restore_opened};
 use lifeboat_postgres::logical::{quote_ident, quote_literal};
 use lifeboat_postgres::scratch::ScratchCluster;
 use lifeboat_postgres::server::{PgBin, Server};
 use lifeboat_postgres::sql;
-use lifeboat_repo::forget::source_of;
 use lifeboat_repo::progress::{DynProgress, Event};
 use lifeboat_repo::{Repository, SnapshotEntry};
 
-use super::{DrillOptions, DrillReport, rpo_of, verify_all};
+use super::{DrillOptions, DrillReport, newest_of_source_before, rpo_of, verify_all};
 use crate::error::Result;
 use crate::steps::StepLog;
 use crate::verify::Restored;
-
-/// The newest logical snapshot of the same source at or before `t`.
-async fn newest_logical_before(
-    repo: &Repository,
-    entry: &SnapshotEntry,
-    t: DateTime<Utc>,
-    progress: &DynProgress,
-) -> Option<DateTime<Utc>> {
-    let source = source_of(&entry.snapshot);
-    let all = repo.list_snapshots(progress).await.ok()?;
-    all.iter()
-        .filter(|e| source_of(&e.snapshot) == source && e.snapshot.time <= t)
-        .map(|e| e.snapshot.time)
-        .max()
-}
 
 pub(super) async fn drill(
     repo: &Repository,
@@ -46,7 +29,8 @@ pub(super) async fn drill(
 ) -> Result<()> {
     let meta = entry.snapshot.logical.clone().unwrap_or_default();
     let databases: Vec<String> = meta.databases.iter().map(|d| d.name.clone()).collect();
-    report.recoverable_to = newest_logical_before(repo, entry, report.target_time, progress).await;
+    report.recoverable_to =
+        newest_of_source_before(repo, entry, report.target_time, progress).await;
     report.rpo = rpo_of(report.target_time, report.recoverable_to, &opts.targets);
     let bin = match &opts.pg_bin {
         Some(d) => PgBin::at(d),

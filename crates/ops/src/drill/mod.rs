@@ -288,6 +288,23 @@ pub async fn run(
     Ok(report)
 }
 
+/// The time of the newest snapshot of `entry`'s source taken at or before
+/// `t`: what a restore after a loss at `t` could return to (logical and
+/// bucket backups, which have no WAL in between).
+pub(crate) async fn newest_of_source_before(
+    repo: &Repository,
+    entry: &SnapshotEntry,
+    t: DateTime<Utc>,
+    progress: &DynProgress,
+) -> Option<DateTime<Utc>> {
+    let source = source_of(&entry.snapshot);
+    let all = repo.list_snapshots(progress).await.ok()?;
+    all.iter()
+        .filter(|e| source_of(&e.snapshot) == source && e.snapshot.time <= t)
+        .map(|e| e.snapshot.time)
+        .max()
+}
+
 pub(crate) fn rpo_of(
     target: DateTime<Utc>,
     recoverable: Option<DateTime<Utc>>,
