@@ -304,7 +304,7 @@ fn status_turns_overdue_for_an_old_backup_and_a_missing_check() {
     let out = env.run(&["drill"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("no PostgreSQL backup"),
+        out.stderr.contains("no PostgreSQL or bucket backup"),
         "{}",
         out.stderr
     );
