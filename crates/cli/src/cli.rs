@@ -1,4 +1,4 @@
-//! The command-line surface (DESIGN.md section 5).
+//! The command-line surface (the README shows it in use; `--help` explains each verb).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! Exit codes and hints (DESIGN.md section 5).
+//! Exit codes and hints (listed for users in the README, "Using it").
 //!
 //! 0 success · 1 failure · 2 bad usage (also: a restore target that is not
 //! empty) · 3 repository unusable (not found, unreachable, access denied,

@@ -1,6 +1,6 @@
 //! `wal push` (archive_command) and `wal fetch` (restore_command).
 //!
-//! The contract (DESIGN.md section 4): push succeeds only once the file is
+//! The contract (docs/FORMAT.md section 9): push succeeds only once the file is
 //! durably stored; an identical file pushed again succeeds with a warning; a
 //! different file under an existing name is refused and never overwritten;
 //! a segment whose header names another cluster (or another position) is

@@ -1,7 +1,7 @@
 //! lifeboat's PostgreSQL support.
 //!
 //! - [`archive`]: `wal push` / `wal fetch`, with the archive contract of
-//!   DESIGN.md section 4, a spool to work ahead, and checks that every
+//!   docs/FORMAT.md section 9, a spool to work ahead, and checks that every
 //!   segment belongs to the cluster and sits where its name says;
 //! - [`basebackup`]: physical base backups through `pg_backup_start` /
 //!   `pg_backup_stop` and parallel file reads with page checksum verification;
