@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(Snapshot::from_json(&json).ok(), Some(s.clone()));
         let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
         v["future_field"] = serde_json::json!({"lsn": "0/1"});
-        v["source"] = serde_json::json!("bucket");
+        v["source"] = serde_json::json!("tape-library");
         let newer = serde_json::to_vec(&v).unwrap_or_default();
         let parsed = Snapshot::from_json(&newer).ok();
         assert_eq!(parsed.map(|p| p.source), Some(SourceKind::Unknown));
