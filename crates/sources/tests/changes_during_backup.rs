@@ -113,18 +113,25 @@ const READ: ReadOptions = ReadOptions {
     range_bytes: 1 << 20,
 };
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_object_rewritten_mid_read_is_read_again_whole() {
-    let bucket = fresh_bucket("rewritten");
+/// A bucket with a 24 MiB `big.bin` and a small `small.txt`, backed up
+/// while `change` (boto3 arguments, the bucket added after the verb) runs
+/// once in the middle of reading `big.bin`. Returns the bucket, the
+/// repository and what the snapshot recorded.
+async fn backup_changed_mid_read(
+    name: &str,
+    change: &'static [&'static str],
+) -> (String, Repository, lifeboat_format::snapshot::BucketBackup) {
+    let bucket = fresh_bucket(name);
     boto(&["put", &bucket, "big.bin", &(24 << 20).to_string()]);
     boto(&["put", &bucket, "small.txt", "100"]);
     let repo = repository().await;
     let b = bucket.clone();
     let progress: DynProgress = Arc::new(OnceMidRead {
         fired: AtomicBool::new(false),
-        // The same key, a different size and content.
         action: Box::new(move || {
-            boto(&["put", &b, "big.bin", &(20 << 20).to_string()]);
+            let mut args = vec![change[0], b.as_str()];
+            args.extend_from_slice(&change[1..]);
+            boto(&args);
         }),
     });
     let c = client(&bucket);
@@ -132,6 +139,14 @@ async fn an_object_rewritten_mid_read_is_read_again_whole() {
         .await
         .unwrap();
     let record = result.snapshot.bucket.clone().unwrap();
+    (bucket, repo, record)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_rewritten_mid_read_is_read_again_whole() {
+    // The same key, a different size and content.
+    let (bucket, repo, record) =
+        backup_changed_mid_read("rewritten", &["put", "big.bin", "20971520"]).await;
     assert!(record.warnings.is_empty(), "{:?}", record.warnings);
     assert_eq!(record.objects, 2);
     // The first read was cut short by If-Match and the object read again.
@@ -152,22 +167,7 @@ async fn an_object_rewritten_mid_read_is_read_again_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_object_deleted_mid_read_is_left_out_with_a_warning() {
-    let bucket = fresh_bucket("deleted");
-    boto(&["put", &bucket, "big.bin", &(24 << 20).to_string()]);
-    boto(&["put", &bucket, "small.txt", "100"]);
-    let repo = repository().await;
-    let b = bucket.clone();
-    let progress: DynProgress = Arc::new(OnceMidRead {
-        fired: AtomicBool::new(false),
-        action: Box::new(move || {
-            boto(&["delete", &b, "big.bin"]);
-        }),
-    });
-    let c = client(&bucket);
-    let result = backup_bucket(&repo, &c, &BackupOptions::default(), READ, progress)
-        .await
-        .unwrap();
-    let record = result.snapshot.bucket.clone().unwrap();
+    let (_, repo, record) = backup_changed_mid_read("deleted", &["delete", "big.bin"]).await;
     assert_eq!(record.objects, 1);
     assert_eq!(record.warnings.len(), 1, "{:?}", record.warnings);
     assert!(
