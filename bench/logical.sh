@@ -32,7 +32,7 @@ WIDE_ROWS_START=$WIDE_ROWS
 WIDE_TEXT=${WIDE_TEXT:-repeated}
 DAYS=${DAYS:-7}
 # Extra options for every lifeboat backup (timed runs and days), e.g.
-# "--compression fastest" or "--split-size 1024".
+# "--compression fastest" or "--split-size 1G".
 LB_BACKUP_ARGS=${LB_BACKUP_ARGS:-}
 
 # shellcheck source=../scripts/lib/ensure-postgres.sh

@@ -5,20 +5,55 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
+EXAMPLES:
+  lifeboat init --repo /backups/repo
+  lifeboat backup postgres --pgdata /var/lib/postgresql/15/main
+  lifeboat backup postgres --logical --db 'host=db.example.com dbname=app user=backup'
+  lifeboat restore postgres latest --target-time '2026-11-30 09:15:00+00' --target-dir /srv/pg-restored
+  lifeboat --source app-db snapshots --since 7d --json
+
 ENVIRONMENT:
   LIFEBOAT_REPOSITORY       repository: a directory, or s3://bucket/prefix
   LIFEBOAT_PASSWORD         the passphrase itself (prefer a file or command)
   LIFEBOAT_PASSWORD_FILE    file holding the passphrase
   LIFEBOAT_PASSWORD_COMMAND command printing the passphrase
-  LIFEBOAT_CONFIG           lifeboat.toml with the same settings
+  LIFEBOAT_CONFIG           settings file (default /etc/lifeboat/lifeboat.toml,
+                            then $XDG_CONFIG_HOME/lifeboat/lifeboat.toml)
+  LIFEBOAT_LOG, LIFEBOAT_LOG_FILE   as --log-level and --log-file
+  LIFEBOAT_PG_BIN           directory of pg_dump, pg_restore, psql
+  LIFEBOAT_BUCKET_ACCESS_KEY_ID, LIFEBOAT_BUCKET_SECRET_ACCESS_KEY,
+  LIFEBOAT_BUCKET_SESSION_TOKEN     a backed-up bucket's own credentials
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
-  AWS_ENDPOINT_URL          S3 credentials and endpoint (path-style when set)
+  AWS_ENDPOINT_URL, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE,
+  AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN
+                            S3 credentials, region and endpoint, as the AWS
+                            tools read them (environment, then ~/.aws/*)
+  PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE, PGSERVICE,
+  PGSERVICEFILE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY,
+  PGCONNECT_TIMEOUT, PGAPPNAME
+                            PostgreSQL connections, as libpq reads them
+                            (also ~/.pgpass and ~/.pg_service.conf)
+
+DURATIONS AND SIZES:
+  durations: 90s, 15min, 6h, 1h 30min, 1.5d, 2w, 3mo (30 days), 1y (365 days);
+  \"m\" alone is refused (minutes or months?). sizes: 512, 64K, 256M, 1.5GiB
+  (powers of 1024).
 
 EXIT CODES:
   0  success
   1  failure: damaged or missing data, I/O error, refused operation
-  2  bad usage: invalid arguments or references, missing passphrase
-  3  repository unusable: not found, unreachable, access denied, wrong passphrase";
+  2  bad usage: invalid arguments or references, missing passphrase, a
+     restore target that is not empty
+  3  repository unusable: not found, unreachable, access denied, wrong passphrase
+  4  source unreachable: the database server, or a backed-up bucket's endpoint
+  5  source refused the credentials
+  6  source does not exist: the database, or the bucket
+  wal fetch (restore_command): 0 restored, 1 not in the archive (the
+  repository was read and has no such file), 200 any other error, so that
+  PostgreSQL stops recovery instead of ending it early.
+
+With --json, errors are one JSON document on stderr:
+  {\"error\": MESSAGE, \"exit\": CODE, \"hint\": HINT or null}";
 
 /// Backups for PostgreSQL, object storage and config files: continuous,
 /// deduplicated, encrypted, and proven by restores.
@@ -33,6 +68,7 @@ pub struct Cli {
 
 /// Options every command accepts.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository location: a directory, or s3://bucket/prefix.
     #[arg(
@@ -68,6 +104,16 @@ pub struct Global {
     /// Print only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log more: -v logs each step (info), -vv debug, -vvv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log level (error, warn, info, debug, trace), or a filter such as
+    /// `info,lifeboat_postgres=debug`. Logs go to stderr, or to --log-file.
+    #[arg(long, global = true, env = "LIFEBOAT_LOG", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Append logs to this file as JSON lines (one object per event).
+    #[arg(long, global = true, env = "LIFEBOAT_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Use the source of this name declared in the settings file
     /// ([[source]]): `backup` backs it up; `snapshots`, `runs`, `status`
     /// and `drill` look at its snapshots and runs only; `latest` in `ls`,
@@ -80,32 +126,63 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new repository.
+    #[command(
+        after_help = "Examples:\n  LIFEBOAT_PASSWORD_FILE=/etc/lifeboat/passphrase lifeboat init --repo /backups/repo\n  lifeboat init --repo s3://my-backups/prod"
+    )]
     Init(InitArgs),
+    /// Print lifeboat's version (and, with --json, the format it writes).
+    #[command(after_help = "Examples:\n  lifeboat version --json")]
+    Version,
+    /// Shell completions and manual pages, for packagers and operators.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Back up a source into the repository: files, a PostgreSQL cluster or
     /// database, or a source declared in the settings file (--source NAME).
+    #[command(
+        after_help = "Examples:\n  lifeboat backup files /etc/nginx /srv/app/.env --exclude \"*.log\"\n  lifeboat backup postgres --pgdata /var/lib/postgresql/15/main\n  lifeboat --source app-db backup --kind pre-deploy --reason \"migration 42\""
+    )]
     Backup(BackupArgs),
-    /// List snapshots.
-    Snapshots,
+    /// List snapshots, oldest first, optionally filtered.
+    #[command(
+        after_help = "Examples:\n  lifeboat snapshots --kind postgres --since 7d\n  lifeboat --source app-db snapshots --json | jq '.[-1].id'"
+    )]
+    Snapshots(SnapshotsArgs),
     /// List the files in a snapshot.
+    #[command(after_help = "Examples:\n  lifeboat ls latest\n  lifeboat ls 3723e387 --json")]
     Ls(LsArgs),
     /// Restore a snapshot.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  lifeboat restore files latest --target /tmp/etc-restored\n  lifeboat restore postgres latest --target-time \"2026-11-30 09:15:00+00\" --target-dir /srv/pg15-restored --start"
+    )]
     Restore(RestoreCommand),
     /// Verify the repository: structure always, every byte with --read-data.
+    #[command(after_help = "Examples:\n  lifeboat check\n  lifeboat check --read-data --subset 5%")]
     Check(CheckArgs),
     /// Manage the passphrases that unlock the repository.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  lifeboat key list\n  lifeboat key add --new-password-file /etc/lifeboat/second-passphrase"
+    )]
     Key(KeyCommand),
     /// Repair the repository's metadata.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  lifeboat repair index")]
     Repair(RepairCommand),
     /// PostgreSQL WAL archiving: archive_command and restore_command.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  archive_command = 'lifeboat wal push %p'\n  restore_command = 'lifeboat wal fetch %f %p'"
+    )]
     Wal(WalCommand),
     /// What the repository holds.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  lifeboat info postgres --json")]
     Info(InfoCommand),
     /// Write a logical backup as an ordinary dump (psql loads it without lifeboat).
+    #[command(
+        after_help = "Examples:\n  lifeboat export latest --database app > app.sql\n  lifeboat export latest --format custom --database app > app.dump"
+    )]
     Export(ExportArgs),
     /// Apply a retention policy per source: keep what the rules say, remove
     /// the other snapshots (their data stays until `prune`). Without --keep-*
@@ -114,10 +191,17 @@ pub enum Command {
     /// calendar periods counted back from each source's newest snapshot.
     /// PostgreSQL WAL outside the point-in-time-recovery window (--pitr-window,
     /// 30 days) is removed, never WAL a kept base backup needs.
+    #[command(
+        after_help = "Examples:\n  lifeboat forget --dry-run\n  lifeboat forget --keep-daily 7 --keep-weekly 4 --keep-within 2d --pitr-window 14d"
+    )]
     Forget(ForgetArgs),
     /// Pin a snapshot (legal hold): no retention policy removes it until unpinned.
+    #[command(
+        after_help = "Examples:\n  lifeboat pin 3723e387 --reason \"legal hold: case 2026-17\""
+    )]
     Pin(PinArgs),
     /// Remove every pin of a snapshot.
+    #[command(after_help = "Examples:\n  lifeboat unpin 3723e387")]
     Unpin(UnpinArgs),
     /// Remove data no snapshot needs, in two phases that are safe while
     /// backups run: packs no snapshot uses (and partly used packs, repacked
@@ -125,21 +209,33 @@ pub enum Command {
     /// the plan is older than --grace and no backup that started before it
     /// is still running. Backups never wait for prune. Only one prune runs
     /// at a time; a killed prune is finished by the next.
+    #[command(
+        after_help = "Examples:\n  lifeboat prune --dry-run\n  lifeboat prune --grace 2h --max-repack 10G"
+    )]
     Prune(PruneArgs),
     /// Copy snapshots (with the data they need) and archived WAL to a
     /// replica repository in another region or provider, only what it
     /// lacks, verifying everything read. The replica shares this
     /// repository's encryption key but has its own passphrase; create it
     /// with --init. Run it repeatedly (the weekly offsite copy).
+    #[command(
+        after_help = "Examples:\n  lifeboat copy --to s3://offsite-backups/prod --init\n  lifeboat copy --to s3://offsite-backups/prod latest"
+    )]
     Copy(CopyArgs),
     /// Run the data checks of lifeboat.toml ([[check]]: a query and the
     /// value it must return, a range, or a maximum age) against a live
     /// database. Exits 1 when any check fails.
+    #[command(
+        after_help = "Examples:\n  lifeboat verify-data --db 'host=/run/postgresql dbname=app'"
+    )]
     VerifyData(VerifyDataArgs),
     /// Stop writes to a database (new sessions read-only, existing ones
     /// ended after --grace) for a recovery, or allow them again. Runs the
     /// [maintenance] hook commands of lifeboat.toml for the application side.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  lifeboat maintenance on --db 'dbname=app' --grace 30s\n  lifeboat maintenance off --db 'dbname=app'"
+    )]
     Maintenance(MaintenanceCommand),
     /// Prove a backup restores: restore it into a scratch PostgreSQL
     /// cluster (started in a temporary directory on a free port, removed
@@ -149,13 +245,18 @@ pub enum Command {
     /// the data-loss window (RPO) against [targets]. The report goes into
     /// the repository (see `lifeboat drills`), to stdout and to --report.
     /// Exits 1 when anything fails or a target is missed.
+    #[command(
+        after_help = "Examples:\n  lifeboat drill latest\n  lifeboat --source app-db drill latest --target-time \"2026-11-30 09:00:00Z\" --report drill.md"
+    )]
     Drill(DrillArgs),
     /// List the drill reports kept in the repository.
+    #[command(after_help = "Examples:\n  lifeboat drills --json")]
     Drills(DrillsArgs),
     /// The runbook checklist at a glance: per source the newest backup and
     /// its age against the RPO target, the WAL archive lag, the newest drill
     /// and its RTO, the last integrity check, and what is overdue. Exits 1
     /// when anything is overdue or failing (for cron and monitoring).
+    #[command(after_help = "Examples:\n  lifeboat status\n  lifeboat status --json | jq .ok")]
     Status,
     /// The corruption runbook in one command: stop writes on the damaged
     /// database (--db), recover a new data directory to --target-time and
@@ -163,19 +264,28 @@ pub enum Command {
     /// ([recover] switch_command, else printed) and resume writes. Stops
     /// at the first failed step; never writes to the damaged cluster's data
     /// directory.
+    #[command(
+        after_help = "Examples:\n  lifeboat recover --target-time \"2026-11-30 09:14:00+00\" --target-dir /srv/pg15-recovered --db 'dbname=app'"
+    )]
     Recover(RecoverArgs),
     /// The daemon: runs the [[job]]s of the settings file on their
     /// schedules (each job a child process; no overlaps; one catch-up run
     /// after downtime; deadlines), records every run in the repository,
     /// serves Prometheus metrics and a small API on 127.0.0.1, and sends
     /// alerts. SIGTERM waits for running jobs up to [serve] stop_timeout.
+    #[command(after_help = "Examples:\n  lifeboat --config /etc/lifeboat/lifeboat.toml serve")]
     Serve(ServeArgs),
     /// The run history the daemon keeps in the repository (--source filters).
+    #[command(
+        after_help = "Examples:\n  lifeboat runs --last 20\n  lifeboat --source app-db runs --json"
+    )]
     Runs(RunsArgs),
     /// Every scheduled job with its schedule (time zone shown) and next runs.
+    #[command(after_help = "Examples:\n  lifeboat schedule")]
     Schedule(ScheduleArgs),
     /// Alerts.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  lifeboat alert test")]
     Alert(AlertCommand),
 }
 
@@ -245,9 +355,9 @@ pub struct DrillArgs {
     /// Parallel connections for a logical restore.
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
-    /// Give up on recovery after this many seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub timeout: u64,
+    /// Give up on recovery after this long (e.g. 30min, 2h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::units::duration)]
+    pub timeout: std::time::Duration,
     /// Bucket snapshots: restore into this s3://BUCKET/PREFIX (kept
     /// afterwards) instead of a fresh prefix under .lifeboat-drills/ of
     /// the backed-up bucket (removed afterwards).
@@ -276,8 +386,8 @@ pub struct RecoverArgs {
     #[arg(long, value_name = "CONNINFO")]
     pub db: Option<String>,
     /// How long sessions on it may finish before they are ended.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub grace: u64,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::units::duration)]
+    pub grace: std::time::Duration,
     /// Port for the recovered server (default: a free one).
     #[arg(long)]
     pub port: Option<u16>,
@@ -290,9 +400,9 @@ pub struct RecoverArgs {
     /// Keep the recovered server from archiving WAL into the repository.
     #[arg(long)]
     pub no_archive: bool,
-    /// How long recovery may take, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub timeout: u64,
+    /// How long recovery may take (e.g. 30min, 2h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::units::duration)]
+    pub timeout: std::time::Duration,
     /// Also write the report to this file (JSON if it ends in .json, else Markdown).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -319,8 +429,8 @@ pub struct MaintenanceOnArgs {
     #[arg(long, value_name = "CONNINFO")]
     pub db: Option<String>,
     /// How long connected sessions may finish their work before they are ended.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub grace: u64,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::units::duration)]
+    pub grace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -360,15 +470,15 @@ pub struct PruneArgs {
     /// How long marked packs are kept before deletion: longer than any
     /// restore or check that may run meanwhile (e.g. 1h, 30min, 1d; 0 deletes
     /// in the same run, still waiting for running backups).
-    #[arg(long, value_name = "DURATION", default_value = "1h")]
-    pub grace: String,
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::units::duration)]
+    pub grace: std::time::Duration,
     /// Unused space tolerated inside partly used packs, as a percentage of
     /// the repository; beyond it the most wasteful packs are repacked.
     #[arg(long, value_name = "PERCENT", default_value = "5%")]
     pub max_unused: String,
     /// Most bytes of packs to repack in one run (e.g. 10G); default no limit.
-    #[arg(long, value_name = "SIZE")]
-    pub max_repack: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::size)]
+    pub max_repack: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +540,9 @@ pub enum WalCommand {
     /// Archive one WAL file (archive_command = 'lifeboat wal push %p').
     /// Exits 0 only once it is durably stored. A background pusher archives
     /// the next waiting segments ahead, so later calls return at once.
+    #[command(
+        after_help = "Examples:\n  archive_command = 'lifeboat wal push %p'   (postgresql.conf)"
+    )]
     Push(WalPushArgs),
     /// The background pusher started by `wal push` (not for direct use).
     #[command(hide = true)]
@@ -437,6 +550,9 @@ pub enum WalCommand {
     /// Restore one WAL file (restore_command = 'lifeboat wal fetch %f %p').
     /// Exits 0 when restored, 1 when the archive does not have it, and 200
     /// on any other error, so PostgreSQL stops recovery instead of ending it early.
+    #[command(
+        after_help = "Examples:\n  restore_command = 'lifeboat wal fetch %f %p'   (set by lifeboat restore postgres)"
+    )]
     Fetch(WalFetchArgs),
 }
 
@@ -550,8 +666,14 @@ pub enum CompressionArg {
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
     /// Back up files and directories (config files, .env files, any tree).
+    #[command(
+        after_help = "Examples:\n  lifeboat backup files /etc/postgresql /srv/app/.env\n  lifeboat backup files /srv/app --exclude \"*.log\" --exclude-file /etc/lifeboat/excludes"
+    )]
     Files(BackupFilesArgs),
     /// Back up a PostgreSQL cluster: a physical base backup with --pgdata.
+    #[command(
+        after_help = "Examples:\n  lifeboat backup postgres --pgdata /var/lib/postgresql/15/main\n  lifeboat backup postgres --logical --db 'postgresql://backup@db.example.com/app?sslmode=verify-full' --jobs 4"
+    )]
     Postgres(BackupPostgresArgs),
     /// Back up an S3-compatible bucket (or a prefix of one), incrementally:
     /// objects unchanged since the last backup (same ETag, size and time)
@@ -562,6 +684,9 @@ pub enum BackupCommand {
     /// repository's when both are set.
     ///
     /// Example: lifeboat backup bucket s3://media/uploads --endpoint https://PROJECT.supabase.co/storage/v1/s3 --region eu-central-1
+    #[command(
+        after_help = "Examples:\n  lifeboat backup bucket s3://media --endpoint https://PROJECT.supabase.co/storage/v1/s3"
+    )]
     Bucket(BackupBucketArgs),
 }
 
@@ -608,6 +733,10 @@ pub struct BackupFilesArgs {
     /// path (`/srv/app/tmp/**`).
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
+    /// Read --exclude patterns from this file, one per line (blank lines and
+    /// lines starting with # are skipped). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
     /// Record the snapshot as taken at this time instead of now (for copies
     /// imported from elsewhere), e.g. "2026-11-01 03:00:00Z".
     #[arg(long, value_name = "TIME")]
@@ -673,20 +802,21 @@ pub struct BackupPostgresArgs {
     /// With --logical: parallel connections per database.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub jobs: usize,
-    /// With --logical: tables larger than this many MiB are read in parts
-    /// (PostgreSQL 14 and later).
-    #[arg(long, default_value_t = lifeboat_postgres::logical::dump::DEFAULT_SPLIT_BYTES >> 20, value_name = "MIB")]
+    /// With --logical: tables larger than this are read in parts
+    /// (PostgreSQL 14 and later), e.g. 64M, 1G.
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = crate::units::size_mib_at_least)]
     pub split_size: u64,
     /// Directory of pg_dump, pg_dumpall and pg_restore (default:
     /// $LIFEBOAT_PG_BIN, the newest /usr/lib/postgresql/N/bin, then PATH).
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
-    /// Physical backups: how long to wait, in seconds, for the WAL the backup
-    /// needs to reach the repository through archive_command. While waiting,
-    /// lifeboat says which segment it waits for and what pg_stat_archiver
-    /// reports; after the limit the backup fails and is not recorded.
-    #[arg(long, value_name = "SECONDS", default_value_t = lifeboat_postgres::basebackup::DEFAULT_ARCHIVE_TIMEOUT.as_secs(), conflicts_with = "logical")]
-    pub archive_timeout: u64,
+    /// Physical backups: how long to wait for the WAL the backup needs to
+    /// reach the repository through archive_command (e.g. 90s, 10min). While
+    /// waiting, lifeboat says which segment it waits for and what
+    /// pg_stat_archiver reports; after the limit the backup fails and is not
+    /// recorded.
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = crate::units::duration, conflicts_with = "logical")]
+    pub archive_timeout: std::time::Duration,
     #[command(flatten)]
     pub common: BackupCommon,
 }
@@ -703,9 +833,15 @@ pub struct LsArgs {
 #[derive(Debug, Subcommand)]
 pub enum RestoreCommand {
     /// Restore files of a file snapshot into a directory.
+    #[command(
+        after_help = "Examples:\n  lifeboat restore files latest --target /tmp/restored\n  lifeboat restore files 3723e387 --target / --include /etc/nginx --overwrite"
+    )]
     Files(RestoreFilesArgs),
     /// Restore a PostgreSQL base backup into a new data directory and recover
     /// it to the end of the archived WAL or to a point in time.
+    #[command(
+        after_help = "Examples:\n  lifeboat restore postgres latest --target-time \"2026-11-30 09:15:00+00\" --target-dir /srv/pg15-restored --start\n  lifeboat restore postgres latest --logical --db 'dbname=app_restored' --jobs 4"
+    )]
     Postgres(Box<RestorePostgresArgs>),
     /// Restore a bucket snapshot into another bucket or prefix (--to
     /// s3://…), a local directory (--to DIR), or the original bucket
@@ -715,6 +851,9 @@ pub enum RestoreCommand {
     ///   lifeboat restore bucket latest --as-of "2026-11-30 09:00Z" --to s3://media-restored
     ///   lifeboat restore bucket 1a2b3c4d --to /srv/restore/media
     ///   lifeboat restore bucket latest --source media --in-place --delete --dry-run
+    #[command(
+        after_help = "Examples:\n  lifeboat restore bucket latest --to s3://media-restored\n  lifeboat restore bucket latest --as-of \"2026-11-30 09:00:00Z\" --in-place --dry-run"
+    )]
     Bucket(Box<RestoreBucketArgs>),
 }
 
@@ -828,9 +967,9 @@ pub struct RestorePostgresArgs {
     /// Unix socket directory for --start.
     #[arg(long, value_name = "DIR", default_value = "/tmp")]
     pub socket_dir: PathBuf,
-    /// How long --start waits for recovery, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub timeout: u64,
+    /// How long --start waits for recovery (e.g. 30min, 2h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::units::duration)]
+    pub timeout: std::time::Duration,
     /// Restore into an existing data directory, rewriting only what differs.
     #[arg(long)]
     pub delta: bool,
@@ -1001,4 +1140,117 @@ pub struct KeyAddArgs {
 pub struct KeyRemoveArgs {
     /// Key slot id or unique prefix.
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this kind of source (files, postgres,
+    /// postgres-logical, bucket) or taken for this reason (scheduled,
+    /// pre-deploy, manual).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only snapshots taken on this host.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only snapshots taken at or after this time: a timestamp
+    /// ("2026-11-01 03:00:00Z") or an age such as 7d or 12h.
+    #[arg(long, value_name = "TIME|AGE")]
+    pub since: Option<String>,
+    /// Only snapshots taken before this time: a timestamp or an age.
+    #[arg(long, value_name = "TIME|AGE")]
+    pub until: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Shell completions on standard output.
+    #[command(
+        after_help = "Examples:\n  lifeboat generate completions bash > /etc/bash_completion.d/lifeboat\n  lifeboat generate completions zsh > \"${fpath[1]}/_lifeboat\"\n  lifeboat generate completions fish > ~/.config/fish/completions/lifeboat.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Manual pages (lifeboat.1 and one per command) into a directory.
+    #[command(after_help = "Example:\n  lifeboat generate man --dir /usr/share/man/man1")]
+    Man {
+        /// Where to write the pages (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Splits a command line as a POSIX shell would for the simple quoting
+    /// the examples use.
+    fn words(line: &str) -> Vec<String> {
+        let (mut out, mut cur, mut quote, mut any) = (Vec::new(), String::new(), None, false);
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    any = true;
+                }
+                (Some(q), c) if c == q => quote = None,
+                (None, ' ') => {
+                    if any {
+                        out.push(std::mem::take(&mut cur));
+                        any = false;
+                    }
+                }
+                (_, c) => {
+                    cur.push(c);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            out.push(cur);
+        }
+        out
+    }
+
+    fn examples(cmd: &clap::Command, found: &mut Vec<String>) {
+        if let Some(text) = cmd.get_after_help() {
+            for line in text.to_string().lines() {
+                let line = line.trim();
+                if let Some(rest) = line.strip_prefix("lifeboat ") {
+                    // Only the lifeboat part of a pipeline or redirection.
+                    let rest = rest.split(" | ").next().unwrap_or(rest);
+                    let rest = rest.split(" > ").next().unwrap_or(rest);
+                    found.push(format!("lifeboat {rest}"));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            examples(sub, found);
+        }
+    }
+
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let mut found = Vec::new();
+        examples(&Cli::command(), &mut found);
+        assert!(found.len() > 30, "{found:?}");
+        for line in found {
+            let w = words(&line);
+            if let Err(e) = Cli::try_parse_from(&w) {
+                panic!("{line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

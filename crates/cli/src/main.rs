@@ -1,19 +1,33 @@
 //! The `lifeboat` command: parses arguments and calls the libraries.
 
+/// Prints a line on stdout like `println!`, inside a function returning
+/// `anyhow::Result`: a closed pipe ends the command quietly instead of
+/// panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))?
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))?
+    };
+}
+
 mod cli;
 mod commands;
 mod exit;
+mod logging;
 mod output;
 mod password;
 mod settings;
+mod units;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use cli::{
-    AlertCommand, BackupCommand, Cli, Command, InfoCommand, KeyCommand, RepairCommand,
-    RestoreCommand, WalCommand,
+    AlertCommand, BackupCommand, Cli, Command, GenerateCommand, InfoCommand, KeyCommand,
+    RepairCommand, RestoreCommand, WalCommand,
 };
 
 /// Caps glibc's malloc arenas at two.
@@ -38,6 +52,29 @@ fn limit_malloc_arenas() {}
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
+    logging::init(g)?;
+    let started = std::time::Instant::now();
+    let verb = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    tracing::info!(command = %verb, version = env!("CARGO_PKG_VERSION"), "lifeboat started");
+    let result = dispatch(&cli).await;
+    match &result {
+        Ok(code) => tracing::info!(
+            exit = code,
+            seconds = started.elapsed().as_secs_f64(),
+            "lifeboat finished"
+        ),
+        Err(e) => {
+            tracing::error!(exit = exit::code(e), error = %exit::message(e), seconds = started.elapsed().as_secs_f64(), "lifeboat failed")
+        }
+    }
+    result
+}
+
+async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
+    let g = &cli.global;
     // An unknown --source is bad usage, whatever the verb.
     if let Some(name) = &g.source {
         settings::FileSettings::load(g)?.source(name)?;
@@ -61,7 +98,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 None => commands::backup::source(g, &a.common).await,
             },
         },
-        Command::Snapshots => commands::snapshots::run(g).await,
+        Command::Snapshots(a) => commands::snapshots::run(g, a).await,
+        Command::Version => commands::generate::version(g),
+        Command::Generate(GenerateCommand::Completions { shell }) => {
+            commands::generate::completions(*shell)
+        }
+        Command::Generate(GenerateCommand::Man { dir }) => commands::generate::man(g, dir),
         Command::Ls(a) => commands::ls::run(g, a).await,
         Command::Restore(RestoreCommand::Files(a)) => commands::restore::files(g, a).await,
         Command::Restore(RestoreCommand::Bucket(a)) => commands::bucket::restore(g, a).await,
@@ -135,12 +177,36 @@ fn die_with_parent() {
     }
 }
 
+/// Whether `--json` is on the command line (for errors found before the
+/// arguments are parsed).
+fn json_requested() -> bool {
+    std::env::args_os().skip(1).any(|a| a == "--json")
+}
+
+/// Prints an error as one JSON document on stderr:
+/// `{"error": MESSAGE, "exit": CODE, "hint": HINT-or-null}`.
+fn report_json_error(message: &str, code: u8, hint: Option<&str>) {
+    let doc = serde_json::json!({ "error": message, "exit": code, "hint": hint });
+    eprintln!("{doc}");
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     die_with_parent();
     warn_about_passwords_in_arguments();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() && json_requested() => {
+            let text = e.kind().to_string();
+            let detail = e.to_string();
+            let first = detail.lines().next().unwrap_or(&text);
+            report_json_error(
+                first.strip_prefix("error: ").unwrap_or(first),
+                exit::USAGE,
+                Some("`lifeboat help` lists the commands; `lifeboat COMMAND --help` their options"),
+            );
+            return ExitCode::from(exit::USAGE);
+        }
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
@@ -150,6 +216,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,12 +229,18 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.downcast_ref::<output::ClosedPipe>().is_some() => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {}", exit::message(&e));
-            if let Some(h) = exit::hint(&e) {
-                eprintln!("HINT: {h}");
+            let code = exit::code(&e);
+            if json {
+                report_json_error(&exit::message(&e), code, exit::hint(&e));
+            } else {
+                eprintln!("error: {}", exit::message(&e));
+                if let Some(h) = exit::hint(&e) {
+                    eprintln!("HINT: {h}");
+                }
             }
-            ExitCode::from(exit::code(&e))
+            ExitCode::from(code)
         }
     }
 }

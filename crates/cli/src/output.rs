@@ -60,6 +60,7 @@ impl Progress for Reporter {
     fn event(&self, event: Event) {
         match event {
             Event::Phase(p) => {
+                tracing::info!(phase = %p, "step");
                 if let Some(b) = &self.bar {
                     b.set_message(p);
                 }
@@ -83,6 +84,7 @@ impl Progress for Reporter {
                 }
             }
             Event::Warning(w) => {
+                tracing::warn!(warning = %w, "warning");
                 if !self.quiet {
                     self.note(&format!("warning: {w}"));
                 }
@@ -98,8 +100,25 @@ pub fn size(bytes: u64) -> String {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    line(format_args!("{}", serde_json::to_string_pretty(value)?))
+}
+
+/// Stdout was closed by its reader (`lifeboat snapshots | head -1`): the
+/// command ends quietly, as Unix tools do, instead of failing.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct ClosedPipe;
+
+/// Writes one line to stdout (what `outln!` expands to). A closed pipe is
+/// [`ClosedPipe`]; other write errors are errors.
+pub fn line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{args}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
 }
 
 /// Seconds with one decimal.

@@ -71,7 +71,7 @@ fn rich_database_restores_and_exports_identically() {
     psql_script(&c, "app", RICH);
 
     // Small parts force the big table through the page-range split.
-    let backup = logical_backup(&env, &c, "app", &["--jobs", "3", "--split-size", "1"]);
+    let backup = logical_backup(&env, &c, "app", &["--jobs", "3", "--split-size", "1M"]);
     assert_eq!(backup["snapshot"]["source"], "postgres-logical");
     assert_eq!(rows(&backup, "shop.customers"), 3002);
     assert_eq!(rows(&backup, "shop.orders"), 20001);
@@ -175,7 +175,7 @@ fn rich_database_restores_and_exports_identically() {
     assert_same_dump(&c, "app", "fromcustom");
 
     // A second backup of an unchanged database adds almost nothing.
-    let again = logical_backup(&env, &c, "app", &["--jobs", "3", "--split-size", "1"]);
+    let again = logical_backup(&env, &c, "app", &["--jobs", "3", "--split-size", "1M"]);
     let added = again["snapshot"]["summary"]["new_bytes"].as_u64().unwrap();
     let total = again["snapshot"]["summary"]["bytes"].as_u64().unwrap();
     assert!(
@@ -219,7 +219,7 @@ fn backup_is_consistent_under_concurrent_transfers() {
     let mut backups = 0;
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(12) {
-        logical_backup(&env, &c, "bank", &["--jobs", "2", "--split-size", "1"]);
+        logical_backup(&env, &c, "bank", &["--jobs", "2", "--split-size", "1M"]);
         backups += 1;
     }
     assert!(
@@ -832,7 +832,7 @@ fn logical_backups_on_s3_store_deltas_that_restore() {
         &env,
         &c,
         "bank",
-        &["--jobs", "2", "--split-size", "2"],
+        &["--jobs", "2", "--split-size", "2M"],
     ));
     psql_script(
         &c,
@@ -852,7 +852,7 @@ fn logical_backups_on_s3_store_deltas_that_restore() {
         "--jobs",
         "2",
         "--split-size",
-        "2",
+        "2M",
     ]);
     assert!(!out.stderr.contains("without deltas"), "{}", out.stderr);
     let day = stored(&out.json());

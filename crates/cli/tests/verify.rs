@@ -138,7 +138,7 @@ fn maintenance_on_blocks_new_writes_and_ends_sessions_and_off_allows_them() {
             "--db",
             &c.conninfo(),
             "--grace",
-            "1",
+            "1s",
         ])
         .json();
     assert_eq!(on["read_only"], true);

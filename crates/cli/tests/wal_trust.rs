@@ -208,7 +208,7 @@ fn a_hole_in_the_archive_shows_in_check_status_and_info_and_latest_refuses_it() 
         "--socket-dir",
         sock.to_str().unwrap(),
         "--timeout",
-        "120",
+        "2min",
     ]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -453,7 +453,7 @@ fn a_base_backup_whose_wal_never_arrives_says_why_and_gives_up() {
         "--db",
         &c.conninfo(),
         "--archive-timeout",
-        "14",
+        "14s",
     ]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(started.elapsed() < Duration::from_secs(120));

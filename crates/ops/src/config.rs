@@ -574,7 +574,7 @@ name = "incremental"
 run = "backup"
 source = "prod"
 every = "6h"
-jitter = "5m"
+jitter = "5min"
 deadline = "2h"
 
 [[job]]

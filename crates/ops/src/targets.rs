@@ -50,17 +50,11 @@ impl Targets {
     /// Reads the configured values over the defaults.
     pub fn from_config(c: &TargetsConfig) -> Result<Self> {
         let d = Self::default();
-        let read = |name: &str, v: &Option<String>, default: Duration| {
-            match v {
+        let read = |name: &str, v: &Option<String>, default: Duration| match v {
             None => Ok(default),
-            Some(s) => parse_target(s)
-                .filter(|d| *d > Duration::zero())
-                .ok_or_else(|| {
-                    OpsError::Invalid(format!(
-                        "[targets] {name} = {s:?} is not a duration (use e.g. \"90s\", \"15min\", \"4h\", \"30d\")"
-                    ))
-                }),
-        }
+            Some(s) => {
+                parse_target(s).map_err(|e| OpsError::Invalid(format!("[targets] {name}: {e}")))
+            }
         };
         Ok(Self {
             rto: read("rto", &c.rto, d.rto)?,
@@ -71,21 +65,16 @@ impl Targets {
     }
 }
 
-/// Parses an objective: a number (decimals allowed) with `ms`, `s`,
-/// `min`, `h` or `d`.
-pub fn parse_target(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let n: f64 = s[..split].parse().ok()?;
-    let unit_ms = match s[split..].trim() {
-        "ms" => 1.0,
-        "s" => 1e3,
-        "min" => 60e3,
-        "h" => 3600e3,
-        "d" => 86_400e3,
-        _ => return None,
-    };
-    Some(Duration::milliseconds((n * unit_ms).round() as i64))
+/// Parses an objective in lifeboat's one duration grammar (`90s`,
+/// `15min`, `1.5h`, `30d`); it must be longer than zero.
+pub fn parse_target(s: &str) -> std::result::Result<Duration, String> {
+    let d = lifeboat_units::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err(format!(
+            "{s:?} is zero: an objective must be longer than that"
+        ));
+    }
+    Duration::from_std(d).map_err(|_| format!("{s:?} is too long"))
 }
 
 /// A measured figure against its objective.
@@ -160,8 +149,9 @@ mod tests {
         assert!(!Measured::against(61.0, Duration::minutes(1)).met);
         assert_eq!(human(4.25), "4.2s");
         assert_eq!(human(0.0123), "12ms");
-        assert_eq!(parse_target("1.5h"), Some(Duration::minutes(90)));
-        assert_eq!(parse_target("1ms"), Some(Duration::milliseconds(1)));
+        assert_eq!(parse_target("1.5h").ok(), Some(Duration::minutes(90)));
+        assert!(parse_target("1ms").is_err());
+        assert!(parse_target("0").is_err());
         assert_eq!(human(725.0), "12min 5s");
         assert_eq!(human(12_000.0), "3h 20min");
         assert_eq!(human(187_200.0), "2d 4h");

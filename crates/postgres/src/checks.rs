@@ -44,18 +44,10 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// Parses `max_age`: a number with `s`, `min`, `h` or `d`.
+/// Parses `max_age` in lifeboat's one duration grammar (`90min`, `1h`, `2d`).
 pub fn parse_age(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let n: i64 = s[..split].parse().ok()?;
-    match s[split..].trim() {
-        "s" => Some(Duration::seconds(n)),
-        "min" => Some(Duration::minutes(n)),
-        "h" => Some(Duration::hours(n)),
-        "d" => Some(Duration::days(n)),
-        _ => None,
-    }
+    let d = lifeboat_units::parse_duration(s).ok()?;
+    Duration::from_std(d).ok()
 }
 
 impl CheckSpec {
@@ -75,12 +67,9 @@ impl CheckSpec {
             ));
         }
         if let Some(a) = &self.max_age
-            && parse_age(a).is_none()
+            && let Err(e) = lifeboat_units::parse_duration(a)
         {
-            return Some(format!(
-                "check {:?}: max_age {a:?} is not a duration such as 90min, 24h or 7d",
-                self.name
-            ));
+            return Some(format!("check {:?}: max_age: {e}", self.name));
         }
         None
     }
@@ -265,5 +254,6 @@ mod tests {
         );
         assert_eq!(parse_age("90min"), Some(Duration::minutes(90)));
         assert_eq!(parse_age("1m"), None);
+        assert_eq!(parse_age("1.5d"), Some(Duration::hours(36)));
     }
 }

@@ -81,7 +81,7 @@ impl ConnectProblem {
             {
                 ConnectProblem::Authentication
             }
-            _ if e.to_string().contains("password missing") => ConnectProblem::Authentication,
+            _ if describe_chain(e).contains("password missing") => ConnectProblem::Authentication,
             _ => ConnectProblem::Unreachable,
         }
     }

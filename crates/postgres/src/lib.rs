@@ -31,6 +31,7 @@ pub mod info;
 pub mod logical;
 pub mod lsn;
 pub mod maintenance;
+pub mod pgpass;
 pub mod pitr;
 pub mod policy;
 pub mod restores;

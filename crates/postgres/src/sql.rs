@@ -5,6 +5,10 @@
 //! libpq reads them). What they leave out comes from the usual `PG*`
 //! variables, then from the data directory's `postmaster.pid` (socket
 //! directory and port), so on the database host `--pgdata` alone is enough.
+//! Passwords come from the string, `PGPASSWORD`, then the password file
+//! (`PGPASSFILE` or `~/.pgpass`); `PGCONNECT_TIMEOUT` and `PGAPPNAME` apply;
+//! the application name defaults to `lifeboat`, so a DBA sees the backup in
+//! `pg_stat_activity`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +26,10 @@ pub struct PgConfig {
     pub config: Config,
     /// TLS settings.
     pub tls: TlsSettings,
+    /// Why a connection may fail that the settings alone do not show (a
+    /// password file ignored for its permissions); added to connection
+    /// errors.
+    pub notes: Vec<String>,
 }
 
 impl std::ops::Deref for PgConfig {
@@ -88,8 +96,47 @@ pub fn config(conninfo: Option<&str>, pgdata: Option<&Path>) -> Result<PgConfig>
     {
         c.password(p);
     }
-    c.application_name("lifeboat");
-    Ok(PgConfig { config: c, tls })
+    let mut notes = Vec::new();
+    if c.get_password().is_none()
+        && let Some(file) = crate::pgpass::location()
+    {
+        let host = match c.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "localhost".to_string(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        match crate::pgpass::lookup(
+            &file,
+            &host,
+            port,
+            c.get_dbname().unwrap_or_default(),
+            c.get_user().unwrap_or_default(),
+        ) {
+            crate::pgpass::Lookup::Found(p) => {
+                c.password(p);
+            }
+            crate::pgpass::Lookup::TooOpen(f) => notes.push(format!(
+                "the password file {} was ignored: group or others can read it (chmod 0600 it)",
+                f.display()
+            )),
+            crate::pgpass::Lookup::None => {}
+        }
+    }
+    if c.get_connect_timeout().is_none()
+        && let Some(secs) = env("PGCONNECT_TIMEOUT").and_then(|t| t.trim().parse::<u64>().ok())
+        && secs > 0
+    {
+        // As libpq: values below 2 seconds mean 2.
+        c.connect_timeout(std::time::Duration::from_secs(secs.max(2)));
+    }
+    if c.get_application_name().is_none() {
+        c.application_name(env("PGAPPNAME").as_deref().unwrap_or("lifeboat"));
+    }
+    Ok(PgConfig {
+        config: c,
+        tls,
+        notes,
+    })
 }
 
 /// True if `conninfo`, as written, carries a password (`password=…` or a
@@ -105,7 +152,10 @@ pub fn has_password(conninfo: &str) -> bool {
 /// Connects; the connection is driven by a background task. Unix sockets
 /// never use TLS; TCP connections use it as `sslmode` says.
 pub async fn connect(config: &PgConfig) -> Result<Client> {
-    let target = describe(config);
+    let mut target = describe(config);
+    for note in &config.notes {
+        target.push_str(&format!("; {note}"));
+    }
     let failed = |source: tokio_postgres::Error| PgError::Connect {
         problem: crate::error::ConnectProblem::of(&source),
         target: target.clone(),

@@ -9,7 +9,10 @@
 //! checks that the certificate chains to the root certificate;
 //! `verify-full` also checks that it names the host. The root certificate
 //! defaults to `~/.postgresql/root.crt`; `sslrootcert=system` uses the
-//! operating system's trusted roots.
+//! operating system's trusted roots. A client certificate (`sslcert` and
+//! `sslkey`, or `PGSSLCERT` and `PGSSLKEY`, defaulting to
+//! `~/.postgresql/postgresql.crt` and `.key` when both exist) is presented
+//! to servers that ask for one (`hostssl … cert` in `pg_hba.conf`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{PgError, Result};
@@ -89,6 +92,10 @@ pub struct TlsSettings {
     pub mode: SslMode,
     /// `sslrootcert`: a PEM file, or `system`.
     pub root_cert: Option<String>,
+    /// `sslcert`: the client certificate (PEM), if one was given.
+    pub client_cert: Option<String>,
+    /// `sslkey`: the client certificate's private key (PEM).
+    pub client_key: Option<String>,
 }
 
 impl TlsSettings {
@@ -99,6 +106,31 @@ impl TlsSettings {
             None => std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
                 .filter(|p| p.exists()),
+        }
+    }
+
+    /// The client certificate and key files, if any: those given, else
+    /// `~/.postgresql/postgresql.crt` and `.key` when both exist.
+    fn client_paths(&self) -> Result<Option<(PathBuf, PathBuf)>> {
+        let home = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
+        match (&self.client_cert, &self.client_key) {
+            (Some(c), Some(k)) => Ok(Some((PathBuf::from(c), PathBuf::from(k)))),
+            (Some(c), None) => match home()
+                .map(|d| d.join("postgresql.key"))
+                .filter(|k| k.exists())
+            {
+                Some(k) => Ok(Some((PathBuf::from(c), k))),
+                None => Err(PgError::Setup(format!(
+                    "sslcert={c} needs its private key: give sslkey=FILE (or PGSSLKEY)"
+                ))),
+            },
+            (None, Some(_)) => Err(PgError::Setup(
+                "sslkey is given without sslcert: give the client certificate too".into(),
+            )),
+            (None, None) => Ok(home().and_then(|d| {
+                let (c, k) = (d.join("postgresql.crt"), d.join("postgresql.key"));
+                (c.exists() && k.exists()).then_some((c, k))
+            })),
         }
     }
 
@@ -130,13 +162,49 @@ impl TlsSettings {
             check_name: self.mode == SslMode::VerifyFull,
             provider: provider.clone(),
         };
-        Ok(rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| PgError::Setup(format!("TLS set-up failed: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth())
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        match self.client_paths()? {
+            None => Ok(builder.with_no_client_auth()),
+            Some((cert, key_file)) => {
+                let (chain, key) = load_client_identity(&cert, &key_file)?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    PgError::Setup(format!(
+                        "cannot use the client certificate {} with key {}: {e}",
+                        cert.display(),
+                        key_file.display()
+                    ))
+                })
+            }
+        }
     }
+}
+
+/// Reads a client certificate chain and its private key (PEM).
+fn load_client_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| PgError::Setup(format!("cannot read sslcert {}: {e}", cert.display())))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| PgError::Setup(format!("sslcert {} is not PEM: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(PgError::Setup(format!(
+            "sslcert {} holds no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        PgError::Setup(format!(
+            "cannot read the private key sslkey {}: {e}",
+            key.display()
+        ))
+    })?;
+    Ok((chain, key))
 }
 
 fn load_roots(path: &std::path::Path) -> Result<RootCertStore> {
@@ -234,10 +302,12 @@ impl ServerCertVerifier for Verifier {
 
 /// Splits libpq's TLS options off a connection string (key=value or URL),
 /// returning the rest for the driver and the settings (falling back to
-/// `PGSSLMODE` / `PGSSLROOTCERT`).
+/// `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY`).
 pub fn split_tls_options(conninfo: &str) -> Result<(String, TlsSettings)> {
     let mut mode = None;
     let mut root = None;
+    let mut cert = None;
+    let mut client_key = None;
     let rest = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
         match conninfo.split_once('?') {
             None => conninfo.to_string(),
@@ -248,6 +318,8 @@ pub fn split_tls_options(conninfo: &str) -> Result<(String, TlsSettings)> {
                     match k {
                         "sslmode" => mode = Some(percent_decode(v)),
                         "sslrootcert" => root = Some(percent_decode(v)),
+                        "sslcert" => cert = Some(percent_decode(v)),
+                        "sslkey" => client_key = Some(percent_decode(v)),
                         _ => kept.push(pair),
                     }
                 }
@@ -264,6 +336,8 @@ pub fn split_tls_options(conninfo: &str) -> Result<(String, TlsSettings)> {
             match key.as_str() {
                 "sslmode" => mode = Some(value),
                 "sslrootcert" => root = Some(value),
+                "sslcert" => cert = Some(value),
+                "sslkey" => client_key = Some(value),
                 _ => kept.push(raw),
             }
         }
@@ -279,27 +353,18 @@ pub fn split_tls_options(conninfo: &str) -> Result<(String, TlsSettings)> {
         TlsSettings {
             mode,
             root_cert: root.or_else(|| env("PGSSLROOTCERT")),
+            client_cert: cert.or_else(|| env("PGSSLCERT")),
+            client_key: client_key.or_else(|| env("PGSSLKEY")),
         },
     ))
 }
 
+/// Decodes a URL query value: `%XX` escapes (invalid ones are kept as
+/// written) and bytes that are not UTF-8 replaced.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The `key = value` pairs of a libpq connection string, with each pair's
@@ -402,12 +467,41 @@ mod tests {
         let t = TlsSettings {
             mode: SslMode::VerifyFull,
             root_cert: Some("/nonexistent/ca.pem".into()),
+            ..TlsSettings::default()
         };
         assert!(t.client_config().is_err());
         let t = TlsSettings {
             mode: SslMode::Require,
             root_cert: None,
+            ..TlsSettings::default()
         };
         assert!(t.client_config().is_ok());
+    }
+
+    #[test]
+    fn bad_percent_escapes_are_kept_not_panicked_on() {
+        let (rest, t) = split_tls_options(
+            "postgresql://u@127.0.0.1:1/db?sslrootcert=%a\u{e9}x&sslmode=require",
+        )
+        .unwrap_or_default();
+        assert_eq!(rest, "postgresql://u@127.0.0.1:1/db");
+        assert_eq!(t.root_cert.as_deref(), Some("%a\u{e9}x"));
+        assert_eq!(t.mode, SslMode::Require);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_connection_string_panics(s in "\\PC*") {
+            let _ = split_tls_options(&s);
+            let _ = crate::sql::config(Some(&s), None);
+            let _ = crate::sql::has_password(&s);
+        }
+
+        #[test]
+        fn no_url_query_panics(q in "[%a-fA-F0-9=&\u{e9}\u{1F600}]{0,24}") {
+            let url = format!("postgresql://u@h/db?{q}");
+            let _ = split_tls_options(&url);
+            let _ = crate::sql::config(Some(&url), None);
+        }
     }
 }

@@ -74,8 +74,10 @@ impl Unit {
     }
 }
 
-/// A retention policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// A retention policy. In JSON it reads as the flags that give it:
+/// `{"keep_daily": 30, "keep_within": "14d", "keep_kind": {"pre-deploy": "90d"}}`
+/// (rules that keep nothing are left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Keep the newest N snapshots.
     pub keep_last: u32,
@@ -86,6 +88,38 @@ pub struct Policy {
     pub keep_within: Option<Duration>,
     /// Keep snapshots of a kind this young.
     pub keep_kind: Vec<(BackupKind, Duration)>,
+}
+
+impl Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let human = |d: &Duration| lifeboat_units::format_duration(d.to_std().unwrap_or_default());
+        let mut map = serializer.serialize_map(None)?;
+        if self.keep_last > 0 {
+            map.serialize_entry("keep_last", &self.keep_last)?;
+        }
+        for (unit, n) in Unit::ALL.iter().zip(self.keep_periods) {
+            if n > 0 {
+                let name = serde_json::to_value(unit)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|u| format!("keep_{u}")))
+                    .unwrap_or_default();
+                map.serialize_entry(&name, &n)?;
+            }
+        }
+        if let Some(w) = &self.keep_within {
+            map.serialize_entry("keep_within", &human(w))?;
+        }
+        if !self.keep_kind.is_empty() {
+            let kinds: std::collections::BTreeMap<&str, String> = self
+                .keep_kind
+                .iter()
+                .map(|(k, d)| (k.as_str(), human(d)))
+                .collect();
+            map.serialize_entry("keep_kind", &kinds)?;
+        }
+        map.end()
+    }
 }
 
 impl Policy {
@@ -115,8 +149,25 @@ pub struct PolicySet {
     /// For sources no override matches.
     pub default: Policy,
     /// `(pattern, policy)`: the first whose pattern the source description
-    /// ("host kind paths") contains applies.
+    /// ("host kind paths") contains applies. In JSON, a list of
+    /// `{"match": PATTERN, "policy": {...}}`.
+    #[serde(serialize_with = "serialize_overrides")]
     pub sources: Vec<(String, Policy)>,
+}
+
+fn serialize_overrides<S: serde::Serializer>(
+    overrides: &[(String, Policy)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(overrides.len()))?;
+    for (pattern, policy) in overrides {
+        seq.serialize_element(&serde_json::json!({
+            "match": pattern,
+            "policy": policy,
+        }))?;
+    }
+    seq.end()
 }
 
 impl PolicySet {
@@ -278,29 +329,13 @@ pub fn apply(policy: &Policy, snapshots: &[Candidate]) -> Vec<Decision> {
     out
 }
 
-/// Parses a duration such as `30d`, `12h`, `2w`, `90d12h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::zero();
-    let mut num = String::new();
-    let mut any = false;
-    for ch in s.trim().chars() {
-        if ch.is_ascii_digit() {
-            num.push(ch);
-            continue;
-        }
-        let n: i64 = num.parse().ok()?;
-        num.clear();
-        total += match ch {
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            'w' => Duration::weeks(n),
-            'm' => Duration::days(30 * n),
-            'y' => Duration::days(365 * n),
-            _ => return None,
-        };
-        any = true;
-    }
-    (any && num.is_empty()).then_some(total)
+/// Parses a duration in lifeboat's one grammar (`30d`, `12h`, `2w`,
+/// `90d12h`, `3mo`, `1y`); the error lists the units.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, lifeboat_units::UnitError> {
+    let d = lifeboat_units::parse_duration(s)?;
+    Ok(Duration::seconds(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+    ))
 }
 
 #[cfg(test)]
@@ -409,12 +444,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d"), Some(Duration::days(30)));
-        assert_eq!(parse_duration("1w2d"), Some(Duration::days(9)));
-        assert_eq!(parse_duration("12h"), Some(Duration::hours(12)));
-        assert_eq!(parse_duration("30"), None);
-        assert_eq!(parse_duration("3x"), None);
-        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("30d").ok(), Some(Duration::days(30)));
+        assert_eq!(parse_duration("1w2d").ok(), Some(Duration::days(9)));
+        assert_eq!(parse_duration("12h").ok(), Some(Duration::hours(12)));
+        assert_eq!(parse_duration("1mo").ok(), Some(Duration::days(30)));
+        assert!(parse_duration("1m").is_err());
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("3x").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     /// An independent statement of the rules, one snapshot at a time: kept

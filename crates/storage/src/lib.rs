@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws_profile;
 pub mod error;
 pub mod fault;
 pub mod fs;

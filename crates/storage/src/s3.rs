@@ -4,7 +4,11 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` /
 //! `AWS_DEFAULT_REGION`, and `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` for
 //! non-AWS stores (which then use path-style addressing; plain `http://`
-//! endpoints are allowed). `object_store`'s own retries are switched off:
+//! endpoints are allowed). What they leave open comes from the shared AWS
+//! files (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`: keys,
+//! region, endpoint); without keys, web-identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
+//! with `AWS_ROLE_ARN`), container and instance credentials are used as
+//! the AWS SDKs resolve them. `object_store`'s own retries are switched off:
 //! the [`crate::retry`] wrapper retries every driver the same way, so errors
 //! are classified here instead.
 
@@ -66,14 +70,23 @@ impl S3Storage {
             .with_bucket_name(bucket)
             .with_retry(retry)
             .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
-        let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-        if !region_set {
-            builder = builder.with_region("us-east-1");
+        let profile = crate::aws_profile::AwsProfile::load();
+        let set = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty());
+        if !set("AWS_ACCESS_KEY_ID")
+            && let (Some(key), Some(secret)) = (&profile.access_key_id, &profile.secret_access_key)
+        {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+            if let Some(token) = &profile.session_token {
+                builder = builder.with_token(token);
+            }
+        }
+        if !["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| set(v)) {
+            builder = builder.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
         }
         let mut client = client;
-        if let Some(endpoint) = endpoint_from_env() {
+        if let Some(endpoint) = endpoint_from_env().or(profile.endpoint_url) {
             // Non-AWS stores generally want path-style requests.
             builder = builder
                 .with_endpoint(endpoint.clone())

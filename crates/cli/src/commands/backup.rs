@@ -64,7 +64,7 @@ pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
     if g.json {
         output::json(result)?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "snapshot {} saved: {} files ({} unchanged), {} dirs, {} in {}; added {} new data ({} stored)",
             result.id.short(),
             s.files,
@@ -76,7 +76,7 @@ pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
             output::size(s.stored_bytes),
         );
         if let Some(pg) = &result.snapshot.postgres {
-            println!(
+            outln!(
                 "PostgreSQL {} cluster {}: timeline {}, WAL {} to {} ({} .. {})",
                 pg.version,
                 pg.system_id,
@@ -90,7 +90,7 @@ pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
         if let Some(l) = &result.snapshot.logical {
             for db in &l.databases {
                 let rows: u64 = db.tables.iter().map(|t| t.rows).sum();
-                println!(
+                outln!(
                     "database {}: {} tables, {} rows, {} sequences, {} large objects, {} of table data",
                     db.name,
                     db.tables.len(),
@@ -204,7 +204,7 @@ pub async fn set(g: &Global, name: &str, common: &BackupCommon) -> Result<()> {
             .collect();
         output::json(&serde_json::json!({ "set": name, "run": run, "snapshots": linked }))?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "set {name}: {} sources backed up, linked as {run}",
             set.sources.len()
         );
@@ -227,6 +227,7 @@ async fn named(g: &Global, name: &str, common: &BackupCommon) -> Result<()> {
                 &BackupFilesArgs {
                     paths: src.paths.clone(),
                     exclude: src.exclude.clone(),
+                    exclude_file: Vec::new(),
                     time: None,
                     common,
                 },
@@ -243,16 +244,37 @@ async fn named(g: &Global, name: &str, common: &BackupCommon) -> Result<()> {
                     logical,
                     all_databases: src.all_databases,
                     jobs: src.jobs.unwrap_or(2),
-                    split_size: lifeboat_postgres::logical::dump::DEFAULT_SPLIT_BYTES >> 20,
+                    split_size: lifeboat_postgres::logical::dump::DEFAULT_SPLIT_BYTES,
                     pg_bin: None,
-                    archive_timeout: lifeboat_postgres::basebackup::DEFAULT_ARCHIVE_TIMEOUT
-                        .as_secs(),
+                    archive_timeout: lifeboat_postgres::basebackup::DEFAULT_ARCHIVE_TIMEOUT,
                     common,
                 },
             )
             .await
         }
     }
+}
+
+/// The --exclude patterns and those of every --exclude-file (one per line;
+/// blank lines and `#` comments skipped).
+fn exclude_patterns(args: &BackupFilesArgs) -> Result<Vec<String>> {
+    let mut patterns = args.exclude.clone();
+    for file in &args.exclude_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            UsageError(format!(
+                "--exclude-file {}: {}",
+                file.display(),
+                crate::exit::os_message(&e)
+            ))
+        })?;
+        patterns.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(patterns)
 }
 
 /// Backs up files and directories.
@@ -263,12 +285,13 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
         .map(crate::commands::restore_postgres::parse_time)
         .transpose()?
         .map(|(t, _)| t);
+    let excludes = exclude_patterns(args)?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
     let mut opts = options(&repo, &args.common);
     opts.time = time;
     let result = repo
-        .backup_files_excluding(&args.paths, &args.exclude, &opts, reporter.sink())
+        .backup_files_excluding(&args.paths, &excludes, &opts, reporter.sink())
         .await;
     reporter.finish();
     report(g, &result?)
@@ -295,7 +318,7 @@ pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
         pgdata: pgdata.clone(),
         conninfo: args.db.first().cloned(),
         backup: options(&repo, &args.common),
-        archive_timeout: std::time::Duration::from_secs(args.archive_timeout),
+        archive_timeout: args.archive_timeout,
     };
     let result = base_backup(&repo, &opts, reporter.sink()).await;
     reporter.finish();

@@ -118,7 +118,7 @@ async fn run_backup(
         && !g.quiet
         && let Some(b) = &result.snapshot.bucket
     {
-        println!(
+        outln!(
             "bucket {}: {} objects, {} downloaded ({}), {} unchanged; {} GET and {} LIST requests",
             client.url(),
             b.objects,
@@ -306,7 +306,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
                 &json!({ "snapshot": entry.id, "dry_run": true, "plan": plan, "rows": pairing }),
             )?;
         } else {
-            println!(
+            outln!(
                 "restore of snapshot {} ({} as of {}) into {}, dry run: nothing was changed",
                 entry.id.short(),
                 origin,
@@ -318,7 +318,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
                     WriteReason::Missing => "missing",
                     WriteReason::Differs => "differs",
                 };
-                println!("  write   {:?} ({why})", w.key);
+                outln!("  write   {:?} ({why})", w.key);
             }
             for key in &plan.extra {
                 let verb = if plan.delete_extra {
@@ -326,12 +326,12 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
                 } else {
                     "keep  "
                 };
-                println!("  {verb}  {key:?} (not in the snapshot)");
+                outln!("  {verb}  {key:?} (not in the snapshot)");
             }
             for r in &plan.refused {
-                println!("  refuse  {r}");
+                outln!("  refuse  {r}");
             }
-            println!(
+            outln!(
                 "{} to write ({}), {} already equal, {} not in the snapshot{}",
                 plan.write.len(),
                 output::size(plan.write_bytes),
@@ -343,7 +343,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
                     " (kept; --delete removes them)"
                 }
             );
-            print_pairing(pairing.as_ref());
+            print_pairing(pairing.as_ref())?;
         }
         return Ok(());
     }
@@ -353,7 +353,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     if g.json {
         output::json(&json!({ "snapshot": entry.id, "summary": &summary, "rows": pairing }))?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "restored bucket snapshot {} ({} as of {}) into {}: {} objects written ({}), {} already equal, {} deleted",
             entry.id.short(),
             origin,
@@ -364,7 +364,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
             summary.unchanged,
             summary.deleted
         );
-        print_pairing(pairing.as_ref());
+        print_pairing(pairing.as_ref())?;
     }
     if !summary.refused.is_empty() {
         for r in &summary.refused {
@@ -404,18 +404,20 @@ async fn check_rows(
     Ok(lifeboat_ops::storage_rows::pair(conninfo, &table, full.iter().map(String::as_str)).await?)
 }
 
-fn print_pairing(p: Option<&Pairing>) {
+fn print_pairing(p: Option<&Pairing>) -> Result<()> {
     let Some(p) = p else {
-        return;
+        return Ok(());
     };
     if p.is_clean() {
-        println!(
+        outln!(
             "{} (bucket_id {:?}): every one of {} rows has its object, and every object its row",
-            p.table, p.bucket_id, p.rows
+            p.table,
+            p.bucket_id,
+            p.rows
         );
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "{} (bucket_id {:?}): {} row(s) without an object, {} object(s) without a row",
         p.table,
         p.bucket_id,
@@ -423,9 +425,10 @@ fn print_pairing(p: Option<&Pairing>) {
         p.objects_without_rows.len()
     );
     for n in p.rows_without_objects.iter().take(20) {
-        println!("  row without object:  {n:?}");
+        outln!("  row without object:  {n:?}");
     }
     for n in p.objects_without_rows.iter().take(20) {
-        println!("  object without row:  {n:?}");
+        outln!("  object without row:  {n:?}");
     }
+    Ok(())
 }

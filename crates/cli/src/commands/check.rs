@@ -107,7 +107,7 @@ pub async fn run(g: &Global, args: &CheckArgs) -> Result<()> {
             }
         }
         if !g.quiet {
-            println!(
+            outln!(
                 "checked {} snapshots, {} packs, {} blobs, {} WAL files{}: {} errors, {} warnings",
                 report.snapshots,
                 report.packs,

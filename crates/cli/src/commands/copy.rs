@@ -69,7 +69,7 @@ pub async fn copy(g: &Global, args: &CopyArgs) -> Result<()> {
         return output::json(&report);
     }
     if !g.quiet {
-        println!(
+        outln!(
             "copied {} snapshot(s) ({} already there), {} pack(s) ({}), {} WAL file(s) ({}) to {}",
             report.snapshots_copied,
             report.snapshots_present,

@@ -1,7 +1,6 @@
 //! `lifeboat drill`, `lifeboat drills` and `lifeboat status`
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lifeboat_ops::drill::{self, DrillOptions, DrillReport};
@@ -71,7 +70,7 @@ pub async fn drill(g: &Global, args: &DrillArgs) -> Result<()> {
         } else {
             4
         },
-        timeout: Duration::from_secs(args.timeout),
+        timeout: args.timeout,
         bucket: Some(crate::commands::bucket::connection(g, &args.conn)?),
         bucket_scratch: args.scratch.clone(),
     };
@@ -86,11 +85,11 @@ pub async fn drill(g: &Global, args: &DrillArgs) -> Result<()> {
     if g.json {
         output::json(&report)?;
     } else if !g.quiet {
-        print!("{md}");
+        outln!("{}", md.trim_end_matches('\n'));
     }
     let id = saved.context("the drill ran but its report could not be stored in the repository")?;
     if !g.json && !g.quiet {
-        println!(
+        outln!(
             "\nreport {} stored in the repository (`lifeboat drills`)",
             id.short()
         );
@@ -129,18 +128,23 @@ pub async fn drills(g: &Global, args: &DrillsArgs) -> Result<()> {
     }
     if reports.is_empty() {
         if !g.quiet {
-            println!("no drills yet: run `lifeboat drill`");
+            outln!("no drills yet: run `lifeboat drill`");
         }
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<20}  {:<6}  {:<17}  {:<8}  {:>12}  {:>12}  failures",
-        "started", "result", "source", "snapshot", "RTO", "RPO"
+        "started",
+        "result",
+        "source",
+        "snapshot",
+        "RTO",
+        "RPO"
     );
     for r in &reports {
         let fig =
             |m: Option<lifeboat_ops::targets::Measured>| m.map_or("-".into(), |m| human(m.seconds));
-        println!(
+        outln!(
             "{:<20}  {:<6}  {:<17}  {:<8}  {:>12}  {:>12}  {}",
             r.started.format("%Y-%m-%d %H:%M:%S"),
             if r.ok { "passed" } else { "FAILED" },
@@ -166,12 +170,12 @@ pub async fn status(g: &Global) -> Result<()> {
     if g.json {
         output::json(&report)?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "backups (RPO target {}):",
             human(targets.rpo.num_seconds() as f64)
         );
         for s in &report.sources {
-            println!(
+            outln!(
                 "  {:<9} {}  newest {} ({} ago, {} snapshots)",
                 if s.age.met { "ok" } else { "OVERDUE" },
                 s.source,
@@ -181,7 +185,7 @@ pub async fn status(g: &Global) -> Result<()> {
             );
         }
         for a in &report.archives {
-            println!(
+            outln!(
                 "  {:<9} WAL archive of cluster {}: newest {} ({})",
                 if a.lag.is_none_or(|l| l.met) {
                     "ok"
@@ -196,24 +200,27 @@ pub async fn status(g: &Global) -> Result<()> {
                 ))
             );
         }
-        let run = |what: &str, r: &Option<status::RunStatus>| match r {
-            None => println!("{what}: never"),
-            Some(r) => println!(
-                "{what}: {} — {}{}",
-                r.time.format("%Y-%m-%d %H:%M UTC"),
-                r.summary,
-                r.last_passed
-                    .filter(|_| !r.ok)
-                    .map(|t| format!(" (last passed {})", t.format("%Y-%m-%d %H:%M UTC")))
-                    .unwrap_or_default()
-            ),
+        let run = |what: &str, r: &Option<status::RunStatus>| -> Result<()> {
+            match r {
+                None => outln!("{what}: never"),
+                Some(r) => outln!(
+                    "{what}: {} — {}{}",
+                    r.time.format("%Y-%m-%d %H:%M UTC"),
+                    r.summary,
+                    r.last_passed
+                        .filter(|_| !r.ok)
+                        .map(|t| format!(" (last passed {})", t.format("%Y-%m-%d %H:%M UTC")))
+                        .unwrap_or_default()
+                ),
+            }
+            Ok(())
         };
-        run("last drill", &report.drill);
-        run("last check", &report.check);
+        run("last drill", &report.drill)?;
+        run("last check", &report.check)?;
         if !report.jobs.is_empty() {
-            println!("scheduled jobs (newest run):");
+            outln!("scheduled jobs (newest run):");
             for j in &report.jobs {
-                println!(
+                outln!(
                     "  {:<9} {:<28} {}",
                     if j.outcome == "success" {
                         "ok".to_string()
@@ -226,11 +233,11 @@ pub async fn status(g: &Global) -> Result<()> {
             }
         }
         if report.overdue.is_empty() {
-            println!("status: ok, nothing overdue");
+            outln!("status: ok, nothing overdue");
         } else {
-            println!("overdue:");
+            outln!("overdue:");
             for o in &report.overdue {
-                println!("  - {o}");
+                outln!("  - {o}");
             }
         }
     }

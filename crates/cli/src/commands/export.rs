@@ -121,13 +121,13 @@ fn done(g: &Global, args: &ExportArgs, summary: ExportSummary) -> Result<()> {
     if g.json && args.output.is_some() {
         output::json(&summary)?;
     } else if !g.quiet && args.output.is_some() && matches!(args.format, ExportFormat::Roles) {
-        println!(
+        outln!(
             "exported the roles of snapshot {} ({}); run it with psql before loading the dump",
             &summary.snapshot[..8.min(summary.snapshot.len())],
             output::size(summary.bytes)
         );
     } else if !g.quiet && args.output.is_some() {
-        println!(
+        outln!(
             "exported database {} of snapshot {}: {} tables, {} rows, {}",
             summary.database,
             &summary.snapshot[..8.min(summary.snapshot.len())],

@@ -29,13 +29,7 @@ fn rules_policy(r: &RetentionSettings) -> Result<Option<Policy>> {
     {
         return Ok(None);
     }
-    let duration = |s: &str| {
-        parse_duration(s).ok_or_else(|| {
-            UsageError(format!(
-                "{s:?} is not a duration; use e.g. 30d, 12h, 2w, 1y"
-            ))
-        })
-    };
+    let duration = |s: &str| parse_duration(s).map_err(|e| UsageError(e.to_string()));
     let mut keep_kind = Vec::new();
     for k in &r.keep_kind {
         let Some((kind, d)) = k.split_once('=') else {
@@ -124,16 +118,9 @@ fn describe(r: &Reason) -> String {
     }
 }
 
-/// Parses the PITR window: the retention durations, or minutes/seconds.
+/// Parses the PITR window in the one duration grammar.
 fn pitr_window(s: &str) -> Result<chrono::Duration> {
-    parse_duration(s)
-        .or_else(|| crate::commands::prune::parse_short_duration(s))
-        .ok_or_else(|| {
-            UsageError(format!(
-                "--pitr-window {s:?} is not a duration; use e.g. 30d, 12h, 90min"
-            ))
-            .into()
-        })
+    parse_duration(s).map_err(|e| UsageError(format!("--pitr-window: {e}")).into())
 }
 
 /// Applies the retention policy, then expires WAL outside the PITR window.
@@ -187,12 +174,12 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
     }
     for s in &plan.sources {
         match &s.matched {
-            Some(m) => println!("{}  (policy of lifeboat.toml source {m:?})", s.source),
-            None => println!("{}", s.source),
+            Some(m) => outln!("{}  (policy of lifeboat.toml source {m:?})", s.source),
+            None => outln!("{}", s.source),
         }
         for d in &s.snapshots {
             let reasons: Vec<String> = d.reasons.iter().map(describe).collect();
-            println!(
+            outln!(
                 "  {}  {}  {:<6}  {}",
                 &d.id.to_hex()[..8],
                 d.time.format("%Y-%m-%d %H:%M:%S"),
@@ -201,7 +188,7 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
             );
         }
     }
-    println!(
+    outln!(
         "{} snapshots kept, {} {}",
         plan.kept,
         plan.removed,
@@ -212,17 +199,17 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
         }
     );
     for w in &wal {
-        print_wal(w, plan.dry_run);
+        print_wal(w, plan.dry_run)?;
     }
     Ok(())
 }
 
-fn print_windows(label: &str, lines: &[WindowLine]) {
+fn print_windows(label: &str, lines: &[WindowLine]) -> Result<()> {
     if lines.is_empty() {
-        println!("  {label}: no recoverable window");
+        outln!("  {label}: no recoverable window");
     }
     for l in lines {
-        println!(
+        outln!(
             "  {label}: timeline {}: from {} to {}",
             l.timeline,
             l.earliest.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -231,10 +218,11 @@ fn print_windows(label: &str, lines: &[WindowLine]) {
                 .unwrap_or_else(|| "its consistency point".into())
         );
     }
+    Ok(())
 }
 
-fn print_wal(w: &WalExpiry, dry_run: bool) {
-    println!(
+fn print_wal(w: &WalExpiry, dry_run: bool) -> Result<()> {
+    outln!(
         "PostgreSQL cluster {}: PITR window from {}{}",
         w.system_id,
         w.window_start.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -243,9 +231,9 @@ fn print_wal(w: &WalExpiry, dry_run: bool) {
             .unwrap_or_default()
     );
     if let Some(n) = &w.note {
-        println!("  {n}");
+        outln!("  {n}");
     }
-    println!(
+    outln!(
         "  WAL: {} file(s) ({}) {}, {} kept{}",
         w.removed_files,
         output::size(w.removed_bytes),
@@ -260,8 +248,9 @@ fn print_wal(w: &WalExpiry, dry_run: bool) {
             .map(|s| format!(" (from segment {s})"))
             .unwrap_or_default()
     );
-    print_windows("before", &w.before);
-    print_windows("after ", &w.after);
+    print_windows("before", &w.before)?;
+    print_windows("after ", &w.after)?;
+    Ok(())
 }
 
 /// Pins a snapshot.
@@ -275,7 +264,7 @@ pub async fn pin(g: &Global, args: &PinArgs) -> Result<()> {
         return output::json(&serde_json::json!({"snapshot": entry.id, "pin": pin}));
     }
     if !g.quiet {
-        println!("snapshot {} pinned: {}", entry.id.short(), args.reason);
+        outln!("snapshot {} pinned: {}", entry.id.short(), args.reason);
     }
     Ok(())
 }
@@ -294,7 +283,7 @@ pub async fn unpin(g: &Global, args: &UnpinArgs) -> Result<()> {
         )));
     }
     if !g.quiet {
-        println!(
+        outln!(
             "snapshot {} unpinned ({n} pin(s) removed)",
             entry.id.short()
         );

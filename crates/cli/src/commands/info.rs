@@ -18,21 +18,21 @@ pub async fn postgres(g: &Global) -> Result<()> {
         return output::json(&clusters);
     }
     if clusters.is_empty() {
-        println!("no PostgreSQL backups or WAL in this repository");
+        outln!("no PostgreSQL backups or WAL in this repository");
         return Ok(());
     }
     for c in &clusters {
-        println!(
+        outln!(
             "cluster {} (WAL segments of {})",
             c.system_id,
             output::size(c.wal_segment_size)
         );
-        println!("  base backups:");
+        outln!("  base backups:");
         if c.backups.is_empty() {
-            println!("    none");
+            outln!("    none");
         }
         for b in &c.backups {
-            println!(
+            outln!(
                 "    {}  {}  {:<10}  timeline {}  {} .. {}  {}",
                 &b.id[..8],
                 b.stop_time.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -43,14 +43,14 @@ pub async fn postgres(g: &Global) -> Result<()> {
                 output::size(b.bytes)
             );
         }
-        println!("  timelines:");
+        outln!("  timelines:");
         for t in &c.timelines {
             let window = t
                 .window
                 .as_ref()
                 .map(|w| w.describe())
                 .unwrap_or_else(|| format!("timeline {}: no usable base backup", t.timeline));
-            println!(
+            outln!(
                 "    {} ({} segments){}",
                 window,
                 t.segments,
@@ -61,27 +61,27 @@ pub async fn postgres(g: &Global) -> Result<()> {
                 }
             );
             if let Some(by) = &t.created_by {
-                println!("      created by {by}");
+                outln!("      created by {by}");
             }
             if t.side_branch {
-                println!(
+                outln!(
                     "      side branch: its parent went on being archived after it forked; `latest` does not follow it (--target-timeline {} does)",
                     t.timeline
                 );
             }
             for g in &t.gaps {
-                println!("      gap: {g} is missing");
+                outln!("      gap: {g} is missing");
             }
         }
         for p in &c.continuity {
-            println!("  MISSING {}: {}", p.file, p.message);
+            outln!("  MISSING {}: {}", p.file, p.message);
         }
         match (&c.newest_wal, c.archive_lag_seconds) {
-            (Some(w), Some(lag)) => println!("  newest WAL: {w}, archived {lag}s ago"),
-            _ => println!("  no WAL archived yet"),
+            (Some(w), Some(lag)) => outln!("  newest WAL: {w}, archived {lag}s ago"),
+            _ => outln!("  no WAL archived yet"),
         }
         for (name, lsn, time) in &c.restore_points {
-            println!(
+            outln!(
                 "  restore point {name:?} at {lsn} ({})",
                 time.format("%Y-%m-%d %H:%M:%S UTC")
             );

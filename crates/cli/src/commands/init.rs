@@ -44,7 +44,7 @@ pub async fn run(g: &Global, args: &InitArgs) -> Result<()> {
             "key": repo.slot(),
         }))?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "created repository {} at {}\nkeep the passphrase safe: without it the data cannot be read",
             repo.config().id.short(),
             repo.location()

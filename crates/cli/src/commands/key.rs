@@ -18,12 +18,16 @@ pub async fn list(g: &Global) -> Result<()> {
     if g.json {
         return output::json(&keys);
     }
-    println!(
+    outln!(
         "{:<3} {:<8}  {:<20}  {:<16}  {:<12}  LABEL",
-        "", "ID", "CREATED (UTC)", "HOST", "USER"
+        "",
+        "ID",
+        "CREATED (UTC)",
+        "HOST",
+        "USER"
     );
     for k in keys {
-        println!(
+        outln!(
             "{:<3} {:<8}  {:<20}  {:<16}  {:<12}  {}",
             if k.current { "*" } else { "" },
             k.id.short(),
@@ -58,7 +62,7 @@ pub async fn add(g: &Global, args: &KeyAddArgs) -> Result<()> {
     if g.json {
         output::json(&json!({ "added": id }))?;
     } else if !g.quiet {
-        println!("added key {}", id.short());
+        outln!("added key {}", id.short());
     }
     Ok(())
 }
@@ -70,7 +74,7 @@ pub async fn remove(g: &Global, args: &KeyRemoveArgs) -> Result<()> {
     if g.json {
         output::json(&json!({ "removed": id }))?;
     } else if !g.quiet {
-        println!("removed key {}", id.short());
+        outln!("removed key {}", id.short());
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ pub async fn backup(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
     let reporter = Reporter::new(g);
     let opts = LogicalBackupOptions {
         jobs: args.jobs.max(1),
-        split_bytes: args.split_size.max(1) << 20,
+        split_bytes: args.split_size,
         backup: options(&repo, &args.common),
     };
     let result = logical_backup(&repo, source, &opts, reporter.sink()).await;
@@ -83,14 +83,14 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         return outcome();
     }
     let rows: u64 = report.tables.iter().map(|t| t.restored).sum();
-    println!(
+    outln!(
         "restored database {} of snapshot {} into {} in {}",
         report.database,
         &report.snapshot[..8.min(report.snapshot.len())],
         report.target,
         output::secs(report.duration_ms)
     );
-    println!(
+    outln!(
         "{}{} tables ({} rows), {} sequences, {} large objects, {} materialized views refreshed",
         if report.schema { "schema, " } else { "" },
         report.tables.len(),
@@ -100,7 +100,7 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         report.matviews
     );
     if !report.roles_created.is_empty() || !report.roles_existing.is_empty() {
-        println!(
+        outln!(
             "roles: {} created ({}), {} existed and were left as they are",
             report.roles_created.len(),
             report.roles_created.join(", "),
@@ -108,19 +108,21 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         );
     }
     if !report.tables.is_empty() {
-        println!(
+        outln!(
             "{:<40} {:>14} {:>14}",
-            "table", "rows restored", "at backup"
+            "table",
+            "rows restored",
+            "at backup"
         );
         for t in &report.tables {
-            println!("{:<40} {:>14} {:>14}", t.table, t.restored, t.expected);
+            outln!("{:<40} {:>14} {:>14}", t.table, t.restored, t.expected);
         }
     }
     if report.failures.iter().all(|f| f.kind != "row counts") && !report.tables.is_empty() {
-        println!("row counts match the backup");
+        outln!("row counts match the backup");
     }
     if !report.objects.is_empty() && report.failures.iter().all(|f| f.kind != "object counts") {
-        println!(
+        outln!(
             "objects match the backup: {}",
             report
                 .objects

@@ -69,7 +69,7 @@ pub async fn run(g: &Global, args: &LsArgs) -> Result<()> {
             .as_ref()
             .map(|t| format!(" -> {}", t.display()))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{} {:>5} {:>5} {:>10}  {}  /{}{}",
             mode_string(n.kind, n.mode),
             n.uid,

@@ -7,6 +7,7 @@ pub mod copy;
 pub mod drill;
 pub mod export;
 pub mod forget;
+pub mod generate;
 pub mod info;
 pub mod init;
 pub mod key;

@@ -8,46 +8,8 @@ use crate::commands::open_repo;
 use crate::exit::UsageError;
 use crate::output::{self, Reporter, size};
 
-/// Parses a short duration: `0`, or a number with `s`, `min`, `h` or `d`.
-pub fn parse_short_duration(s: &str) -> Option<chrono::Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(chrono::Duration::zero());
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let n: i64 = s[..split].parse().ok()?;
-    match &s[split..] {
-        "s" => Some(chrono::Duration::seconds(n)),
-        "min" => Some(chrono::Duration::minutes(n)),
-        "h" => Some(chrono::Duration::hours(n)),
-        "d" => Some(chrono::Duration::days(n)),
-        _ => None,
-    }
-}
-
-/// Parses a size: a number of bytes, or with `K`, `M`, `G` or `T` (powers of 1024).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().trim_end_matches(['B', 'b', 'i']);
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..split].parse().ok()?;
-    let shift = match s[split..].to_ascii_uppercase().as_str() {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
 fn options(args: &PruneArgs) -> Result<PruneOptions> {
-    let grace = parse_short_duration(&args.grace).ok_or_else(|| {
-        UsageError(format!(
-            "--grace {:?}: expected 0 or a duration such as 90s, 30min, 1h, 2d",
-            args.grace
-        ))
-    })?;
+    let grace = crate::units::to_chrono(args.grace);
     let max_unused = args
         .max_unused
         .trim()
@@ -61,17 +23,7 @@ fn options(args: &PruneArgs) -> Result<PruneOptions> {
                 args.max_unused
             ))
         })?;
-    let max_repack = args
-        .max_repack
-        .as_deref()
-        .map(|s| {
-            parse_size(s).ok_or_else(|| {
-                UsageError(format!(
-                    "--max-repack {s:?}: expected a size such as 500M or 10G"
-                ))
-            })
-        })
-        .transpose()?;
+    let max_repack = args.max_repack;
     Ok(PruneOptions {
         dry_run: args.dry_run,
         grace,
@@ -103,9 +55,9 @@ pub async fn prune(g: &Global, args: &PruneArgs) -> Result<()> {
         return output::json(&v);
     }
     if !g.quiet {
-        print_report(&report);
+        print_report(&report)?;
         for k in &report.stale_records_removed {
-            println!(
+            outln!(
                 "{} {k}: left by an interrupted backup",
                 if report.dry_run {
                     "would remove"
@@ -115,7 +67,7 @@ pub async fn prune(g: &Global, args: &PruneArgs) -> Result<()> {
             );
         }
         if !temporary.is_empty() {
-            println!(
+            outln!(
                 "{} {} temporary file(s) of interrupted writes ({})",
                 if report.dry_run {
                     "would remove"
@@ -168,9 +120,9 @@ fn remove_temporary_files(
     Ok(removed)
 }
 
-fn print_report(r: &PruneReport) {
+fn print_report(r: &PruneReport) -> Result<()> {
     let would = |done: &'static str, dry: &'static str| if r.dry_run { dry } else { done };
-    println!(
+    outln!(
         "{} snapshots use {} blobs; {} packs, {} stored",
         r.snapshots,
         r.used_blobs,
@@ -178,7 +130,7 @@ fn print_report(r: &PruneReport) {
         size(r.stored_bytes)
     );
     if r.missing_blobs > 0 {
-        println!(
+        outln!(
             "warning: {} blobs named by snapshots are in no index; unindexed packs are kept \
              (run `lifeboat check`, then `lifeboat repair index`)",
             r.missing_blobs
@@ -186,7 +138,7 @@ fn print_report(r: &PruneReport) {
     }
     let d = &r.deleted;
     if !d.plans.is_empty() {
-        println!(
+        outln!(
             "{} {} packs ({}) from {} deletion plan(s); {} index file(s) replaced{}",
             would("deleted", "would delete"),
             d.packs,
@@ -204,7 +156,7 @@ fn print_report(r: &PruneReport) {
         );
     }
     if d.locked_packs > 0 {
-        println!(
+        outln!(
             "kept {} pack(s) ({}) under S3 Object Lock until {}: they stay marked and a prune after that date deletes them",
             d.locked_packs,
             size(d.locked_bytes),
@@ -214,7 +166,7 @@ fn print_report(r: &PruneReport) {
         );
     }
     for p in &r.postponed {
-        println!(
+        outln!(
             "waiting: plan {} ({} packs, {}): {}",
             p.plan.short(),
             p.packs,
@@ -225,9 +177,9 @@ fn print_report(r: &PruneReport) {
     let m = &r.marked;
     let marked = m.unused_packs + m.unindexed_packs + m.repacked_packs;
     if marked == 0 {
-        println!("nothing new to mark");
+        outln!("nothing new to mark");
     } else {
-        println!(
+        outln!(
             "{} {} packs ({}) for deletion: {} unused, {} unindexed, {} repacked into {} new pack(s) ({}){}",
             would("marked", "would mark"),
             marked,
@@ -242,36 +194,12 @@ fn print_report(r: &PruneReport) {
                 .unwrap_or_default()
         );
     }
-    println!(
+    outln!(
         "{} unused in partly used packs left (within --max-unused)",
         size(r.unused_bytes_left)
     );
     if r.dry_run {
-        println!("dry run: nothing changed");
+        outln!("dry run: nothing changed");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grace_and_sizes_parse() {
-        assert_eq!(parse_short_duration("0"), Some(chrono::Duration::zero()));
-        assert_eq!(
-            parse_short_duration("90s"),
-            Some(chrono::Duration::seconds(90))
-        );
-        assert_eq!(
-            parse_short_duration("30min"),
-            Some(chrono::Duration::minutes(30))
-        );
-        assert_eq!(parse_short_duration("2d"), Some(chrono::Duration::days(2)));
-        assert_eq!(parse_short_duration("1m"), None);
-        assert_eq!(parse_short_duration("h"), None);
-        assert_eq!(parse_size("10G"), Some(10 << 30));
-        assert_eq!(parse_size("500MiB"), Some(500 << 20));
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("5X"), None);
-    }
+    Ok(())
 }

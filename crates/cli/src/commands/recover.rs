@@ -1,7 +1,5 @@
 //! `lifeboat recover`
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use lifeboat_ops::markdown;
 use lifeboat_ops::recover::{self, RecoverOptions};
@@ -32,7 +30,7 @@ pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
         target_dir: args.target_dir.clone(),
         tablespaces,
         live_db: args.db.clone(),
-        grace: Duration::from_secs(args.grace),
+        grace: args.grace,
         checks,
         restore_command,
         port: match args.port {
@@ -40,7 +38,7 @@ pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
             None => lifeboat_postgres::scratch::free_port()?,
         },
         socket_dir: args.socket_dir.clone(),
-        timeout: Duration::from_secs(args.timeout),
+        timeout: args.timeout,
         concurrency: if repo.storage().capabilities().remote {
             8
         } else {
@@ -62,7 +60,7 @@ pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
         output::json(&report)?;
     } else if !g.quiet {
         for s in &report.steps {
-            println!(
+            outln!(
                 "{:<6} {:<12} {:>10}  {}",
                 if s.ok { "ok" } else { "FAILED" },
                 s.name,
@@ -70,9 +68,9 @@ pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
                 s.detail
             );
         }
-        println!("{}", report.outcome);
+        outln!("{}", report.outcome);
         for n in &report.next {
-            println!("next: {n}");
+            outln!("next: {n}");
         }
     }
     saved.context("the recovery report could not be stored in the repository")?;

@@ -16,7 +16,7 @@ pub async fn index(g: &Global) -> Result<()> {
     if g.json {
         output::json(&report)?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "{} unindexed pack(s) found, {} indexed ({} blobs){}; {} damaged index file(s) removed",
             report.unindexed_packs,
             report.indexed_packs,
@@ -48,9 +48,9 @@ pub async fn plans(g: &Global) -> Result<()> {
         output::json(&report)?;
     } else if !g.quiet {
         for k in report.removed_plans.iter().chain(&report.removed_records) {
-            println!("removed {k}");
+            outln!("removed {k}");
         }
-        println!(
+        outln!(
             "{} unreadable deletion plan(s) and {} unreadable backup-in-progress record(s) removed",
             report.removed_plans.len(),
             report.removed_records.len()

@@ -31,7 +31,7 @@ pub async fn files(g: &Global, args: &RestoreFilesArgs) -> Result<()> {
     if g.json {
         output::json(&json!({ "snapshot": snap.id, "target": args.target, "summary": summary }))?;
     } else if !g.quiet {
-        println!(
+        outln!(
             "restored snapshot {} into {}: {} files, {} dirs, {} symlinks, {} in {}",
             snap.id.short(),
             args.target.display(),

@@ -1,7 +1,6 @@
 //! `lifeboat restore postgres`
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -171,7 +170,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
                 None => lifeboat_postgres::scratch::free_port()?,
             },
             socket_dir: args.socket_dir.clone(),
-            timeout: Duration::from_secs(args.timeout),
+            timeout: args.timeout,
         })
     } else {
         None
@@ -231,7 +230,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     if g.quiet {
         return gap_failure();
     }
-    println!(
+    outln!(
         "restored base backup {} (timeline {}) into {}: {} files, {}{}",
         &report.snapshot[..8],
         report.backup_timeline,
@@ -248,10 +247,10 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             String::new()
         }
     );
-    println!("recoverable window: {}", report.window.describe());
+    outln!("recoverable window: {}", report.window.describe());
     match (&report.reached, &start) {
         (Some(r), Some(s)) => {
-            println!(
+            outln!(
                 "recovery reached {} at LSN {} on timeline {} in {:.1}s{}",
                 r.time
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
@@ -265,16 +264,44 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
                     ""
                 }
             );
-            println!(
+            outln!(
                 "the server is running: psql \"host={} port={} dbname=postgres\"",
                 s.socket_dir.display(),
                 s.port
             );
         }
-        _ => println!(
+        _ => outln!(
             "recovery settings written; start the server (pg_ctl -D {} start) and it will recover to the target",
             report.target_dir.display()
         ),
     }
     gap_failure()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_times_with_and_without_zones() {
+        let (t, note) = parse_time("2026-02-23 10:00:00+01").unwrap_or_default();
+        assert_eq!(t.to_rfc3339(), "2026-02-23T09:00:00+00:00");
+        assert!(note.is_none());
+        let (_, note) = parse_time("2026-02-23 09:00").unwrap_or_default();
+        assert!(note.is_some_and(|n| n.contains("read as UTC")));
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_time_or_tablespace_map_panics(s in "\\PC*") {
+            let _ = parse_time(&s);
+            let _ = tablespace_maps(std::slice::from_ref(&s));
+        }
+
+        #[test]
+        fn no_near_timestamp_panics(s in "[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:.]{0,12}[+Z UTC0-9:-]{0,6}") {
+            let _ = parse_time(&s);
+        }
+    }
 }

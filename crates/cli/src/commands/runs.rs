@@ -30,14 +30,17 @@ pub async fn runs(g: &Global, args: &RunsArgs) -> Result<()> {
         return output::json(&runs);
     }
     if runs.is_empty() {
-        println!(
+        outln!(
             "no runs recorded (the daemon, `lifeboat serve`, records its runs in the repository)"
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<20} {:<28} {:<12} {:>9}  result",
-        "started (UTC)", "job", "outcome", "took"
+        "started (UTC)",
+        "job",
+        "outcome",
+        "took"
     );
     for r in &runs {
         let result = match (&r.error, &r.snapshot) {
@@ -51,7 +54,7 @@ pub async fn runs(g: &Global, args: &RunsArgs) -> Result<()> {
             ),
             (None, None) => String::new(),
         };
-        println!(
+        outln!(
             "{:<20} {:<28} {:<12} {:>9}  {}{}",
             r.started.format("%Y-%m-%d %H:%M:%S"),
             r.job,
@@ -98,7 +101,7 @@ pub async fn schedule(g: &Global, args: &ScheduleArgs) -> Result<()> {
         return output::json(&out);
     }
     if out.is_empty() {
-        println!(
+        outln!(
             "no [[job]]s in {}",
             file.origin
                 .as_ref()
@@ -108,15 +111,15 @@ pub async fn schedule(g: &Global, args: &ScheduleArgs) -> Result<()> {
         return Ok(());
     }
     for j in &out {
-        println!("{}  ({})", j.name, j.schedule);
+        outln!("{}  ({})", j.name, j.schedule);
         if let Some(d) = &j.deadline {
-            println!("  deadline {d}");
+            outln!("  deadline {d}");
         }
         if let Some(g) = &j.group {
-            println!("  never at the same time as other jobs of group {g:?}");
+            outln!("  never at the same time as other jobs of group {g:?}");
         }
         for t in &j.next {
-            println!("  {}", t.format("%Y-%m-%d %H:%M:%S UTC (%a)"));
+            outln!("  {}", t.format("%Y-%m-%d %H:%M:%S UTC (%a)"));
         }
     }
     Ok(())
@@ -148,7 +151,7 @@ pub async fn alert_test(g: &Global) -> Result<()> {
         lifeboat_ops::alerts::routes::validate(route).map_err(|e| UsageError(e.to_string()))?;
         let what = lifeboat_ops::alerts::routes::describe(route);
         match lifeboat_ops::alerts::routes::send(route, &n).await {
-            Ok(()) => println!("sent: {what}"),
+            Ok(()) => outln!("sent: {what}"),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {e}");

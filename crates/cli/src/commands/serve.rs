@@ -27,22 +27,6 @@ fn default_state_dir() -> PathBuf {
         .join("lifeboat")
 }
 
-/// A size such as `500G` (powers of 1024).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().trim_end_matches(['B', 'b', 'i']);
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..split].parse().ok()?;
-    let shift = match s[split..].trim().to_ascii_uppercase().as_str() {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
 fn duration(what: &str, v: &Option<String>, default: Duration) -> Result<Duration> {
     match v {
         Some(s) => {
@@ -76,11 +60,10 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     let targets = lifeboat_ops::targets::Targets::from_config(&file.targets)
         .map_err(|e| UsageError(e.to_string()))?;
     let quota = match &file.alerts.quota {
-        Some(q) => Some(parse_size(q).ok_or_else(|| {
-            UsageError(format!(
-                "[alerts] quota = {q:?}: expected a size such as \"500G\""
-            ))
-        })?),
+        Some(q) => Some(
+            lifeboat_units::parse_size(q)
+                .map_err(|e| UsageError(format!("[alerts] quota: {e}")))?,
+        ),
         None => None,
     };
     let stop_timeout = duration(

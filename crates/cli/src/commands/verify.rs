@@ -1,8 +1,6 @@
 //! `lifeboat verify-data` and `lifeboat maintenance on|off`: the runbook's
 //! data checks and write stop, against a live database.
 
-use std::time::Duration;
-
 use anyhow::{Result, bail};
 use lifeboat_postgres::{checks, maintenance, sql};
 
@@ -31,7 +29,7 @@ pub async fn verify_data(g: &Global, args: &VerifyDataArgs) -> Result<()> {
         output::json(&serde_json::json!({ "checks": results, "failed": failed }))?;
     } else if !g.quiet {
         for r in &results {
-            println!(
+            outln!(
                 "{}  {}: {} ({})",
                 if r.passed { "pass" } else { "FAIL" },
                 r.name,
@@ -44,7 +42,7 @@ pub async fn verify_data(g: &Global, args: &VerifyDataArgs) -> Result<()> {
         bail!("{failed} of {} data check(s) failed", results.len());
     }
     if !g.quiet && !g.json {
-        println!("all {} data check(s) passed", results.len());
+        outln!("all {} data check(s) passed", results.len());
     }
     Ok(())
 }
@@ -64,7 +62,7 @@ pub async fn maintenance(g: &Global, command: &MaintenanceCommand) -> Result<()>
                 "maintenance on_command",
                 file.maintenance.on_command.as_deref(),
             )?;
-            maintenance::on(&client, Duration::from_secs(a.grace)).await?
+            maintenance::on(&client, a.grace).await?
         }
         MaintenanceCommand::Off(a) => {
             let client = sql::connect(&sql::config(a.db.as_deref(), None)?).await?;
@@ -81,12 +79,13 @@ pub async fn maintenance(g: &Global, command: &MaintenanceCommand) -> Result<()>
     }
     if !g.quiet {
         if report.read_only {
-            println!(
+            outln!(
                 "database {}: new sessions are read-only; {} session(s) ended. `lifeboat maintenance off` resumes writes",
-                report.database, report.sessions_ended
+                report.database,
+                report.sessions_ended
             );
         } else {
-            println!("database {}: writes allowed again", report.database);
+            outln!("database {}: writes allowed again", report.database);
         }
     }
     Ok(())

@@ -128,10 +128,22 @@ pub fn libpq_conninfo(config: &PgConfig) -> (String, Option<String>) {
         parts.push(format!("dbname={}", quote(d)));
     }
     parts.push(format!("sslmode={}", config.tls.mode.as_str()));
-    if let Some(root) = &config.tls.root_cert {
-        parts.push(format!("sslrootcert={}", quote(root)));
+    for (key, value) in [
+        ("sslrootcert", &config.tls.root_cert),
+        ("sslcert", &config.tls.client_cert),
+        ("sslkey", &config.tls.client_key),
+    ] {
+        if let Some(v) = value {
+            parts.push(format!("{key}={}", quote(v)));
+        }
     }
-    parts.push("application_name=lifeboat".into());
+    if let Some(t) = config.get_connect_timeout() {
+        parts.push(format!("connect_timeout={}", t.as_secs().max(2)));
+    }
+    parts.push(format!(
+        "application_name={}",
+        quote(config.get_application_name().unwrap_or("lifeboat"))
+    ));
     let password = config
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned());

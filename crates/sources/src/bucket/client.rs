@@ -1,6 +1,13 @@
 //! A client for one S3-compatible bucket, with its own endpoint, region,
 //! addressing style and credentials (separate from the repository's).
 //!
+//! Settings left open come from `LIFEBOAT_BUCKET_*`, then `AWS_*`
+//! variables, then the shared AWS files (`AWS_PROFILE`,
+//! `~/.aws/credentials`, `~/.aws/config`). Without keys, requests to AWS
+//! itself (or wherever web-identity or container credentials are set up)
+//! use the credentials the AWS SDKs would find (web identity, container,
+//! instance metadata); requests to another endpoint go unsigned.
+//!
 //! Requests are built by `rusty-s3` (URLs, query parameters, XML), signed
 //! with SigV4 headers by `object_store`'s `AwsAuthorizer`, and sent with
 //! `reqwest`. Keys are taken exactly as the store lists them: a key whose
@@ -13,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeboat_format::tree::ObjectAttrs;
-use object_store::aws::{AwsAuthorizer, AwsCredential};
+use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential, AwsCredentialProvider};
 use percent_encoding::percent_decode_str;
 use reqwest::{Method, Response, StatusCode};
 use rusty_s3::actions::{
@@ -118,11 +125,32 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// How requests are signed.
+#[derive(Clone)]
+enum Credentials {
+    /// Not at all (public buckets, or stores that need no signature).
+    Anonymous,
+    /// With fixed keys.
+    Fixed(std::sync::Arc<AwsCredential>),
+    /// With keys fetched (and refreshed) by the AWS credential chain.
+    Chain(AwsCredentialProvider),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::Anonymous => "Anonymous",
+            Credentials::Fixed(_) => "Fixed",
+            Credentials::Chain(_) => "Chain",
+        })
+    }
+}
+
 /// A connection to one bucket (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct BucketClient {
     bucket: Bucket,
-    credential: Option<std::sync::Arc<AwsCredential>>,
+    credential: Credentials,
     http: reqwest::Client,
     prefix: String,
     endpoint: String,
@@ -133,15 +161,18 @@ impl BucketClient {
     /// Builds a client for `spec`, filling what it leaves open from the
     /// environment. Sends nothing.
     pub fn new(spec: &BucketSpec) -> Result<Self> {
+        let profile = lifeboat_storage::aws_profile::AwsProfile::load();
         let region = spec
             .region
             .clone()
             .or_else(|| env(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+            .or_else(|| profile.region.clone())
             .unwrap_or_else(|| "us-east-1".into());
         let custom = spec
             .endpoint
             .clone()
-            .or_else(|| env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]));
+            .or_else(|| env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]))
+            .or_else(|| profile.endpoint_url.clone());
         let path_style = spec.path_style.unwrap_or(custom.is_some());
         let endpoint = custom.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
         let parsed = Url::parse(&endpoint)
@@ -151,20 +182,25 @@ impl BucketClient {
         } else {
             UrlStyle::VirtualHost
         };
-        let bucket = Bucket::new(parsed, style, spec.bucket.clone(), region)
+        let bucket = Bucket::new(parsed, style, spec.bucket.clone(), region.clone())
             .map_err(|e| BucketError::Invalid(format!("endpoint {endpoint:?}: {e}")))?;
-        let key = spec
-            .access_key_id
-            .clone()
-            .or_else(|| env(&["LIFEBOAT_BUCKET_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"]));
-        let secret = spec
-            .secret_access_key
-            .clone()
-            .or_else(|| env(&["LIFEBOAT_BUCKET_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"]));
-        let token = spec
+        let (mut key, mut secret) = (
+            spec.access_key_id
+                .clone()
+                .or_else(|| env(&["LIFEBOAT_BUCKET_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"])),
+            spec.secret_access_key
+                .clone()
+                .or_else(|| env(&["LIFEBOAT_BUCKET_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"])),
+        );
+        let mut token = spec
             .session_token
             .clone()
             .or_else(|| env(&["LIFEBOAT_BUCKET_SESSION_TOKEN", "AWS_SESSION_TOKEN"]));
+        if key.is_none() && secret.is_none() {
+            key = profile.access_key_id.clone();
+            secret = profile.secret_access_key.clone();
+            token = token.or(profile.session_token.clone());
+        }
         if let Some(t) = &token
             && !t.bytes().all(|b| b.is_ascii_graphic())
         {
@@ -172,13 +208,33 @@ impl BucketClient {
                 "the session token has characters an HTTP header cannot carry".into(),
             ));
         }
+        // The credential chain only where it can answer: AWS itself (instance
+        // metadata), or where web-identity or container credentials are set
+        // up. Elsewhere (a local test store) asking it would only time out.
+        let chain = endpoint.contains(".amazonaws.com")
+            || env(&[
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ])
+            .is_some();
         let credential = match (key, secret) {
-            (Some(key_id), Some(secret_key)) => Some(std::sync::Arc::new(AwsCredential {
-                key_id,
-                secret_key,
-                token,
-            })),
-            _ => None,
+            (Some(key_id), Some(secret_key)) => {
+                Credentials::Fixed(std::sync::Arc::new(AwsCredential {
+                    key_id,
+                    secret_key,
+                    token,
+                }))
+            }
+            _ if chain => {
+                let store = AmazonS3Builder::from_env()
+                    .with_bucket_name(&spec.bucket)
+                    .with_region(&region)
+                    .build()
+                    .map_err(|e| BucketError::Invalid(format!("AWS credentials: {e}")))?;
+                Credentials::Chain(store.credentials().clone())
+            }
+            _ => Credentials::Anonymous,
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -277,7 +333,7 @@ impl BucketClient {
         headers: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Response> {
-        let signed = self.sign(method.clone(), &url, headers)?;
+        let signed = self.sign(method.clone(), &url, headers).await?;
         let req = self.http.request(method, url).headers(signed);
         let req = match body {
             Some(b) => req.body(b),
@@ -291,12 +347,22 @@ impl BucketClient {
     }
 
     /// `headers` plus the SigV4 ones (none without credentials).
-    fn sign(
+    async fn sign(
         &self,
         method: Method,
         url: &Url,
         headers: &[(&str, String)],
     ) -> Result<http::HeaderMap> {
+        let credential = match &self.credential {
+            Credentials::Anonymous => None,
+            Credentials::Fixed(c) => Some(c.clone()),
+            Credentials::Chain(p) => {
+                Some(p.get_credential().await.map_err(|e| BucketError::Denied {
+                    bucket: self.url.clone(),
+                    detail: format!("no AWS credentials: {e}"),
+                })?)
+            }
+        };
         let mut builder = http::Request::builder().method(method).uri(url.as_str());
         for (k, v) in headers {
             builder = builder.header(*k, v);
@@ -304,7 +370,7 @@ impl BucketClient {
         let mut request = builder
             .body(object_store::client::HttpRequestBody::from(Vec::new()))
             .map_err(|e| BucketError::Invalid(format!("request to {url}: {e}")))?;
-        if let Some(c) = &self.credential {
+        if let Some(c) = &credential {
             AwsAuthorizer::new(c, "s3", self.bucket.region())
                 .with_sign_payload(false)
                 .try_authorize(&mut request, None)
