@@ -4,7 +4,8 @@
 # installed) with the extensions and pooler the restore-fidelity tests use
 # (PostGIS, pg_cron, PgBouncer), Prometheus (the daemon's scraper), and, in a
 # virtualenv under .venv/, the S3 test server (moto), Django with psycopg (a
-# real framework's schema) and aiosmtpd (a real mail server for alerts).
+# real framework's schema) and aiosmtpd (a real mail server for alerts);
+# and cargo-deb (the Debian package the suite builds and installs).
 # Idempotent and quick when done before.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,7 @@ MOTO_VERSION=5.2.5
 DJANGO_VERSION=5.1.4
 PSYCOPG_VERSION=3.2.3
 AIOSMTPD_VERSION=1.4.6
+CARGO_DEB_VERSION=3.8.0
 
 if ! "$VENV/bin/python" -c "import moto, boto3; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
   echo "installing the S3 test server (moto $MOTO_VERSION) into $VENV" >&2
@@ -27,6 +29,12 @@ fi
 if ! "$VENV/bin/python" -c "import aiosmtpd; assert aiosmtpd.__version__ == '$AIOSMTPD_VERSION'" 2>/dev/null; then
   echo "installing aiosmtpd $AIOSMTPD_VERSION into $VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
+
+# cargo-deb, which builds the Debian package the suite installs and checks.
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  echo "installing cargo-deb $CARGO_DEB_VERSION" >&2
+  cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 # shellcheck source=lib/ensure-postgres.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, starts the S3 test servers on
-# 127.0.0.1, runs formatting and lint checks and every test, stops the servers.
+# 127.0.0.1, runs formatting and lint checks and every test, builds and
+# installs the Debian package, stops the servers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -22,3 +23,5 @@ start_s3_test_servers
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+# The Debian package: builds, installs with dpkg -i, runs, removes.
+scripts/check-package.sh
