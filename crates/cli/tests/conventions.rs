@@ -539,3 +539,91 @@ fn libpq_password_files_client_certificates_and_application_name() {
         "sessions were not closed cleanly:\n{new}"
     );
 }
+
+#[test]
+fn s3_credentials_region_and_endpoint_come_from_an_aws_profile() {
+    let endpoint = std::env::var("LIFEBOAT_TEST_S3_AUTH_ENDPOINT")
+        .expect("LIFEBOAT_TEST_S3_AUTH_ENDPOINT is not set: run the suite with scripts/test.sh");
+    let bucket = std::env::var("LIFEBOAT_TEST_S3_AUTH_BUCKET").unwrap();
+    let key_id = std::env::var("LIFEBOAT_TEST_S3_AUTH_KEY_ID").unwrap();
+    let secret = std::env::var("LIFEBOAT_TEST_S3_AUTH_SECRET").unwrap();
+    let env = Env::fs();
+    let home = env.path().join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    // The keys only in the credentials file, region and endpoint only in the
+    // config file, under a named profile; the default profile is wrong.
+    fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {key_id}\naws_secret_access_key = wrong\n\n\
+             [backup]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        home.join(".aws/config"),
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n\n\
+             [profile backup]\nregion = us-east-1\ns3 =\n  endpoint_url = {endpoint}\n"
+        ),
+    )
+    .unwrap();
+    let prefix = format!(
+        "profile-{}",
+        env.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace('.', "")
+    );
+    let repo = format!("s3://{bucket}/{prefix}");
+    let home_s = home.to_str().unwrap();
+    let with = |profile: &str, args: &[&str]| {
+        env.run_with(
+            &[
+                ("HOME", home_s),
+                ("AWS_PROFILE", profile),
+                ("LIFEBOAT_REPOSITORY", &repo),
+            ],
+            args,
+        )
+    };
+    let out = with(
+        "backup",
+        &["init", "--kdf-memory", "19", "--kdf-iterations", "2"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let src = env.path().join("etc");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("app.conf"), b"listen 8080\n").unwrap();
+    let out = with("backup", &["backup", "files", src.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The wrong (default) profile is refused by the store: exit 3.
+    let out = with("default", &["snapshots"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    // A bucket source reads the same profile (into a local repository,
+    // which needs no credentials): the S3 repository's own objects are a
+    // bucket to back up here.
+    env.init();
+    let local = env.repo.clone();
+    let source = format!("s3://{bucket}/{prefix}");
+    let bucket_backup = |profile: &str| {
+        env.run_with(
+            &[
+                ("HOME", home_s),
+                ("AWS_PROFILE", profile),
+                ("LIFEBOAT_REPOSITORY", &local),
+            ],
+            &["--json", "backup", "bucket", &source],
+        )
+    };
+    let out = bucket_backup("backup");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let summary: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        summary["snapshot"]["bucket"]["objects_read"].as_u64() >= Some(3),
+        "{summary}"
+    );
+    let out = bucket_backup("default");
+    assert_eq!(out.code, 5, "{}", out.stderr);
+}
