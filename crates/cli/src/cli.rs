@@ -778,6 +778,10 @@ pub struct BackupCommon {
     /// snapshot are always read back; 0 reads back one data pack).
     #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
     pub read_back: f64,
+    /// Check the source and the repository and say what would be backed up
+    /// (files and bytes, excluded paths, databases, objects); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -970,6 +974,10 @@ pub struct RestorePostgresArgs {
     /// How long --start waits for recovery (e.g. 30min, 2h).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::units::duration)]
     pub timeout: std::time::Duration,
+    /// Plan only: choose the base backup, check the target and the
+    /// destination directories, say what would be restored, write nothing.
+    #[arg(long, conflicts_with_all = ["start", "logical"])]
+    pub dry_run: bool,
     /// Restore into an existing data directory, rewriting only what differs.
     #[arg(long)]
     pub delta: bool,
@@ -1100,6 +1108,10 @@ pub struct RestoreFilesArgs {
     /// Allow a non-empty target; files in the way are replaced.
     #[arg(long)]
     pub overwrite: bool,
+    /// Say what would be restored and which existing files would be
+    /// replaced; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -627,3 +627,135 @@ fn s3_credentials_region_and_endpoint_come_from_an_aws_profile() {
     let out = bucket_backup("default");
     assert_eq!(out.code, 5, "{}", out.stderr);
 }
+
+#[test]
+fn dry_runs_of_backups_and_restores_write_nothing() {
+    // Files: the repository is byte-for-byte unchanged, the target not created.
+    let (env, src) = repository_with_one_snapshot();
+    fs::write(src.join("debug.log"), b"noise").unwrap();
+    let before = common::repo_contents(&env.repo_dir());
+    let plan = env
+        .ok(&[
+            "--json",
+            "backup",
+            "files",
+            src.to_str().unwrap(),
+            "--exclude",
+            "*.log",
+            "--dry-run",
+        ])
+        .json();
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    assert_eq!(plan["would_back_up"]["files"], 1, "{plan}");
+    assert_eq!(plan["would_back_up"]["excluded"], 1, "{plan}");
+    let target = env.path().join("restored");
+    let plan = env
+        .ok(&[
+            "--json",
+            "restore",
+            "files",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ])
+        .json();
+    assert_eq!(plan["plan"]["files"], 1, "{plan}");
+    assert!(!target.exists());
+    // Into a non-empty target without --overwrite: refused, as the restore would be.
+    let out = env.run(&[
+        "restore",
+        "files",
+        "latest",
+        "--target",
+        src.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let plan = env
+        .ok(&[
+            "--json",
+            "restore",
+            "files",
+            "latest",
+            "--target",
+            "/",
+            "--overwrite",
+            "--dry-run",
+        ])
+        .json();
+    assert_eq!(
+        plan["plan"]["replaced"].as_array().map(Vec::len),
+        Some(1),
+        "{plan}"
+    );
+    assert_eq!(common::repo_contents(&env.repo_dir()), before);
+
+    // PostgreSQL: a physical and a logical backup, and a point-in-time
+    // restore, each planned and not done.
+    let env = Env::fs();
+    env.init();
+    let c = Cluster::new(&env, "pg");
+    c.psql("CREATE TABLE t AS SELECT 1 AS x");
+    common::pg::base_backup(&env, &c);
+    let snapshots = || {
+        env.ok(&["snapshots", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let count = snapshots();
+    let out = env.ok(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--pgdata",
+        c.data.to_str().unwrap(),
+        "--db",
+        &c.conninfo(),
+        "--dry-run",
+    ]);
+    assert!(
+        out.json()["would_back_up"]["bytes"].as_u64() > Some(10 << 20),
+        "{}",
+        out.stdout
+    );
+    let out = env.ok(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--logical",
+        "--db",
+        &c.conninfo(),
+        "--dry-run",
+    ]);
+    assert_eq!(out.json()["databases"][0], "postgres", "{}", out.stdout);
+    let target = env.path().join("pitr");
+    let out = env.ok(&[
+        "--json",
+        "restore",
+        "postgres",
+        "latest",
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let plan = out.json();
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    assert!(plan["files"]["files"].as_u64() > Some(100), "{plan}");
+    assert!(!target.exists(), "a dry run created {}", target.display());
+    assert_eq!(snapshots(), count, "a dry run wrote a snapshot");
+    // A target outside the window is refused by the dry run as by the restore.
+    let out = env.run(&[
+        "restore",
+        "postgres",
+        "latest",
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--target-time",
+        "2001-01-01 00:00:00Z",
+        "--dry-run",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

@@ -176,6 +176,7 @@ pub async fn run(repo: &Repository, opts: &RecoverOptions, progress: DynProgress
         up_to_gap: false,
         record: true,
         concurrency: opts.concurrency,
+        dry_run: false,
     };
     let restored = match pitr::restore(repo, &restore, progress.clone()).await {
         Ok(r) => r,

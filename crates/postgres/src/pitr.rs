@@ -92,6 +92,9 @@ pub struct PgRestoreOptions {
     pub record: bool,
     /// Pack reads in flight.
     pub concurrency: usize,
+    /// Plan only: choose the base backup, check the target and the
+    /// destinations, report, and write nothing.
+    pub dry_run: bool,
 }
 
 /// Where a started server ended up.
@@ -135,6 +138,8 @@ pub struct PgRestoreReport {
     /// Recovery stops at a gap in the archive before the latest WAL
     /// (only with `up_to_gap`): the missing segment.
     pub stopped_at_gap: Option<String>,
+    /// Only planned (`dry_run`): nothing was written.
+    pub dry_run: bool,
 }
 
 fn check_destination(dir: &Path, delta: bool) -> Result<()> {
@@ -319,6 +324,31 @@ pub async fn restore(
         })?;
         spaces.push((t.oid, dest));
     }
+    if opts.dry_run {
+        let files = plan.backup.entry.snapshot.summary.files;
+        let bytes = plan.backup.entry.snapshot.summary.bytes;
+        return Ok(PgRestoreReport {
+            snapshot: plan.backup.entry.id.to_hex(),
+            backup_timeline: plan.backup.timeline,
+            timeline: plan.timeline,
+            window: plan.window.clone(),
+            target: opts.target.clone(),
+            target_dir: target,
+            files: RestoreSummary {
+                files,
+                bytes,
+                ..RestoreSummary::default()
+            },
+            reached: None,
+            new_primary: opts.new_primary,
+            notes: plan.notes.clone(),
+            stopped_at_gap: match opts.target {
+                Target::Latest => plan.window.gap.clone(),
+                _ => None,
+            },
+            dry_run: true,
+        });
+    }
     let map_spaces = spaces.clone();
     let map_target = target.clone();
     let map: lifeboat_repo::restore::PathMap = Arc::new(move |p: &Path| {
@@ -425,6 +455,7 @@ pub async fn restore(
         new_primary: opts.new_primary,
         notes,
         stopped_at_gap,
+        dry_run: false,
     })
 }
 

@@ -277,6 +277,42 @@ fn exclude_patterns(args: &BackupFilesArgs) -> Result<Vec<String>> {
     Ok(patterns)
 }
 
+/// Prints what a backup would read (`--dry-run`).
+pub fn print_preview(
+    g: &Global,
+    kind: &str,
+    paths: &[String],
+    p: &lifeboat_repo::backup::preview::Preview,
+) -> Result<()> {
+    if g.json {
+        return output::json(&serde_json::json!({
+            "dry_run": true,
+            "source": kind,
+            "paths": paths,
+            "would_back_up": p,
+        }));
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    outln!(
+        "would back up {}: {} files, {} dirs, {} symlinks, {}",
+        paths.join(" "),
+        p.files,
+        p.dirs,
+        p.symlinks,
+        output::size(p.bytes)
+    );
+    if p.excluded > 0 {
+        outln!("leaving out {} entries, e.g.:", p.excluded);
+        for e in &p.excluded_examples {
+            outln!("  {e}");
+        }
+    }
+    outln!("dry run: nothing was written");
+    Ok(())
+}
+
 /// Backs up files and directories.
 pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
     let time = args
@@ -287,6 +323,21 @@ pub async fn files(g: &Global, args: &BackupFilesArgs) -> Result<()> {
         .map(|(t, _)| t);
     let excludes = exclude_patterns(args)?;
     let repo = open_repo(g).await?;
+    if args.common.dry_run {
+        let source =
+            lifeboat_repo::backup::source::TreeSource::files_excluding(&args.paths, &excludes)?;
+        let preview = tokio::task::spawn_blocking(move || source.preview()).await??;
+        return print_preview(
+            g,
+            "files",
+            &args
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>(),
+            &preview,
+        );
+    }
     let reporter = Reporter::new(g);
     let mut opts = options(&repo, &args.common);
     opts.time = time;
@@ -313,6 +364,31 @@ pub async fn postgres(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
         ));
     };
     let repo = open_repo(g).await?;
+    if args.common.dry_run {
+        let config =
+            lifeboat_postgres::sql::config(args.db.first().map(String::as_str), Some(pgdata))?;
+        let client = lifeboat_postgres::sql::connect(&config).await?;
+        let version = lifeboat_postgres::sql::text(
+            &client,
+            "server version",
+            "SELECT current_setting('server_version')",
+        )
+        .await?;
+        let archive = lifeboat_postgres::sql::text(
+            &client,
+            "archive settings",
+            "SELECT current_setting('archive_mode') || ' / ' || current_setting('archive_command')",
+        )
+        .await?;
+        drop(client);
+        let source =
+            lifeboat_repo::backup::source::TreeSource::files(std::slice::from_ref(pgdata))?;
+        let preview = tokio::task::spawn_blocking(move || source.preview()).await??;
+        if !g.json && !g.quiet {
+            outln!("PostgreSQL {version}; archive_mode / archive_command: {archive}");
+        }
+        return print_preview(g, "postgres", &[pgdata.display().to_string()], &preview);
+    }
     let reporter = Reporter::new(g);
     let opts = BaseBackupOptions {
         pgdata: pgdata.clone(),

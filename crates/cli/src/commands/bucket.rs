@@ -105,6 +105,30 @@ async fn run_backup(
 ) -> Result<()> {
     let client = BucketClient::new(&spec)?;
     let repo = open_repo(g).await?;
+    if common.dry_run {
+        let (mut objects, _) = lifeboat_sources::bucket::list_all(&client).await?;
+        objects.retain(|o| !o.key.starts_with(lifeboat_sources::bucket::DRILL_PREFIX));
+        let bytes: u64 = objects.iter().map(|o| o.size).sum();
+        if g.json {
+            return output::json(&serde_json::json!({
+                "dry_run": true,
+                "source": "bucket",
+                "bucket": client.url(),
+                "objects": objects.len(),
+                "bytes": bytes,
+            }));
+        }
+        if !g.quiet {
+            outln!(
+                "would back up {}: {} objects, {} (objects unchanged since the last backup are not downloaded again)",
+                client.url(),
+                objects.len(),
+                output::size(bytes)
+            );
+            outln!("dry run: nothing was written");
+        }
+        return Ok(());
+    }
     let reporter = Reporter::new(g);
     let opts = options(&repo, common);
     let read = ReadOptions {

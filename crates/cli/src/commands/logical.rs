@@ -24,6 +24,28 @@ pub async fn backup(g: &Global, args: &BackupPostgresArgs) -> Result<()> {
     let (repo, source) = tokio::try_join!(open_repo(g), async {
         Ok(LogicalSource::connect(&source_opts).await?)
     })?;
+    if args.common.dry_run {
+        let (databases, version) = source.describe();
+        if g.json {
+            return output::json(&serde_json::json!({
+                "dry_run": true,
+                "source": "postgres-logical",
+                "server_version": version,
+                "databases": databases,
+                "jobs": args.jobs.max(1),
+            }));
+        }
+        if !g.quiet {
+            outln!(
+                "would back up {} database(s) of PostgreSQL {version} over SQL with {} connection(s) each: {}",
+                databases.len(),
+                args.jobs.max(1),
+                databases.join(", ")
+            );
+            outln!("dry run: nothing was written");
+        }
+        return Ok(());
+    }
     let reporter = Reporter::new(g);
     let opts = LogicalBackupOptions {
         jobs: args.jobs.max(1),

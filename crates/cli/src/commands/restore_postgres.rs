@@ -191,7 +191,8 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         start: start.clone(),
         new_primary: args.new_primary,
         up_to_gap: args.up_to_gap,
-        record: true,
+        record: !args.dry_run,
+        dry_run: args.dry_run,
         concurrency: if repo.storage().capabilities().remote {
             8
         } else {
@@ -228,6 +229,24 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         reporter.note(&format!("note: {n}"));
     }
     if g.quiet {
+        return gap_failure();
+    }
+    if report.dry_run {
+        outln!(
+            "would restore base backup {} (timeline {}) into {}: {} files, {}",
+            &report.snapshot[..8],
+            report.backup_timeline,
+            report.target_dir.display(),
+            report.files.files,
+            output::size(report.files.bytes),
+        );
+        outln!(
+            "and recover to {} on timeline {}",
+            lifeboat_postgres::pitr::describe_target(&report.target),
+            report.timeline
+        );
+        outln!("recoverable window: {}", report.window.describe());
+        outln!("dry run: nothing was written");
         return gap_failure();
     }
     outln!(

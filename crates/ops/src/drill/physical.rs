@@ -83,6 +83,7 @@ pub(super) async fn drill(
         up_to_gap: false,
         record: false,
         concurrency: opts.concurrency,
+        dry_run: false,
     };
     let server = Server {
         pgdata: pgdata.clone(),

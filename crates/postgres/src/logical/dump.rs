@@ -87,6 +87,16 @@ pub struct LogicalSource {
 }
 
 impl LogicalSource {
+    /// The databases this source backs up, and the server's version.
+    pub fn describe(&self) -> (Vec<String>, &str) {
+        let names = self
+            .configs
+            .iter()
+            .map(|c| c.get_dbname().unwrap_or("?").to_string())
+            .collect();
+        (names, &self.version)
+    }
+
     /// Connects, reads the server's version, finds a `pg_dump` at least as
     /// new and dumps the roles (when the user may read them).
     pub async fn connect(opts: &LogicalSourceOptions) -> Result<Self> {

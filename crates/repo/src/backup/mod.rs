@@ -12,6 +12,7 @@
 mod delta;
 mod parent;
 mod pipeline;
+pub mod preview;
 mod scan;
 pub mod source;
 mod streams;
