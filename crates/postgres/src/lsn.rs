@@ -76,4 +76,13 @@ mod tests {
         assert!("100000000/0".parse::<Lsn>().is_err());
         assert_eq!(l.segment(16 << 20), 0x16_B374_D848 / (16 << 20));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_target_lsn_panics_and_valid_ones_read_back(s in "\\PC*", n in proptest::num::u64::ANY) {
+            let _ = s.parse::<Lsn>();
+            let text = Lsn(n).to_string();
+            proptest::prop_assert_eq!(text.parse::<Lsn>().ok(), Some(Lsn(n)));
+        }
+    }
 }
