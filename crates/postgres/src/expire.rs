@@ -227,11 +227,10 @@ pub async fn expire_wal(
         if !dry_run {
             progress.event(Event::Phase("removing expired WAL"));
             for e in &doomed {
-                match repo.storage().delete(&e.key()).await {
-                    Ok(()) => {}
-                    Err(err) if err.is_not_found() => {}
-                    Err(err) => return Err(lifeboat_repo::RepoError::from(err).into()),
-                }
+                repo.storage()
+                    .delete(&e.key(), lifeboat_storage::IfMissing::Ignore)
+                    .await
+                    .map_err(lifeboat_repo::RepoError::from)?;
             }
         }
         out.push(report);

@@ -91,7 +91,9 @@ impl Repository {
         let mut n = 0;
         for (pin_id, pin) in self.pins().await? {
             if pin.snapshot == *id {
-                self.storage().delete(&layout::pin(&pin_id)).await?;
+                self.storage()
+                    .delete(&layout::pin(&pin_id), lifeboat_storage::IfMissing::Ignore)
+                    .await?;
                 n += 1;
             }
         }
@@ -166,7 +168,12 @@ impl Repository {
             });
             for d in plan.sources.iter().flat_map(|s| &s.snapshots) {
                 if !d.keep {
-                    self.storage().delete(&layout::snapshot(&d.id)).await?;
+                    self.storage()
+                        .delete(
+                            &layout::snapshot(&d.id),
+                            lifeboat_storage::IfMissing::Ignore,
+                        )
+                        .await?;
                     progress.event(Event::Advance { items: 1, bytes: 0 });
                 }
             }

@@ -93,7 +93,12 @@ impl Repository {
         if keys.len() < 2 {
             return Err(RepoError::Invalid("refusing to remove the last key".into()));
         }
-        self.storage().delete(&layout::key_slot(&target.id)).await?;
+        self.storage()
+            .delete(
+                &layout::key_slot(&target.id),
+                lifeboat_storage::IfMissing::Fail,
+            )
+            .await?;
         Ok(target.id)
     }
 }

@@ -809,10 +809,9 @@ impl Repository {
 
     /// Deletes `key`; an object already gone is fine (a resumed prune).
     async fn delete_if_present(&self, key: &str) -> Result<()> {
-        match self.storage().delete(key).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self
+            .storage()
+            .delete(key, lifeboat_storage::IfMissing::Ignore)
+            .await?)
     }
 }

@@ -112,7 +112,9 @@ impl Repository {
         }
         // Only now that the new index is durable are the damaged ones removed.
         for (key, _) in &load.damaged {
-            self.storage().delete(key).await?;
+            self.storage()
+                .delete(key, lifeboat_storage::IfMissing::Ignore)
+                .await?;
             report.removed_index_files.push(key.clone());
         }
         Ok(report)
@@ -147,13 +149,19 @@ impl Repository {
                     Err(_) => false,
                 };
                 if !readable {
-                    self.storage().delete(&key).await?;
+                    self.storage()
+                        .delete(&key, lifeboat_storage::IfMissing::Ignore)
+                        .await?;
                     report.removed_plans.push(key);
                 }
             }
             for entry in self.running_backups().await? {
                 if entry.record.is_err() {
-                    match self.storage().delete(&entry.key).await {
+                    match self
+                        .storage()
+                        .delete(&entry.key, lifeboat_storage::IfMissing::Fail)
+                        .await
+                    {
                         Ok(()) => report.removed_records.push(entry.key),
                         Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(e.into()),

@@ -117,7 +117,9 @@ pub(crate) async fn put_config(
     {
         Ok(()) => Ok(()),
         Err(StorageError::AlreadyExists { .. }) => {
-            let _ = storage.delete(&layout::key_slot(slot)).await;
+            let _ = storage
+                .delete(&layout::key_slot(slot), lifeboat_storage::IfMissing::Ignore)
+                .await;
             Err(RepoError::AlreadyInitialized {
                 location: location.into(),
             })

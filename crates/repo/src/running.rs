@@ -103,11 +103,11 @@ impl Heartbeat {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        match self.repo.storage().delete(&self.key).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self
+            .repo
+            .storage()
+            .delete(&self.key, lifeboat_storage::IfMissing::Ignore)
+            .await?)
     }
 }
 
@@ -121,7 +121,9 @@ impl Drop for Heartbeat {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let (storage, key) = (self.repo.storage().clone(), self.key.clone());
                 rt.spawn(async move {
-                    let _ = storage.delete(&key).await;
+                    let _ = storage
+                        .delete(&key, lifeboat_storage::IfMissing::Ignore)
+                        .await;
                 });
             }
         }
@@ -316,11 +318,11 @@ impl Repository {
                 }
                 // Abandoned, unreadable (a torn write cannot happen; a forged
                 // one only costs a prune run) or gone: take it over.
-                _ => match self.storage().delete(&key).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                },
+                _ => {
+                    self.storage()
+                        .delete(&key, lifeboat_storage::IfMissing::Ignore)
+                        .await?
+                }
             }
         }
         Err(RepoError::Invalid(

@@ -62,7 +62,10 @@ async fn a_cached_listing_follows_new_and_deleted_snapshots() {
 
     // One deleted (as forget does): it goes.
     storage
-        .delete(&lifeboat_repo::layout::snapshot(&first.id))
+        .delete(
+            &lifeboat_repo::layout::snapshot(&first.id),
+            lifeboat_storage::IfMissing::Fail,
+        )
         .await
         .unwrap();
     let cached = ids(repo

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::StorageError;
-use crate::{Capabilities, DynStorage, ObjectMeta, PutMode, Storage};
+use crate::{Capabilities, DynStorage, IfMissing, ObjectMeta, PutMode, Storage};
 
 /// The failure to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,11 +164,27 @@ impl Storage for FaultStorage {
         self.guarded(prefix, self.inner.list(prefix)).await
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.guarded(key, self.inner.delete(key)).await
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError> {
+        self.guarded(key, self.inner.delete(key, if_missing)).await
     }
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::memory::MemoryStorage;
+
+    #[tokio::test]
+    async fn passes_the_contract_through_when_no_fault_is_armed() {
+        crate::contract::assert_conforms(|| async {
+            Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new()))) as DynStorage
+        })
+        .await;
     }
 }

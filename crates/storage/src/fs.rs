@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::StorageError;
-use crate::{Capabilities, ObjectMeta, PutMode, Storage, keys};
+use crate::{Capabilities, IfMissing, ObjectMeta, PutMode, Storage, keys};
 
 /// Prefix of temporary files; never part of a valid key.
 const TMP_PREFIX: &str = ".tmp-";
@@ -259,11 +259,19 @@ impl Storage for FsStorage {
         blocking(prefix, move || list_blocking(&root, &p)).await
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let k = key.to_string();
         blocking(key, move || {
-            fs::remove_file(&path).map_err(|e| StorageError::from_io(&k, e))?;
+            match fs::remove_file(&path) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && if_missing == IfMissing::Ignore =>
+                {
+                    return Ok(());
+                }
+                other => other.map_err(|e| StorageError::from_io(&k, e))?,
+            }
             if let Some(dir) = path.parent() {
                 sync_dir(dir).map_err(|e| StorageError::from_io(&k, e))?;
             }
@@ -284,13 +292,18 @@ impl Storage for FsStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::conformance;
 
     #[tokio::test]
     async fn conforms_to_the_storage_contract() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let s = FsStorage::new(dir.path().join("repo"));
-        conformance(&s).await;
+        let mut n = 0;
+        crate::contract::assert_conforms(|| {
+            n += 1;
+            let s: crate::DynStorage =
+                std::sync::Arc::new(FsStorage::new(dir.path().join(format!("repo{n}"))));
+            async move { s }
+        })
+        .await;
     }
 
     #[tokio::test]

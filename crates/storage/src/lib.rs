@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws_profile;
+pub mod contract;
 pub mod error;
 pub mod fault;
 pub mod fs;
@@ -41,6 +42,15 @@ pub enum PutMode {
     /// Fail with [`StorageError::AlreadyExists`] if it exists. Atomic on
     /// stores whose [`Capabilities::atomic_create`] is true.
     CreateOnly,
+}
+
+/// What a delete does when the object is not there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Fail with [`StorageError::NotFound`] (S3 pays a HEAD request to know).
+    Fail,
+    /// Succeed: the object is gone either way (one request on S3).
+    Ignore,
 }
 
 /// What a store can do, so the layers above can choose safe strategies.
@@ -85,8 +95,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// ending in `/`), in no particular order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
 
-    /// Removes an object. Removing a missing object fails with `NotFound`.
-    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Removes an object. A missing object is `NotFound` or success, as
+    /// `if_missing` says.
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError>;
 
     /// What this store can do, and where it is (for messages).
     fn capabilities(&self) -> Capabilities;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::error::StorageError;
-use crate::{Capabilities, DynStorage, ObjectMeta, PutMode, Storage};
+use crate::{Capabilities, DynStorage, IfMissing, ObjectMeta, PutMode, Storage};
 
 /// Allows at most `n` operations of the wrapped store at once.
 #[derive(Debug)]
@@ -60,9 +60,9 @@ impl Storage for LimitStorage {
         self.inner.list(prefix).await
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError> {
         let _p = self.permit().await?;
-        self.inner.delete(key).await
+        self.inner.delete(key, if_missing).await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -73,10 +73,13 @@ impl Storage for LimitStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{MemoryStorage, conformance};
+    use crate::memory::MemoryStorage;
 
     #[tokio::test]
     async fn passes_the_contract_through() {
-        conformance(&LimitStorage::new(Arc::new(MemoryStorage::new()), 2)).await;
+        crate::contract::assert_conforms(|| async {
+            Arc::new(LimitStorage::new(Arc::new(MemoryStorage::new()), 2)) as DynStorage
+        })
+        .await;
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::StorageError;
-use crate::{Capabilities, ObjectMeta, PutMode, Storage, keys};
+use crate::{Capabilities, IfMissing, ObjectMeta, PutMode, Storage, keys};
 
 /// Objects held in a map. Not for production use.
 #[derive(Debug, Default)]
@@ -91,12 +91,12 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError> {
         keys::validate(key)?;
-        self.map()
-            .remove(key)
-            .map(|_| ())
-            .ok_or_else(|| StorageError::NotFound { key: key.into() })
+        match (self.map().remove(key), if_missing) {
+            (Some(_), _) | (None, IfMissing::Ignore) => Ok(()),
+            (None, IfMissing::Fail) => Err(StorageError::NotFound { key: key.into() }),
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -108,119 +108,16 @@ impl Storage for MemoryStorage {
     }
 }
 
-/// The storage contract: every driver's tests call this on an empty store.
-/// Panics on the first violation.
-pub async fn conformance(s: &dyn Storage) {
-    let ok = |r: Result<(), StorageError>, what: &str| {
-        if let Err(e) = r {
-            panic!("{what}: {e}");
-        }
-    };
-    assert!(
-        s.get("config", None).await.is_err_and(|e| e.is_not_found()),
-        "missing get"
-    );
-    assert!(
-        s.head("config",).await.is_err_and(|e| e.is_not_found()),
-        "missing head"
-    );
-    assert!(
-        s.list("data/").await.is_ok_and(|l| l.is_empty()),
-        "empty list"
-    );
-    ok(
-        s.put("config", Bytes::from_static(b"one"), PutMode::CreateOnly)
-            .await,
-        "create",
-    );
-    assert!(
-        matches!(
-            s.put("config", Bytes::from_static(b"two"), PutMode::CreateOnly)
-                .await,
-            Err(StorageError::AlreadyExists { .. })
-        ),
-        "create-only must refuse an existing object"
-    );
-    assert_eq!(
-        s.get("config", None).await.ok(),
-        Some(Bytes::from_static(b"one"))
-    );
-    ok(
-        s.put("config", Bytes::from_static(b"three"), PutMode::Overwrite)
-            .await,
-        "overwrite",
-    );
-    assert_eq!(
-        s.get("config", None).await.ok(),
-        Some(Bytes::from_static(b"three"))
-    );
-    assert_eq!(
-        s.get("config", Some(1..4)).await.ok(),
-        Some(Bytes::from_static(b"hre"))
-    );
-    assert!(
-        s.get("config", Some(2..9)).await.is_err(),
-        "range past the end must fail"
-    );
-    assert_eq!(s.head("config").await.ok().map(|m| m.size), Some(5));
-    ok(
-        s.put(
-            "data/ab/abcd",
-            Bytes::from_static(b"x"),
-            PutMode::CreateOnly,
-        )
-        .await,
-        "nested",
-    );
-    ok(
-        s.put("data/cd/cdef", Bytes::new(), PutMode::CreateOnly)
-            .await,
-        "empty object",
-    );
-    ok(
-        s.put("datafile", Bytes::from_static(b"y"), PutMode::Overwrite)
-            .await,
-        "sibling",
-    );
-    let mut keys: Vec<String> = s
-        .list("data/")
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        vec!["data/ab/abcd".to_string(), "data/cd/cdef".to_string()]
-    );
-    assert_eq!(s.get("data/cd/cdef", None).await.ok(), Some(Bytes::new()));
-    ok(s.delete("data/ab/abcd").await, "delete");
-    assert!(
-        s.delete("data/ab/abcd")
-            .await
-            .is_err_and(|e| e.is_not_found()),
-        "double delete"
-    );
-    assert!(
-        s.get("data/ab/abcd", None)
-            .await
-            .is_err_and(|e| e.is_not_found())
-    );
-    assert!(
-        s.put("../escape", Bytes::new(), PutMode::Overwrite)
-            .await
-            .is_err(),
-        "escape"
-    );
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::DynStorage;
 
     #[tokio::test]
     async fn conforms_to_the_storage_contract() {
-        conformance(&MemoryStorage::new()).await;
+        crate::contract::assert_conforms(|| async { Arc::new(MemoryStorage::new()) as DynStorage })
+            .await;
     }
 }

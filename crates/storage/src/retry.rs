@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::StorageError;
-use crate::{Capabilities, DynStorage, ObjectMeta, PutMode, Storage};
+use crate::{Capabilities, DynStorage, IfMissing, ObjectMeta, PutMode, Storage};
 
 /// How often and how patiently to retry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,8 +143,20 @@ impl Storage for RetryStorage {
         self.run(|| self.inner.list(prefix)).await
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.run(|| self.inner.delete(key)).await
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError> {
+        // A delete whose earlier attempt landed but whose answer was lost
+        // finds nothing on the retry: that is success.
+        let attempts = AtomicU64::new(0);
+        self.run(|| {
+            let retry = attempts.fetch_add(1, Ordering::Relaxed) > 0;
+            async move {
+                match self.inner.delete(key, if_missing).await {
+                    Err(StorageError::NotFound { .. }) if retry => Ok(()),
+                    other => other,
+                }
+            }
+        })
+        .await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -253,6 +265,33 @@ mod tests {
             .await,
             Err(StorageError::AlreadyExists { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn passes_the_contract_through() {
+        crate::contract::assert_conforms(|| async {
+            let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
+            Arc::new(RetryStorage::new(faulty, fast())) as DynStorage
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_delete_retry_that_finds_nothing_succeeds() {
+        let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
+        let s = RetryStorage::new(faulty.clone(), fast());
+        s.put("plans/p", Bytes::from_static(b"x"), PutMode::CreateOnly)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        faulty.inject(Fault::LostResponse, 1);
+        assert!(s.delete("plans/p", IfMissing::Fail).await.is_ok());
+        assert_eq!(s.retries(), 1);
+        // Without a lost answer, a missing object is still NotFound.
+        assert!(
+            s.delete("plans/p", IfMissing::Fail)
+                .await
+                .is_err_and(|e| e.is_not_found())
+        );
     }
 
     #[test]

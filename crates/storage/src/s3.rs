@@ -28,7 +28,7 @@ use object_store::{
 };
 
 use crate::error::StorageError;
-use crate::{Capabilities, ObjectMeta, PutMode, Storage, keys};
+use crate::{Capabilities, IfMissing, ObjectMeta, PutMode, Storage, keys};
 
 /// A repository under `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
@@ -46,30 +46,10 @@ fn endpoint_from_env() -> Option<String> {
 }
 
 impl S3Storage {
-    /// Builds the driver from `AWS_*` environment variables.
+    /// Builds the driver from `AWS_*` environment variables, then the
+    /// shared AWS files.
     pub fn from_env(bucket: &str, prefix: &str) -> Result<Self, StorageError> {
-        let retry = RetryConfig {
-            max_retries: 0,
-            retry_timeout: Duration::from_secs(30),
-            ..Default::default()
-        };
-        // Uploads carry a SHA-256 checksum (below), announced the way AWS's
-        // SDKs do: buckets with Object Lock refuse uploads without it.
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            "x-amz-sdk-checksum-algorithm",
-            http::HeaderValue::from_static("SHA256"),
-        );
-        let client = ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(120))
-            .with_default_headers(headers);
-        // A SHA-256 checksum on every upload: the store verifies the bytes
-        // it received.
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(retry)
-            .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+        let mut builder = AmazonS3Builder::from_env();
         let profile = crate::aws_profile::AwsProfile::load();
         let set = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty());
         if !set("AWS_ACCESS_KEY_ID")
@@ -85,8 +65,60 @@ impl S3Storage {
         if !["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| set(v)) {
             builder = builder.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
         }
-        let mut client = client;
-        if let Some(endpoint) = endpoint_from_env().or(profile.endpoint_url) {
+        Self::build(
+            builder,
+            bucket,
+            prefix,
+            endpoint_from_env().or(profile.endpoint_url),
+        )
+    }
+
+    /// Builds the driver from explicit settings only, ignoring the
+    /// environment (for tests and tools that hold their own settings).
+    pub fn with_settings(
+        bucket: &str,
+        prefix: &str,
+        endpoint: Option<&str>,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> Result<Self, StorageError> {
+        let builder = AmazonS3Builder::new()
+            .with_region(region)
+            .with_access_key_id(access_key_id)
+            .with_secret_access_key(secret_access_key);
+        Self::build(builder, bucket, prefix, endpoint.map(String::from))
+    }
+
+    fn build(
+        builder: AmazonS3Builder,
+        bucket: &str,
+        prefix: &str,
+        endpoint: Option<String>,
+    ) -> Result<Self, StorageError> {
+        let retry = RetryConfig {
+            max_retries: 0,
+            retry_timeout: Duration::from_secs(30),
+            ..Default::default()
+        };
+        // Uploads carry a SHA-256 checksum (below), announced the way AWS's
+        // SDKs do: buckets with Object Lock refuse uploads without it.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-amz-sdk-checksum-algorithm",
+            http::HeaderValue::from_static("SHA256"),
+        );
+        let mut client = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(120))
+            .with_default_headers(headers);
+        // A SHA-256 checksum on every upload: the store verifies the bytes
+        // it received.
+        let mut builder = builder
+            .with_bucket_name(bucket)
+            .with_retry(retry)
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+        if let Some(endpoint) = endpoint {
             // Non-AWS stores generally want path-style requests.
             builder = builder
                 .with_endpoint(endpoint.clone())
@@ -324,10 +356,13 @@ impl Storage for S3Storage {
             .collect())
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    async fn delete(&self, key: &str, if_missing: IfMissing) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        // S3 deletes of missing keys succeed silently; keep the contract.
-        self.head(key).await?;
+        // S3 deletes of missing keys succeed silently: only a caller that
+        // must know pays a HEAD first.
+        if if_missing == IfMissing::Fail {
+            self.head(key).await?;
+        }
         self.store
             .delete(&path)
             .await

@@ -450,7 +450,11 @@ impl TreeBackup {
                 // Keep later backups from reusing what did not survive: the
                 // packs this run indexed become unindexed (prune removes them).
                 for id in &uploaded.index_files {
-                    let _ = self.repo.storage().delete(&layout::index(id)).await;
+                    let _ = self
+                        .repo
+                        .storage()
+                        .delete(&layout::index(id), lifeboat_storage::IfMissing::Ignore)
+                        .await;
                 }
                 return Err(e);
             }
