@@ -8,8 +8,8 @@
 //! codes for PostgreSQL (see `commands::wal`).
 
 use lifeboat_ops::OpsError;
-use lifeboat_postgres::{ConnectProblem, PgError};
-use lifeboat_repo::RepoError;
+use lifeboat_postgres::PgError;
+use lifeboat_repo::{ErrorClass, RepoError};
 use lifeboat_sources::bucket::BucketError;
 use lifeboat_storage::StorageError;
 
@@ -78,171 +78,55 @@ fn strip_os_numbers(text: &str) -> String {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-fn storage_code(e: &StorageError) -> u8 {
-    if e.is_access_problem() || e.is_transient() {
-        ACCESS
-    } else {
-        FAILURE
+/// The exit code of an error class.
+fn code_of(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Failure => FAILURE,
+        ErrorClass::Usage => USAGE,
+        ErrorClass::Access => ACCESS,
+        ErrorClass::SourceUnreachable => DB_UNREACHABLE,
+        ErrorClass::SourceDenied => DB_AUTH,
+        ErrorClass::SourceMissing => DB_MISSING,
     }
 }
 
-fn repo_code(r: &RepoError) -> u8 {
-    match r {
-        _ if r.is_access_problem() => ACCESS,
-        RepoError::Invalid(_)
-        | RepoError::SnapshotNotFound(_)
-        | RepoError::AmbiguousSnapshot { .. } => USAGE,
-        RepoError::Storage(s) => storage_code(s),
-        _ => FAILURE,
-    }
-}
-
-fn pg_code(p: &PgError) -> u8 {
-    match p {
-        PgError::OutsideWindow(_) | PgError::Invalid(_) | PgError::NotEmpty(_) => USAGE,
-        PgError::Connect { problem, .. } => match problem {
-            ConnectProblem::Unreachable => DB_UNREACHABLE,
-            ConnectProblem::Authentication => DB_AUTH,
-            ConnectProblem::NoSuchDatabase => DB_MISSING,
-        },
-        PgError::Repo(r) => repo_code(r),
-        _ => FAILURE,
-    }
-}
-
-fn bucket_code(b: &BucketError) -> u8 {
-    match b {
-        BucketError::Unreachable { .. } => DB_UNREACHABLE,
-        BucketError::Denied { .. } => DB_AUTH,
-        BucketError::NoSuchBucket { .. } => DB_MISSING,
-        BucketError::Invalid(_) => USAGE,
-        BucketError::Repo(r) => repo_code(r),
-        _ => FAILURE,
-    }
-}
-
-fn bucket_hint(b: &BucketError) -> Option<&'static str> {
-    match b {
-        BucketError::Unreachable { .. } => Some(
-            "check --endpoint (or the source's `endpoint`, AWS_ENDPOINT_URL) and that the object store is up",
-        ),
-        BucketError::Denied { .. } => Some(
-            "check LIFEBOAT_BUCKET_ACCESS_KEY_ID / LIFEBOAT_BUCKET_SECRET_ACCESS_KEY (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the bucket's permissions",
-        ),
-        BucketError::NoSuchBucket { .. } => Some(
-            "check the bucket name and --endpoint/--region; a restore target bucket must be created first",
-        ),
-        BucketError::Repo(r) => repo_hint(r),
-        _ => None,
-    }
-}
-
-/// The exit code for an error, from the most specific cause in its chain.
-pub fn code(err: &anyhow::Error) -> u8 {
+/// The class and hint of the most specific library error in the chain,
+/// as that error states them itself.
+fn classify(err: &anyhow::Error) -> Option<(ErrorClass, Option<&'static str>)> {
     for cause in err.chain() {
         if cause.downcast_ref::<UsageError>().is_some()
             || cause.downcast_ref::<clap::Error>().is_some()
         {
-            return USAGE;
+            return Some((ErrorClass::Usage, None));
         }
         if let Some(p) = cause.downcast_ref::<PgError>() {
-            return pg_code(p);
+            return Some((p.class(), p.hint()));
         }
         if let Some(b) = cause.downcast_ref::<BucketError>() {
-            return bucket_code(b);
+            return Some((b.class(), b.hint()));
         }
         // Its wrapped errors are transparent: they do not appear in the chain.
-        match cause.downcast_ref::<OpsError>() {
-            Some(OpsError::Invalid(_)) => return USAGE,
-            Some(OpsError::Repo(r)) => return repo_code(r),
-            Some(OpsError::Pg(p)) => return pg_code(p),
-            Some(OpsError::Hook(_)) => return FAILURE,
-            None => {}
+        if let Some(o) = cause.downcast_ref::<OpsError>() {
+            return Some((o.class(), o.hint()));
         }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
-            return repo_code(r);
+            return Some((r.class(), r.hint()));
         }
         if let Some(s) = cause.downcast_ref::<StorageError>() {
-            return storage_code(s);
+            return Some((s.class(), s.hint()));
         }
     }
-    FAILURE
+    None
 }
 
-fn repo_hint(r: &RepoError) -> Option<&'static str> {
-    match r {
-        RepoError::Storage(s) => storage_hint(s),
-        RepoError::WrongPassphrase { .. } => Some(
-            "check LIFEBOAT_PASSWORD / LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD_COMMAND; `lifeboat key list` shows the slots",
-        ),
-        RepoError::NotARepository { .. } => Some(
-            "check LIFEBOAT_REPOSITORY (or --repo); to create a repository there, run `lifeboat init`",
-        ),
-        RepoError::AlreadyInitialized { .. } => Some(
-            "nothing was changed; a new repository (or a replica, with `copy --init`) needs an empty location",
-        ),
-        RepoError::Corrupt { .. } | RepoError::MissingBlob { .. } => {
-            Some("run `lifeboat check --read-data` to see everything that is affected")
-        }
-        RepoError::SnapshotNotFound(_) => Some("`lifeboat snapshots` lists the snapshots"),
-        _ => None,
-    }
-}
-
-fn storage_hint(s: &StorageError) -> Option<&'static str> {
-    match s {
-        StorageError::Unreachable { .. } | StorageError::Transient { .. } => Some(
-            "check that the storage endpoint is up and reachable (AWS_ENDPOINT_URL for S3-compatible stores)",
-        ),
-        StorageError::PermissionDenied { .. } => {
-            Some("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions")
-        }
-        StorageError::Io { source, .. }
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            Some(
-                "a local repository's files are private to the user that wrote them (0600/0700): run lifeboat as that \
-             user (for WAL archiving, the postgres user), or chown -R the repository to it",
-            )
-        }
-        _ => None,
-    }
+/// The exit code for an error, from the most specific cause in its chain.
+pub fn code(err: &anyhow::Error) -> u8 {
+    classify(err).map_or(FAILURE, |(class, _)| code_of(class))
 }
 
 /// A line of advice for the person at the terminal, when we have one.
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
-    for cause in err.chain() {
-        let pg = match cause.downcast_ref::<OpsError>() {
-            Some(OpsError::Repo(r)) => return repo_hint(r),
-            Some(OpsError::Pg(p)) => Some(p),
-            _ => cause.downcast_ref::<PgError>(),
-        };
-        if let Some(p) = pg {
-            return match p {
-                PgError::Repo(r) => repo_hint(r),
-                PgError::OutsideWindow(_) => {
-                    Some("`lifeboat info postgres` shows the recoverable windows")
-                }
-                PgError::Connect { .. } => Some(
-                    "check --db (or PGHOST/PGPORT/PGUSER/PGPASSWORD) and that the server is running",
-                ),
-                PgError::NotEmpty(_) => Some(
-                    "nothing was written; create an empty database (createdb NAME) or pass --clean",
-                ),
-                _ => None,
-            };
-        }
-        if let Some(b) = cause.downcast_ref::<BucketError>() {
-            return bucket_hint(b);
-        }
-        if let Some(r) = cause.downcast_ref::<RepoError>() {
-            return repo_hint(r);
-        }
-        if let Some(s) = cause.downcast_ref::<StorageError>() {
-            return storage_hint(s);
-        }
-    }
-    None
+    classify(err).and_then(|(_, hint)| hint)
 }
 
 #[cfg(test)]
@@ -260,5 +144,25 @@ mod tests {
         let m = message(&e);
         assert_eq!(m, "cannot open the repository: config: Not a directory");
         assert_eq!(strip_os_numbers("a (os error 2) b"), "a b");
+    }
+
+    #[test]
+    fn damage_is_a_failure_and_bad_usage_is_usage() {
+        let damaged = anyhow::Error::new(RepoError::Damaged("index file x is unreadable".into()))
+            .context("prune failed");
+        assert_eq!(code(&damaged), FAILURE);
+        assert!(hint(&damaged).is_some_and(|h| h.contains("check --read-data")));
+        let usage = anyhow::Error::new(RepoError::Invalid("no such path".into()));
+        assert_eq!(code(&usage), USAGE);
+        let wrapped = anyhow::Error::new(OpsError::Pg(PgError::Repo(RepoError::Damaged(
+            "a pack is shorter than its index says".into(),
+        ))));
+        assert_eq!(code(&wrapped), FAILURE);
+        let denied = anyhow::Error::new(StorageError::PermissionDenied {
+            key: "config".into(),
+            detail: "403".into(),
+        });
+        assert_eq!(code(&denied), ACCESS);
+        assert!(hint(&denied).is_some_and(|h| h.contains("AWS_PROFILE")));
     }
 }

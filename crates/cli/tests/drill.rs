@@ -368,10 +368,10 @@ fn recover_as(
         "--db",
         db,
         "--grace",
-        "1",
+        "1s",
         "--no-archive",
         "--timeout",
-        "120",
+        "2min",
     ]);
     env.run(&args)
 }
@@ -555,7 +555,7 @@ fn restore_and_verify(env: &Env, cfg: &str, name: &str) -> Cluster {
         base.to_str().unwrap(),
         "--no-archive",
         "--timeout",
-        "120",
+        "2min",
     ]);
     let restored = Cluster::existing(base.join("data"), port, base.clone());
     let out = env.run(&["--config", cfg, "verify-data", "--db", &restored.conninfo()]);

@@ -35,8 +35,8 @@ pub struct RepoConfig {
 
 impl RepoConfig {
     /// JSON payload.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
+        crate::error::encode_json("repository config", self, true)
     }
 
     /// Parses and validates a payload.
@@ -71,21 +71,27 @@ mod tests {
             pack_size: DEFAULT_PACK_SIZE,
             object_lock_days: None,
         };
-        assert_eq!(RepoConfig::from_json(&c.to_json()).ok(), Some(c.clone()));
-        assert!(!String::from_utf8_lossy(&c.to_json()).contains("object_lock"));
+        assert_eq!(
+            RepoConfig::from_json(&c.to_json().unwrap_or_default()).ok(),
+            Some(c.clone())
+        );
+        assert!(!String::from_utf8_lossy(&c.to_json().unwrap_or_default()).contains("object_lock"));
         let locked = RepoConfig {
             object_lock_days: Some(30),
             ..c.clone()
         };
-        assert_eq!(RepoConfig::from_json(&locked.to_json()).ok(), Some(locked));
+        assert_eq!(
+            RepoConfig::from_json(&locked.to_json().unwrap_or_default()).ok(),
+            Some(locked)
+        );
         let mut newer = c.clone();
         newer.version = 7;
         assert!(matches!(
-            RepoConfig::from_json(&newer.to_json()),
+            RepoConfig::from_json(&newer.to_json().unwrap_or_default()),
             Err(FormatError::UnsupportedVersion { .. })
         ));
         let mut bad = c;
         bad.pack_size = 10;
-        assert!(RepoConfig::from_json(&bad.to_json()).is_err());
+        assert!(RepoConfig::from_json(&bad.to_json().unwrap_or_default()).is_err());
     }
 }

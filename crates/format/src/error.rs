@@ -8,6 +8,14 @@ use crate::id::Id;
 /// object on storage is affected.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// A value could not be encoded (never stored as an empty object).
+    #[error("cannot encode {what}: {detail}")]
+    Encode {
+        /// The structure being encoded.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
     /// The input ended before a complete structure was read.
     #[error("{what} is truncated: needed {needed} more bytes")]
     Truncated {
@@ -91,4 +99,22 @@ pub enum FormatError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
+}
+
+/// Encodes `value` as JSON (pretty when asked), naming `what` if it fails:
+/// an encoder never hands back an empty payload to be stored.
+pub fn encode_json<T: serde::Serialize + ?Sized>(
+    what: &'static str,
+    value: &T,
+    pretty: bool,
+) -> Result<Vec<u8>, FormatError> {
+    let bytes = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    bytes.map_err(|e| FormatError::Encode {
+        what,
+        detail: e.to_string(),
+    })
 }

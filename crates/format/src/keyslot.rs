@@ -211,9 +211,8 @@ impl KeySlot {
     }
 
     /// Serializes the slot.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain data with string keys cannot fail.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
+        crate::error::encode_json("key slot", self, true)
     }
 
     /// Parses a stored slot.
@@ -256,7 +255,8 @@ mod tests {
         let id = Id::from_bytes([1; 32]);
         let slot = KeySlot::wrap(&mk, b"pw", &id, CHEAP, SlotOrigin::default(), Utc::now())
             .unwrap_or_else(|e| panic!("{e}"));
-        let parsed = KeySlot::from_json(&slot.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = KeySlot::from_json(&slot.to_json().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed, slot);
         let back = parsed
             .unwrap_key(b"pw", &id)
@@ -269,7 +269,7 @@ mod tests {
         // A slot copied under another name does not open.
         assert!(parsed.unwrap_key(b"pw", &Id::from_bytes([2; 32])).is_err());
         // A damaged wrapped key is damage, not a wrong passphrase.
-        let text = String::from_utf8(slot.to_json()).unwrap_or_default();
+        let text = String::from_utf8(slot.to_json().unwrap_or_default()).unwrap_or_default();
         let mut damaged = slot.wrapped_key.clone().into_bytes();
         damaged[5] = if damaged[5] == b'A' { b'B' } else { b'A' };
         let damaged = text.replace(
@@ -284,7 +284,8 @@ mod tests {
         // Slots written before the checksum existed still open.
         let mut old = slot.clone();
         old.checksum = None;
-        let old = KeySlot::from_json(&old.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        let old = KeySlot::from_json(&old.to_json().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(old.unwrap_key(b"pw", &id).is_ok());
     }
 
@@ -298,7 +299,7 @@ mod tests {
         assert!(slot.unwrap_key(b"pw", &id).is_err());
         slot.version = 9;
         assert!(matches!(
-            KeySlot::from_json(&slot.to_json()),
+            KeySlot::from_json(&slot.to_json().unwrap_or_default()),
             Err(FormatError::UnsupportedVersion { .. })
         ));
         assert!(KeySlot::from_json(b"{not json").is_err());

@@ -52,8 +52,8 @@ macro_rules! json_object {
     ($t:ty, $what:literal) => {
         impl $t {
             /// JSON payload.
-            pub fn to_json(&self) -> Vec<u8> {
-                serde_json::to_vec(self).unwrap_or_default()
+            pub fn to_json(&self) -> Result<Vec<u8>, crate::FormatError> {
+                crate::error::encode_json($what, self, false)
             }
 
             /// Parses a payload.
@@ -98,7 +98,10 @@ mod tests {
             packs: vec![Id::from_bytes([1; 32])],
             bytes: 42,
         };
-        assert_eq!(DeletionPlan::from_json(&plan.to_json()).ok(), Some(plan));
+        assert_eq!(
+            DeletionPlan::from_json(&plan.to_json().unwrap_or_default()).ok(),
+            Some(plan)
+        );
         let mut r = BackupInProgress {
             started: t,
             refreshed: t,
@@ -114,7 +117,7 @@ mod tests {
         assert!(!r.is_stale(t + chrono::Duration::minutes(15)));
         assert!(r.is_stale(t + chrono::Duration::minutes(16)));
         assert_eq!(
-            BackupInProgress::from_json(&r.to_json()).ok(),
+            BackupInProgress::from_json(&r.to_json().unwrap_or_default()).ok(),
             Some(r.clone())
         );
         assert!(BackupInProgress::from_json(b"{}").is_err());

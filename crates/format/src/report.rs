@@ -28,8 +28,8 @@ pub struct CatalogReport {
 
 impl CatalogReport {
     /// JSON payload.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
+        crate::error::encode_json("report", self, false)
     }
 
     /// Parses a payload.
@@ -55,9 +55,12 @@ mod tests {
             summary: "check orders failed".into(),
             body: serde_json::json!({"rto_seconds": 12.5}),
         };
-        assert_eq!(CatalogReport::from_json(&r.to_json()).ok(), Some(r.clone()));
-        let mut v: serde_json::Value =
-            serde_json::from_slice(&r.to_json()).unwrap_or(serde_json::Value::Null);
+        assert_eq!(
+            CatalogReport::from_json(&r.to_json().unwrap_or_default()).ok(),
+            Some(r.clone())
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&r.to_json().unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null);
         v["later"] = serde_json::json!(1);
         let bytes = serde_json::to_vec(&v).unwrap_or_default();
         assert_eq!(CatalogReport::from_json(&bytes).ok(), Some(r));

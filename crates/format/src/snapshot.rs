@@ -300,8 +300,8 @@ pub struct Pin {
 
 impl Pin {
     /// JSON payload.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
+        crate::error::encode_json("pin", self, false)
     }
 
     /// Parses a payload.
@@ -315,8 +315,8 @@ impl Pin {
 
 impl Snapshot {
     /// JSON payload.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
+        crate::error::encode_json("snapshot", self, true)
     }
 
     /// Parses a payload.
@@ -351,7 +351,7 @@ mod tests {
             summary: Summary::default(),
             program: "lifeboat test".into(),
         };
-        let json = s.to_json();
+        let json = s.to_json().unwrap_or_default();
         assert!(String::from_utf8_lossy(&json).contains("\"pre-deploy\""));
         assert_eq!(Snapshot::from_json(&json).ok(), Some(s.clone()));
         let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();

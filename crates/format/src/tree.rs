@@ -127,8 +127,8 @@ impl Tree {
     }
 
     /// Canonical JSON encoding (nodes must already be sorted).
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FormatError> {
+        crate::error::encode_json("tree", self, false)
     }
 
     /// Decodes and validates a tree: every name is a safe single component,
@@ -209,7 +209,7 @@ mod tests {
             nodes: vec![file("b"), file("a")],
         };
         t.sort();
-        let back = Tree::from_json(&t.to_json()).unwrap_or_default();
+        let back = Tree::from_json(&t.to_json().unwrap_or_default()).unwrap_or_default();
         assert_eq!(back, t);
         assert_eq!(back.nodes[0].name, "a".into());
     }
@@ -220,16 +220,19 @@ mod tests {
             let t = Tree {
                 nodes: vec![file(bad)],
             };
-            assert!(Tree::from_json(&t.to_json()).is_err(), "{bad:?} accepted");
+            assert!(
+                Tree::from_json(&t.to_json().unwrap_or_default()).is_err(),
+                "{bad:?} accepted"
+            );
         }
         let t = Tree {
             nodes: vec![file("a"), file("a")],
         };
-        assert!(Tree::from_json(&t.to_json()).is_err());
+        assert!(Tree::from_json(&t.to_json().unwrap_or_default()).is_err());
         let mut dir = file("d");
         dir.kind = NodeKind::Dir;
         let t = Tree { nodes: vec![dir] };
-        assert!(Tree::from_json(&t.to_json()).is_err());
+        assert!(Tree::from_json(&t.to_json().unwrap_or_default()).is_err());
         assert!(Tree::from_json(b"[1,2").is_err());
     }
 }

@@ -20,5 +20,26 @@ pub enum OpsError {
     Hook(String),
 }
 
+impl OpsError {
+    /// This error's class (what the binary's exit code says).
+    pub fn class(&self) -> lifeboat_repo::ErrorClass {
+        match self {
+            OpsError::Invalid(_) => lifeboat_repo::ErrorClass::Usage,
+            OpsError::Repo(r) => r.class(),
+            OpsError::Pg(p) => p.class(),
+            OpsError::Hook(_) => lifeboat_repo::ErrorClass::Failure,
+        }
+    }
+
+    /// Advice for the person at the terminal, when there is some.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            OpsError::Repo(r) => r.hint(),
+            OpsError::Pg(p) => p.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Result with [`OpsError`].
 pub type Result<T> = std::result::Result<T, OpsError>;

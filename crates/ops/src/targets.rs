@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(human(4.25), "4.2s");
         assert_eq!(human(0.0123), "12ms");
         assert_eq!(parse_target("1.5h").ok(), Some(Duration::minutes(90)));
-        assert!(parse_target("1ms").is_err());
+        assert_eq!(parse_target("1ms").ok(), Some(Duration::milliseconds(1)));
         assert!(parse_target("0").is_err());
         assert_eq!(human(725.0), "12min 5s");
         assert_eq!(human(12_000.0), "3h 20min");

@@ -104,6 +104,40 @@ pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl PgError {
+    /// This error's class (what the binary's exit code says).
+    pub fn class(&self) -> lifeboat_repo::ErrorClass {
+        use lifeboat_repo::ErrorClass;
+        match self {
+            PgError::OutsideWindow(_) | PgError::Invalid(_) | PgError::NotEmpty(_) => {
+                ErrorClass::Usage
+            }
+            PgError::Connect { problem, .. } => match problem {
+                ConnectProblem::Unreachable => ErrorClass::SourceUnreachable,
+                ConnectProblem::Authentication => ErrorClass::SourceDenied,
+                ConnectProblem::NoSuchDatabase => ErrorClass::SourceMissing,
+            },
+            PgError::Repo(r) => r.class(),
+            _ => ErrorClass::Failure,
+        }
+    }
+
+    /// Advice for the person at the terminal, when there is some.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            PgError::Repo(r) => r.hint(),
+            PgError::OutsideWindow(_) => {
+                Some("`lifeboat info postgres` shows the recoverable windows")
+            }
+            PgError::Connect { .. } => Some(
+                "check --db (or PGHOST/PGPORT/PGUSER, PGPASSWORD or ~/.pgpass) and that the server is running",
+            ),
+            PgError::NotEmpty(_) => Some(
+                "nothing was written; create an empty database (createdb NAME) or pass --clean",
+            ),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         PgError::Io {

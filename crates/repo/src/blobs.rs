@@ -28,7 +28,7 @@ fn locate_as(
 ) -> Result<BlobLocation> {
     let loc = locate(index, id, needed_by)?;
     if loc.blob_type() != expected {
-        return Err(RepoError::Invalid(format!(
+        return Err(RepoError::Damaged(format!(
             "blob {} is a {} blob where a {} blob was expected ({needed_by})",
             id.short(),
             loc.blob_type().name(),

@@ -78,7 +78,7 @@ impl Repository {
             local_origin(Some("replica".into())),
         )
         .await?;
-        let (mk, json) = (self.key().clone(), self.config().to_json());
+        let (mk, json) = (self.key().clone(), self.config().to_json()?);
         let bytes = cpu(move || {
             let mut enc = Encoder::new(Compression::DEFAULT)?;
             object::seal_object(&mk, &mut enc, ObjectKind::Config, b"config", &json)
@@ -150,7 +150,7 @@ impl Repository {
             let mut reach = Reachable::default();
             self.add_reachable(&index, roots, &mut reach).await?;
             if reach.missing > 0 {
-                return Err(RepoError::Invalid(format!(
+                return Err(RepoError::Damaged(format!(
                     "{} blob(s) the snapshots need are missing from this repository; \
                      run `lifeboat check` here first",
                     reach.missing

@@ -74,9 +74,18 @@ pub enum RepoError {
         /// How many matched.
         count: usize,
     },
-    /// A request that cannot be carried out as asked.
+    /// A request that cannot be carried out as asked (bad usage).
     #[error("{0}")]
     Invalid(String),
+    /// The repository is damaged: storage did not keep what it acknowledged,
+    /// an index or snapshot cannot be read, a pack is shorter than its index
+    /// says, a blob is missing or of the wrong type.
+    #[error("{0}")]
+    Damaged(String),
+    /// The work failed for a reason that is neither bad usage nor damage
+    /// (a source stream that cannot be read, an internal inconsistency).
+    #[error("{0}")]
+    Failed(String),
     /// A local file operation failed (reading the source, writing a restore).
     #[error("{path}: {source}")]
     Local {
@@ -117,6 +126,40 @@ impl RepoError {
             | RepoError::Locked { .. } => true,
             RepoError::Storage(e) => e.is_access_problem() || e.is_transient(),
             _ => false,
+        }
+    }
+
+    /// This error's class (what the binary's exit code says).
+    pub fn class(&self) -> lifeboat_storage::ErrorClass {
+        use lifeboat_storage::ErrorClass;
+        match self {
+            _ if self.is_access_problem() => ErrorClass::Access,
+            RepoError::Invalid(_)
+            | RepoError::SnapshotNotFound(_)
+            | RepoError::AmbiguousSnapshot { .. } => ErrorClass::Usage,
+            RepoError::Storage(s) => s.class(),
+            _ => ErrorClass::Failure,
+        }
+    }
+
+    /// Advice for the person at the terminal, when there is some.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            RepoError::Storage(s) => s.hint(),
+            RepoError::WrongPassphrase { .. } => Some(
+                "check LIFEBOAT_PASSWORD / LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD_COMMAND; `lifeboat key list` shows the slots",
+            ),
+            RepoError::NotARepository { .. } => Some(
+                "check LIFEBOAT_REPOSITORY (or --repo); to create a repository there, run `lifeboat init`",
+            ),
+            RepoError::AlreadyInitialized { .. } => Some(
+                "nothing was changed; a new repository (or a replica, with `copy --init`) needs an empty location",
+            ),
+            RepoError::Corrupt { .. } | RepoError::MissingBlob { .. } | RepoError::Damaged(_) => {
+                Some("run `lifeboat check --read-data` to see everything that is affected")
+            }
+            RepoError::SnapshotNotFound(_) => Some("`lifeboat snapshots` lists the snapshots"),
+            _ => None,
         }
     }
 

@@ -62,7 +62,7 @@ impl Repository {
             time: Utc::now(),
             by: format!("{}@{}", o.user, o.host),
         };
-        Ok(self.save_object(ObjectKind::Pin, pin.to_json()).await?.0)
+        Ok(self.save_object(ObjectKind::Pin, pin.to_json()?).await?.0)
     }
 
     /// Every pin, with its own id.

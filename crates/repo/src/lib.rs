@@ -39,6 +39,7 @@ pub mod walk;
 pub use backup::{BackupOptions, BackupResult, TreeBackup};
 pub use check::{CheckOptions, CheckReport, Finding, Severity};
 pub use error::{RepoError, Result};
+pub use lifeboat_storage::ErrorClass;
 pub use repository::{InitOptions, Repository};
 pub use restore::{RestoreOptions, RestoreSummary};
 pub use snapshots::{SnapshotCache, SnapshotEntry};

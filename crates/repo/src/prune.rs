@@ -290,7 +290,7 @@ impl Repository {
         progress.event(Event::Phase("loading index"));
         let files = self.read_index_files(progress).await?;
         if let Some((key, e)) = files.damaged.first() {
-            return Err(RepoError::Invalid(format!(
+            return Err(RepoError::Damaged(format!(
                 "index file {key} is unreadable ({e}); prune cannot tell which packs it lists. \
                  Run `lifeboat repair index` first"
             )));
@@ -311,7 +311,7 @@ impl Repository {
                 Err(RepoError::Storage(e)) if e.is_not_found() => {}
                 Err(e) if e.is_access_problem() => return Err(e),
                 Err(e) => {
-                    return Err(RepoError::Invalid(format!(
+                    return Err(RepoError::Damaged(format!(
                         "snapshot {id} is unreadable ({e}); prune cannot tell which data it needs. \
                          Forget it or restore the object first"
                     )));
@@ -501,7 +501,7 @@ impl Repository {
                     packs,
                 };
                 let (id, _) = self
-                    .save_object(ObjectKind::DeletionPlan, plan.to_json())
+                    .save_object(ObjectKind::DeletionPlan, plan.to_json()?)
                     .await?;
                 carried = Some((id, plan));
             }
@@ -690,7 +690,7 @@ impl Repository {
             bytes: report.marked.bytes,
         };
         let (id, _) = self
-            .save_object(ObjectKind::DeletionPlan, plan.to_json())
+            .save_object(ObjectKind::DeletionPlan, plan.to_json()?)
             .await?;
         report.marked.plan = Some(id);
         state.plans.push((id, plan));
@@ -732,7 +732,7 @@ impl Repository {
                                 let record = bytes
                                     .get(e.offset as usize..e.end() as usize)
                                     .ok_or_else(|| {
-                                        RepoError::Invalid(format!(
+                                        RepoError::Damaged(format!(
                                             "{key} is shorter than its index says; run `lifeboat check`"
                                         ))
                                     })?;

@@ -80,7 +80,7 @@ impl Repository {
                 })
                 .await?;
                 match problem {
-                    Some(why) => Err(RepoError::Invalid(format!(
+                    Some(why) => Err(RepoError::Damaged(format!(
                         "reading back {key} after writing it: {why}; the storage did not keep \
                          what it acknowledged, so this backup is not reported as successful"
                     ))),

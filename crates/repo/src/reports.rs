@@ -23,7 +23,7 @@ impl Repository {
     /// Stores a report; returns its id.
     pub async fn save_report(&self, report: &CatalogReport) -> Result<Id> {
         Ok(self
-            .save_object(ObjectKind::Report, report.to_json())
+            .save_object(ObjectKind::Report, report.to_json()?)
             .await?
             .0)
     }

@@ -193,7 +193,8 @@ impl Repository {
             object_lock_days: options.object_lock_days,
         };
         // Validate what we are about to write with the reader's own rules.
-        RepoConfig::from_json(&config.to_json()).map_err(RepoError::Format)?;
+        let config_json = config.to_json()?;
+        RepoConfig::from_json(&config_json).map_err(RepoError::Format)?;
 
         // The slot goes first: a crash before the config leaves nothing that
         // looks like a repository, so `init` can simply be run again.
@@ -208,13 +209,8 @@ impl Repository {
         )
         .await?;
         let mut enc = Encoder::new(Compression::DEFAULT)?;
-        let bytes = object::seal_object(
-            &key,
-            &mut enc,
-            ObjectKind::Config,
-            b"config",
-            &config.to_json(),
-        )?;
+        let bytes =
+            object::seal_object(&key, &mut enc, ObjectKind::Config, b"config", &config_json)?;
         put_config(&storage, location, &slot, Bytes::from(bytes)).await?;
         Ok(Self::assemble(storage, location, key, config, slot))
     }
@@ -295,7 +291,7 @@ impl Repository {
             ObjectKind::DeletionPlan => layout::deletion_plan(&id),
             ObjectKind::Report => layout::report(&id),
             ObjectKind::Config | ObjectKind::Wal | ObjectKind::Running => {
-                return Err(RepoError::Invalid(format!(
+                return Err(RepoError::Failed(format!(
                     "{} objects are not content-addressed",
                     kind.name()
                 )));
@@ -350,7 +346,7 @@ pub(crate) async fn write_slot(
     storage
         .put(
             &layout::key_slot(slot),
-            Bytes::from(s.to_json()),
+            Bytes::from(s.to_json()?),
             PutMode::CreateOnly,
         )
         .await?;

@@ -136,7 +136,7 @@ async fn write_record(
     record: &BackupInProgress,
     mode: PutMode,
 ) -> Result<()> {
-    let (mk, name, payload) = (repo.key().clone(), key.to_string(), record.to_json());
+    let (mk, name, payload) = (repo.key().clone(), key.to_string(), record.to_json()?);
     let bytes = cpu(move || {
         let mut enc = Encoder::new(Compression::DEFAULT)?;
         object::seal_object(

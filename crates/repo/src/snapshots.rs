@@ -39,7 +39,7 @@ impl Repository {
 
     /// Stores a snapshot; returns its id and stored size.
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(Id, u64)> {
-        self.save_object(ObjectKind::Snapshot, snapshot.to_json())
+        self.save_object(ObjectKind::Snapshot, snapshot.to_json()?)
             .await
     }
 

@@ -98,3 +98,57 @@ impl StorageError {
         }
     }
 }
+
+/// What kind of failure an error is, for the person or script that ran
+/// the command: every library error type states its own class (and the
+/// binary turns classes into exit codes, documented in its `--help`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The work failed: damaged or missing data, I/O errors, refused
+    /// operations (exit 1).
+    Failure,
+    /// The command was invoked wrongly: arguments, references, targets
+    /// (exit 2).
+    Usage,
+    /// The repository cannot be used: missing, unreachable, denied, wrong
+    /// passphrase (exit 3).
+    Access,
+    /// The source (database server, bucket endpoint) cannot be reached (exit 4).
+    SourceUnreachable,
+    /// The source refused the credentials (exit 5).
+    SourceDenied,
+    /// The source (database, bucket) does not exist (exit 6).
+    SourceMissing,
+}
+
+impl StorageError {
+    /// This error's class.
+    pub fn class(&self) -> ErrorClass {
+        if self.is_access_problem() || self.is_transient() {
+            ErrorClass::Access
+        } else {
+            ErrorClass::Failure
+        }
+    }
+
+    /// Advice for the person at the terminal, when there is some.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            StorageError::Unreachable { .. } | StorageError::Transient { .. } => Some(
+                "check that the storage endpoint is up and reachable (AWS_ENDPOINT_URL for S3-compatible stores)",
+            ),
+            StorageError::PermissionDenied { .. } => Some(
+                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions",
+            ),
+            StorageError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Some(
+                    "a local repository's files are private to the user that wrote them (0600/0700): run lifeboat as that \
+                     user (for WAL archiving, the postgres user), or chown -R the repository to it",
+                )
+            }
+            _ => None,
+        }
+    }
+}

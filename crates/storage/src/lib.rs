@@ -31,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use error::StorageError;
+pub use error::{ErrorClass, StorageError};
 pub use location::Location;
 
 /// How a `put` treats an existing object of the same name.

@@ -4,7 +4,8 @@
 //! **Durations** are one or more `NUMBER UNIT` terms, optionally separated
 //! by spaces: `90s`, `15min`, `6h`, `1h 30min`, `1.5d`, `2w`, `3mo`, `1y`,
 //! `90d12h`. The units are those of `humantime` plus days and weeks, with
-//! months spelled `mo`: seconds (`s`, `sec`, `second(s)`), minutes (`min`,
+//! months spelled `mo`: milliseconds (`ms`), seconds (`s`, `sec`,
+//! `second(s)`), minutes (`min`,
 //! `minute(s)`), hours (`h`, `hr`, `hour(s)`), days (`d`, `day(s)`), weeks
 //! (`w`, `week(s)`), months (`mo`, `month(s)`, 30 days) and years (`y`,
 //! `year(s)`, 365 days). A bare `0` is zero. A bare `m` is refused: it is
@@ -24,7 +25,7 @@ use std::time::Duration;
 pub enum UnitError {
     /// Not a duration in the grammar.
     #[error(
-        "{0:?} is not a duration: {1}; write a number and a unit, e.g. 90s, 15min, 6h, 1h 30min, 1.5d, 2w, 3mo, 1y (units: s, min, h, d, w, mo, y)"
+        "{0:?} is not a duration: {1}; write a number and a unit, e.g. 90s, 15min, 6h, 1h 30min, 1.5d, 2w, 3mo, 1y (units: ms, s, min, h, d, w, mo, y)"
     )]
     Duration(String, String),
     /// Not a size in the grammar.
@@ -42,6 +43,7 @@ const DAY: f64 = 86_400.0;
 /// The seconds in one of `unit`, or why the unit is refused.
 fn duration_unit(unit: &str) -> Result<f64, String> {
     Ok(match unit {
+        "ms" | "msec" | "millisecond" | "milliseconds" => SECOND / 1000.0,
         "s" | "sec" | "secs" | "second" | "seconds" => SECOND,
         "min" | "mins" | "minute" | "minutes" => MINUTE,
         "h" | "hr" | "hrs" | "hour" | "hours" => HOUR,
@@ -204,7 +206,7 @@ mod tests {
         ("3x", "unknown unit"),
         ("soon", "expected a number"),
         ("1.2.3h", "not a number"),
-        ("10ms", "unknown unit"),
+        ("10us", "unknown unit"),
         ("-1d", "expected a number"),
         ("99999999999999999999y", "too long"),
     ];
@@ -225,11 +227,13 @@ mod tests {
                 .map(|e| e.to_string());
             let e = e.unwrap_or_default();
             assert!(
-                e.contains(word) && e.contains("units: s, min, h, d, w, mo, y"),
+                e.contains(word) && e.contains("units: ms, s, min, h, d, w, mo, y"),
                 "{text}: {e}"
             );
         }
         assert!(parse_duration_min_1s("--grace", "0").is_err());
+        assert!(parse_duration_min_1s("jitter", "10ms").is_err());
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(
             parse_duration_min_1s("every", "6h"),
             Ok(Duration::from_secs(6 * H))

@@ -203,10 +203,15 @@ async fn fetch_inner(g: &Global, args: &WalFetchArgs) -> Result<FetchOutcome> {
     };
     let settings = Settings::resolve(g)?;
     let storage = lifeboat_storage::open(&settings.location, &settings.storage)?;
+    // The repository's own error is kept, typed: its class and hint reach
+    // the message PostgreSQL logs.
     let open = || async {
         open_repo(g)
             .await
-            .map_err(|e| lifeboat_postgres::PgError::Setup(exit::message(&e)))
+            .map_err(|e| match e.downcast::<lifeboat_repo::RepoError>() {
+                Ok(r) => lifeboat_postgres::PgError::Repo(r),
+                Err(e) => lifeboat_postgres::PgError::Setup(exit::message(&e)),
+            })
     };
     Ok(archive::fetch(
         &storage,

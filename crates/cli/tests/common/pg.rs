@@ -125,7 +125,7 @@ pub fn restore_and_start(env: &Env, name: &str, extra: &[&str]) -> (Cluster, ser
         "--socket-dir",
         sock.to_str().unwrap(),
         "--timeout",
-        "120",
+        "2min",
     ];
     args.extend_from_slice(extra);
     let out = env.run(&args);

@@ -680,7 +680,7 @@ fn build_trees(
             });
         }
         tree.sort();
-        let json = tree.to_json();
+        let json = tree.to_json()?;
         let id = id_key.blob_id(BlobType::Tree, &json);
         if claims.claim(index, id) {
             sink.add(&mut encoder, BlobType::Tree, id, &json)?;
@@ -691,6 +691,6 @@ fn build_trees(
     sink.flush()?;
     let root = scan.nodes[0]
         .subtree
-        .ok_or_else(|| RepoError::Invalid("the scan produced no root directory".into()))?;
+        .ok_or_else(|| RepoError::Failed("the scan produced no root directory".into()))?;
     Ok((root, counts))
 }

@@ -84,7 +84,7 @@ impl StreamStore {
             std::iter::from_fn(|| {
                 reader
                     .next_chunk()
-                    .map_err(|e| RepoError::Invalid(format!("cannot read the stream: {e}")))
+                    .map_err(|e| RepoError::Failed(format!("cannot read the stream: {e}")))
                     .transpose()
             }),
             None,

@@ -70,6 +70,36 @@ pub enum BucketError {
 }
 
 impl BucketError {
+    /// This error's class (what the binary's exit code says).
+    pub fn class(&self) -> lifeboat_repo::ErrorClass {
+        use lifeboat_repo::ErrorClass;
+        match self {
+            BucketError::Unreachable { .. } => ErrorClass::SourceUnreachable,
+            BucketError::Denied { .. } => ErrorClass::SourceDenied,
+            BucketError::NoSuchBucket { .. } => ErrorClass::SourceMissing,
+            BucketError::Invalid(_) => ErrorClass::Usage,
+            BucketError::Repo(r) => r.class(),
+            _ => ErrorClass::Failure,
+        }
+    }
+
+    /// Advice for the person at the terminal, when there is some.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            BucketError::Unreachable { .. } => Some(
+                "check --endpoint (or the source's `endpoint`, AWS_ENDPOINT_URL) and that the object store is up",
+            ),
+            BucketError::Denied { .. } => Some(
+                "check LIFEBOAT_BUCKET_ACCESS_KEY_ID / LIFEBOAT_BUCKET_SECRET_ACCESS_KEY (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's permissions",
+            ),
+            BucketError::NoSuchBucket { .. } => Some(
+                "check the bucket name and --endpoint/--region; a restore target bucket must be created first",
+            ),
+            BucketError::Repo(r) => r.hint(),
+            _ => None,
+        }
+    }
+
     /// True for errors worth trying again (the object changed or the
     /// connection dropped).
     pub fn is_retryable(&self) -> bool {
