@@ -35,7 +35,7 @@ ENVIRONMENT:
                             (also ~/.pgpass and ~/.pg_service.conf)
 
 DURATIONS AND SIZES:
-  durations: 90s, 15min, 6h, 1h 30min, 1.5d, 2w, 3mo (30 days), 1y (365 days);
+  durations: 500ms, 90s, 15min, 6h, 1h 30min, 1.5d, 2w, 3mo (30 days), 1y (365 days);
   \"m\" alone is refused (minutes or months?). sizes: 512, 64K, 256M, 1.5GiB
   (powers of 1024).
 
