@@ -22,7 +22,8 @@ REPLICA=$OUT/replica
 "$LB" -q init --kdf-memory 19 --kdf-iterations 2
 "$LB" -q copy --to "$REPLICA" --init --kdf-memory 19 --kdf-iterations 2 >/dev/null
 
-# The data: MB MiB in 64 files of random bytes, some changed before each run.
+# The data: MB MiB in 64 files of random bytes; before each run an eighth
+# of it is rewritten and a few files change in one place.
 python3 - "$OUT/data" "$MB" <<'PY'
 import os, sys
 root, mb = sys.argv[1], int(sys.argv[2])
@@ -35,6 +36,13 @@ mutate() {
 import os, random, sys
 root, seed = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(seed)
+# Eight files rewritten whole (new data to chunk, encrypt and write), six
+# changed in one place (small deltas).
+for i in rnd.sample(range(64), 8):
+    p = os.path.join(root, f"f{i:02}")
+    size = os.path.getsize(p)
+    with open(p, "wb") as f:
+        f.write(os.urandom(size))
 for i in rnd.sample(range(64), 6):
     p = os.path.join(root, f"f{i:02}")
     with open(p, "r+b") as f:
