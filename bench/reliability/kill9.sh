@@ -51,7 +51,7 @@ for i in rnd.sample(range(64), 6):
 PY
 }
 
-kills=0 completed=0 check_failures=0 restore_mismatches=0 restores=0
+kills=0 check_failures=0 restore_mismatches=0 restores=0
 declare -A killed_during=([backup]=0 [prune]=0 [copy]=0)
 # How long each command took when it last ran to the end (ms): kills land at
 # a random point of that span, so most runs are killed somewhere inside.
@@ -94,7 +94,6 @@ for run in $(seq 1 "$RUNS"); do
   esac
   # A complete backup of the current data, remembered for the restores.
   id=$("$LB" --json backup files "$OUT/data" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  completed=$((completed + 1))
   rm -rf "$OUT/states/$id" && cp -r "$OUT/data" "$OUT/states/$id"
   if ! "$LB" -q check --read-data >"$OUT/check.log" 2>&1; then
     check_failures=$((check_failures + 1))

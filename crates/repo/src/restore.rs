@@ -470,6 +470,18 @@ fn remove_extras(roots: &[PathBuf], keep: &HashSet<PathBuf>) -> Result<u64> {
     Ok(removed)
 }
 
+/// Refuses a non-empty `target` unless `options` allow writing over it: the
+/// check a restore makes before it writes anything (and a dry run makes too).
+pub fn check_restore_target(target: &Path, options: &RestoreOptions) -> Result<()> {
+    if !options.overwrite && !options.delta && !is_empty_dir(target)? {
+        return Err(RepoError::Invalid(format!(
+            "restore target {} is not empty; choose an empty or new directory, or pass --overwrite to replace files in it",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Repository {
     /// Restores `snapshot` into `target` (or where `options.map` says).
     pub async fn restore_files(
@@ -480,12 +492,7 @@ impl Repository {
         progress: DynProgress,
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
-        if !options.overwrite && !options.delta && !is_empty_dir(target)? {
-            return Err(RepoError::Invalid(format!(
-                "restore target {} is not empty; choose an empty or new directory, or pass --overwrite to replace files in it",
-                target.display()
-            )));
-        }
+        check_restore_target(target, options)?;
         progress.event(Event::Phase("loading index"));
         let index = Arc::new(self.load_index(&progress).await?.index);
         progress.event(Event::Phase("reading trees"));

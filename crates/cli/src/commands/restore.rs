@@ -9,7 +9,6 @@ use serde_json::json;
 
 use crate::cli::{Global, RestoreFilesArgs};
 use crate::commands::{open_repo, scoped_reference};
-use crate::exit::UsageError;
 use crate::output::{self, Reporter};
 
 /// Restores a file snapshot into a directory.
@@ -81,13 +80,11 @@ async fn plan(
     args: &RestoreFilesArgs,
     reporter: &std::sync::Arc<Reporter>,
 ) -> Result<RestorePlan> {
-    let non_empty = std::fs::read_dir(&args.target).is_ok_and(|mut d| d.next().is_some());
-    if non_empty && !args.overwrite {
-        bail!(UsageError(format!(
-            "{} is not empty: a restore would be refused; pass --overwrite to replace what is in the way",
-            args.target.display()
-        )));
-    }
+    let options = RestoreOptions {
+        overwrite: args.overwrite,
+        ..RestoreOptions::default()
+    };
+    lifeboat_repo::restore::check_restore_target(&args.target, &options)?;
     let index = repo.load_index(&reporter.sink()).await?.index;
     let label = format!("snapshot {}", snap.id.short());
     let entries = repo
