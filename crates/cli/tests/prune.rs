@@ -432,12 +432,12 @@ fn race(env: &Env, rounds: u64) {
 
 #[test]
 fn backups_racing_prune_lose_nothing_on_a_directory() {
-    race(&Env::fs(), 30);
+    race(&Env::fs(), 50);
 }
 
 #[test]
 fn backups_racing_prune_lose_nothing_on_s3() {
-    race(&Env::s3("prune-race"), 12);
+    race(&Env::s3("prune-race"), 50);
 }
 
 #[test]
