@@ -555,4 +555,133 @@ mod tests {
         let r = fetch_from(empty, &dir.path().join("spool")).await;
         assert_eq!(r.ok(), Some(FetchOutcome::Missing));
     }
+
+    /// Segment 0/3000000 (1 MiB segments) of cluster 42, with one commit.
+    const NAME: &str = "000000010000000000000030";
+
+    fn wal(sysid: u64) -> Vec<u8> {
+        use crate::segment::tests::{pg_time, record, segment};
+        let mut seg = segment(&[record(1, 0x00, &pg_time(1_763_800_000_000_000))], 1 << 20);
+        seg[24..32].copy_from_slice(&sysid.to_le_bytes());
+        seg
+    }
+
+    async fn repo() -> Repository {
+        let init = lifeboat_repo::InitOptions {
+            kdf: lifeboat_format::keyslot::KdfCost {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        Repository::init(
+            Arc::new(lifeboat_storage::memory::MemoryStorage::new()),
+            "memory",
+            b"pw",
+            init,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn cluster(dir: &Path) -> Cluster {
+        Cluster {
+            pgdata: dir.to_path_buf(),
+            sysid: 42,
+        }
+    }
+
+    #[test]
+    fn a_segment_is_accepted_only_from_its_cluster_and_under_its_own_name() {
+        let c = cluster(Path::new("/srv/pg"));
+        let p = prepare(&c, NAME, &wal(42)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.segment_size, Some(1 << 20));
+        assert_eq!(p.entry.first_xact_us, Some(1_763_800_000_000_000));
+        let refused = |name: &str, content: &[u8]| match prepare(&c, name, content) {
+            Err(PgError::WalRefused(why)) => why,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert!(refused(NAME, &wal(7)).contains("system identifier 7"));
+        assert!(
+            refused("000000010000000000000031", &wal(42))
+                .contains("not the position its name says")
+        );
+        assert!(refused("notwal", &wal(42)).contains("not the name of a WAL file"));
+        assert!(refused(NAME, b"garbage").contains(NAME));
+        // History files carry no header; they are checked when stored.
+        let h = prepare(
+            &c,
+            "00000002.history",
+            b"1\t0/3000000\tno recovery target\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.segment_size, None);
+    }
+
+    #[test]
+    fn a_spooled_segment_is_trusted_only_if_it_is_the_archived_one() {
+        let c = cluster(Path::new("/srv/pg"));
+        let content = wal(42);
+        let entry = prepare(&c, NAME, &content)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .entry;
+        assert!(matches_archive(&entry, 42, &content));
+        assert!(!matches_archive(&entry, 43, &content));
+        assert!(!matches_archive(&entry, 42, &content[..content.len() / 2]));
+        let mut other = entry.clone();
+        other.last_xact_us = Some(1);
+        assert!(!matches_archive(&other, 42, &content));
+    }
+
+    #[tokio::test]
+    async fn a_pushed_segment_comes_back_byte_for_byte_and_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let c = cluster(dir.path());
+        let r = repo().await;
+        let path = dir.path().join(NAME);
+        std::fs::write(&path, wal(42)).unwrap_or_else(|e| panic!("{e}"));
+        let first = push(&r, &c, &path).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.outcome, PushOutcome::Stored);
+        let again = push(&r, &c, &path).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.outcome, PushOutcome::AlreadyArchived);
+        // A different file under the same name is refused, the archived one kept.
+        let mut changed = wal(42);
+        changed[5000] ^= 1;
+        std::fs::write(&path, &changed).unwrap_or_else(|e| panic!("{e}"));
+        assert!(push(&r, &c, &path).await.is_err());
+        // A .partial that is not WAL is skipped with a warning, not an error.
+        let partial = dir.path().join(format!("{NAME}.partial"));
+        std::fs::write(&partial, b"torn").unwrap_or_else(|e| panic!("{e}"));
+        let skipped = push(&r, &c, &partial)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(skipped.outcome, PushOutcome::PartialSkipped);
+
+        let spool = Spool::open(&dir.path().join("spool"), 42).unwrap_or_else(|e| panic!("{e}"));
+        let dest = dir.path().join("RECOVERYXLOG");
+        let fetched = |name: &'static str| {
+            let (r, spool, dest) = (r.clone(), &spool, &dest);
+            async move {
+                let storage = r.storage().clone();
+                fetch(
+                    &storage,
+                    "memory",
+                    || async move { Ok(r) },
+                    42,
+                    spool,
+                    name,
+                    dest,
+                    2,
+                )
+                .await
+            }
+        };
+        assert_eq!(fetched(NAME).await.ok(), Some(FetchOutcome::Restored));
+        assert_eq!(std::fs::read(&dest).unwrap_or_default(), wal(42));
+        assert_eq!(
+            fetched("000000010000000000000031").await.ok(),
+            Some(FetchOutcome::Missing)
+        );
+    }
 }

@@ -592,3 +592,122 @@ async fn start_and_wait(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests_support::{at, backup};
+    use crate::lsn::Lsn;
+
+    fn options(target: Target, new_primary: bool) -> PgRestoreOptions {
+        PgRestoreOptions {
+            snapshot: "latest".into(),
+            target_dir: PathBuf::from("/srv/restore"),
+            target,
+            timeline: None,
+            action: TargetAction::Pause,
+            delta: false,
+            tablespaces: Vec::new(),
+            restore_command: "lifeboat wal fetch %f %p".into(),
+            start: None,
+            new_primary,
+            up_to_gap: false,
+            record: false,
+            concurrency: 1,
+            dry_run: false,
+        }
+    }
+
+    fn plan(timeline: u32) -> Plan {
+        Plan {
+            backup: backup(1, 1, 2, 2, 10),
+            timeline,
+            window: Window {
+                timeline,
+                earliest: at(10),
+                earliest_lsn: Lsn(0),
+                latest: Some(at(50)),
+                latest_lsn: Lsn(0x0600_0000),
+                gap: None,
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    fn setting<'a>(s: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        s.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn recovery_settings_name_the_target_and_keep_copies_out_of_the_archive() {
+        let s = recovery_settings(&options(Target::Time(at(20)), false), &plan(3));
+        assert_eq!(
+            setting(&s, "restore_command"),
+            Some("lifeboat wal fetch %f %p")
+        );
+        let time = setting(&s, "recovery_target_time").unwrap_or_default();
+        assert!(time.ends_with("+00"), "{time}");
+        assert_eq!(setting(&s, "recovery_target_timeline"), Some("3"));
+        assert_eq!(setting(&s, "recovery_target_action"), Some("pause"));
+        // A copy never archives into the source's repository…
+        assert_eq!(setting(&s, "archive_mode"), Some("off"));
+        // …the new primary does; and `latest` has no target or action.
+        let s = recovery_settings(&options(Target::Latest, true), &plan(1));
+        assert_eq!(setting(&s, "archive_mode"), None);
+        assert_eq!(setting(&s, "recovery_target_action"), None);
+        assert!(
+            !s.iter()
+                .any(|(k, _)| k.starts_with("recovery_target_") && k != "recovery_target_timeline")
+        );
+        let s = recovery_settings(&options(Target::Name("before".into()), false), &plan(1));
+        assert_eq!(setting(&s, "recovery_target_name"), Some("before"));
+    }
+
+    #[test]
+    fn recovery_conf_replaces_earlier_recovery_settings_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let conf = dir.path().join("postgresql.auto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "work_mem = '64MB'\nrestore_command = 'cp old %p'\nrecovery_target_time = 'x'\n\
+                 {BEGIN}\nrestore_command = 'older'\n{END}\nshared_buffers = '1GB'\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("standby.signal"), b"").unwrap_or_else(|e| panic!("{e}"));
+        let settings = recovery_settings(&options(Target::Lsn(Lsn(0x0300_0000)), false), &plan(1));
+        write_recovery_conf(dir.path(), &settings).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&conf).unwrap_or_default();
+        assert!(text.contains("work_mem = '64MB'") && text.contains("shared_buffers = '1GB'"));
+        assert_eq!(text.matches("restore_command").count(), 1, "{text}");
+        assert!(
+            !text.contains("cp old") && !text.contains("older"),
+            "{text}"
+        );
+        assert!(text.contains("recovery_target_lsn = '0/3000000'"), "{text}");
+        assert!(dir.path().join("recovery.signal").exists());
+        assert!(!dir.path().join("standby.signal").exists());
+        // A second restore into the same directory leaves one block.
+        write_recovery_conf(dir.path(), &settings).unwrap_or_else(|e| panic!("{e}"));
+        let again = std::fs::read_to_string(&conf).unwrap_or_default();
+        assert_eq!(again.matches(BEGIN).count(), 1, "{again}");
+    }
+
+    #[test]
+    fn a_destination_with_a_server_or_data_is_refused_unless_delta() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        assert!(check_destination(dir.path(), false).is_ok());
+        std::fs::write(dir.path().join("PG_VERSION"), b"15").unwrap_or_else(|e| panic!("{e}"));
+        let e = check_destination(dir.path(), false)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("--delta"));
+        assert!(check_destination(dir.path(), true).is_ok());
+        std::fs::write(dir.path().join("postmaster.pid"), b"1").unwrap_or_else(|e| panic!("{e}"));
+        let e = check_destination(dir.path(), true)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("postmaster.pid"));
+    }
+}

@@ -302,11 +302,12 @@ pub fn us_to_time(us: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Builds a minimal segment: long header, then the given records.
-    fn segment(records: &[Vec<u8>], seg_size: usize) -> Vec<u8> {
+    /// Builds a minimal segment of cluster 42 at LSN 0/3000000: long
+    /// header, then the given records.
+    pub(crate) fn segment(records: &[Vec<u8>], seg_size: usize) -> Vec<u8> {
         let blcksz = 8192usize;
         let mut seg = vec![0u8; seg_size];
         let start: u64 = 0x0300_0000;
@@ -342,7 +343,8 @@ mod tests {
         seg
     }
 
-    fn record(rmid: u8, info: u8, main: &[u8]) -> Vec<u8> {
+    /// One WAL record of resource manager `rmid` with main data `main`.
+    pub(crate) fn record(rmid: u8, info: u8, main: &[u8]) -> Vec<u8> {
         let mut r = Vec::new();
         r.extend_from_slice(&((RECORD_HEADER + 2 + main.len()) as u32).to_le_bytes());
         r.extend_from_slice(&[0; 12]);
@@ -354,7 +356,8 @@ mod tests {
         r
     }
 
-    fn pg_time(unix_us: i64) -> [u8; 8] {
+    /// A PostgreSQL timestamp (microseconds since 2000) of a Unix time.
+    pub(crate) fn pg_time(unix_us: i64) -> [u8; 8] {
         (unix_us - PG_EPOCH_OFFSET_US).to_le_bytes()
     }
 

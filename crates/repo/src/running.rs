@@ -335,3 +335,117 @@ impl Repository {
 pub fn is_live(record: &BackupInProgress) -> bool {
     !abandoned(record)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use lifeboat_format::keyslot::KdfCost;
+    use lifeboat_storage::memory::MemoryStorage;
+
+    use super::*;
+    use crate::repository::InitOptions;
+
+    async fn repo() -> Repository {
+        let init = InitOptions {
+            kdf: KdfCost {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        Repository::init(Arc::new(MemoryStorage::new()), "memory", b"pw", init)
+            .await
+            .unwrap()
+    }
+
+    fn record(host: &str, pid: u32, refreshed_ago: chrono::Duration) -> BackupInProgress {
+        let then = Utc::now() - refreshed_ago;
+        BackupInProgress {
+            started: then,
+            refreshed: then,
+            host: host.into(),
+            pid,
+            what: "prune".into(),
+            seen_plans: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_prune_lock_is_exclusive_until_released() {
+        let r = repo().await;
+        let held = r.lock_prune().await.unwrap();
+        match r.lock_prune().await {
+            Err(RepoError::Locked { holder, .. }) => {
+                assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+            }
+            other => panic!("second lock: {:?}", other.map(|_| ())),
+        }
+        held.release().await.unwrap();
+        r.lock_prune().await.unwrap().release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lock_left_by_a_dead_process_is_taken_over_and_a_live_one_is_not() {
+        let r = repo().await;
+        let key = layout::PRUNE_LOCK;
+        let here = local_origin(None).host;
+        let cases = [
+            // Not refreshed for an hour, anywhere: stale.
+            (record("elsewhere", 1, chrono::Duration::hours(1)), true),
+            // Fresh, on this host, by a process that does not exist.
+            (record(&here, u32::MAX, chrono::Duration::zero()), true),
+            // Fresh, on another host: it may be running there.
+            (record("elsewhere", 1, chrono::Duration::zero()), false),
+        ];
+        for (rec, taken) in cases {
+            write_record(&r, key, &rec, PutMode::Overwrite)
+                .await
+                .unwrap();
+            assert_eq!(abandoned(&rec), taken, "{rec:?}");
+            let got = r.lock_prune().await;
+            assert_eq!(got.is_ok(), taken, "{rec:?}");
+            if let Ok(lock) = got {
+                lock.release().await.unwrap();
+            }
+        }
+        // An unreadable lock record cannot hold anyone: it is taken over.
+        r.storage()
+            .put(key, Bytes::from_static(b"garbage"), PutMode::Overwrite)
+            .await
+            .unwrap();
+        r.lock_prune().await.unwrap().release().await.unwrap();
+        assert!(
+            r.storage().get(key, None).await.is_err(),
+            "lock left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registered_backup_records_the_plans_it_saw_and_ends_without_a_trace() {
+        let r = repo().await;
+        let plan = DeletionPlan {
+            time: Utc::now(),
+            by: "test".into(),
+            packs: vec![Id::from_bytes([3; 32])],
+            bytes: 10,
+        };
+        let (plan_id, _) = r
+            .save_object(ObjectKind::DeletionPlan, plan.to_json().unwrap())
+            .await
+            .unwrap();
+        let (running, marked) = r.register_backup("backup of /srv").await.unwrap();
+        assert_eq!(marked, HashSet::from([Id::from_bytes([3; 32])]));
+        let listed = r.running_backups().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let rec = listed[0].record.as_ref().unwrap();
+        assert_eq!(rec.what, "backup of /srv");
+        assert_eq!(rec.seen_plans, Some(vec![plan_id]));
+        assert!(is_live(rec));
+        assert!(!rec.may_use(&plan_id));
+        running.end().await.unwrap();
+        assert!(r.running_backups().await.unwrap().is_empty());
+    }
+}
