@@ -55,6 +55,32 @@ pub fn problems(catalog: &Catalog, backups: &[BaseBackup]) -> Vec<WalProblem> {
             Vec::new(),
         ));
     }
+    // A timeline's WAL without its history file: PostgreSQL cannot follow
+    // the timeline (it does not know where it forked off). The first
+    // timeline in the archive needs none (archiving may have begun on it).
+    let first = catalog.timelines().into_iter().next();
+    for tli in catalog.timelines() {
+        if Some(tli) == first
+            || catalog.histories.contains_key(&tli)
+            || catalog.damaged_histories.contains_key(&tli)
+        {
+            continue;
+        }
+        let file = WalFile::History { tli }.name(seg);
+        let affects = backups
+            .iter()
+            .filter(|b| b.timeline == tli)
+            .map(|b| (b.entry.id, b.stop_time))
+            .collect();
+        out.push(problem(
+            file,
+            format!(
+                "timeline history file is missing from the archive while timeline {tli}'s WAL is there: \
+                 recovery cannot follow timeline {tli}, since where it forked off is unknown"
+            ),
+            affects,
+        ));
+    }
     // 1. Each base backup's own WAL, start to stop.
     for b in backups {
         let path = catalog.path(b.timeline);
@@ -168,5 +194,13 @@ mod tests {
         let p = problems(&c, &b);
         assert_eq!(p.len(), 1, "{p:#?}");
         assert_eq!(p[0].file, "000000020000000000000006");
+        // Without its history file, timeline 2 cannot be followed at all.
+        c.histories.remove(&2);
+        let p = problems(&c, &b);
+        assert!(
+            p.iter()
+                .any(|p| p.file == "00000002.history" && p.message.contains("cannot follow")),
+            "{p:#?}"
+        );
     }
 }
