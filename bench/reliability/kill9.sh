@@ -17,8 +17,21 @@ LB=$ROOT/target/debug/lifeboat
 export LIFEBOAT_PASSWORD=reliability-passphrase LIFEBOAT_TO_PASSWORD=reliability-passphrase
 rm -rf "$OUT"
 mkdir -p "$OUT/data" "$OUT/states" "$OUT/restore"
-export LIFEBOAT_REPOSITORY=$OUT/repo
+if [ "${S3:-0}" = 1 ]; then
+  # On the S3 test server (started here unless the test suite's is running).
+  if [ -z "${LIFEBOAT_TEST_S3_ENDPOINT:-}" ]; then
+    # shellcheck source=../../scripts/lib/s3-test-server.sh
+    ROOT=$ROOT VENV=${VENV:-$ROOT/.venv} LOG_DIR=$OUT source "$ROOT/scripts/lib/s3-test-server.sh"
+    start_s3_test_servers
+    S3_STARTED=1
+  fi
+  export AWS_ENDPOINT_URL=$LIFEBOAT_TEST_S3_ENDPOINT AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+  export LIFEBOAT_REPOSITORY="s3://${LIFEBOAT_TEST_S3_BUCKET:-lifeboat-test}/kill9-$(date +%s)"
+else
+  export LIFEBOAT_REPOSITORY=$OUT/repo
+fi
 REPLICA=$OUT/replica
+trap '[ "${S3_STARTED:-0}" = 1 ] && kill "${S3_PIDS[@]}" 2>/dev/null; true' EXIT
 "$LB" -q init --kdf-memory 19 --kdf-iterations 2
 "$LB" -q copy --to "$REPLICA" --init --kdf-memory 19 --kdf-iterations 2 >/dev/null
 
