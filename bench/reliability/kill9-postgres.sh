@@ -16,7 +16,7 @@ RUNS=${1:-40}
 OUT=${BENCH_DIR:-$ROOT/bench/out/kill9-postgres}
 PG_BIN=${LIFEBOAT_PG_BIN:-/usr/lib/postgresql/15/bin}
 cargo build --locked --quiet --manifest-path "$ROOT/Cargo.toml" --bin lifeboat
-LB=$ROOT/target/debug/lifeboat
+LB=${CARGO_TARGET_DIR:-$ROOT/target}/debug/lifeboat
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -13,7 +13,7 @@ RUNS=${1:-100}
 MB=${MB:-64}
 OUT=${BENCH_DIR:-$ROOT/bench/out/kill9}
 cargo build --locked --quiet --manifest-path "$ROOT/Cargo.toml" --bin lifeboat
-LB=$ROOT/target/debug/lifeboat
+LB=${CARGO_TARGET_DIR:-$ROOT/target}/debug/lifeboat
 export LIFEBOAT_PASSWORD=reliability-passphrase LIFEBOAT_TO_PASSWORD=reliability-passphrase
 rm -rf "$OUT"
 mkdir -p "$OUT/data" "$OUT/states" "$OUT/restore"
