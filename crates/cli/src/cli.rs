@@ -203,6 +203,26 @@ pub enum Command {
     /// Remove every pin of a snapshot.
     #[command(after_help = "Examples:\n  lifeboat unpin 3723e387")]
     Unpin(UnpinArgs),
+    /// Erase a data subject (GDPR): the [[erasure]] rules of lifeboat.toml
+    /// find its rows; an entry in the repository's erasure ledger (the
+    /// subject only as a keyed hash) is written first, then the rows are
+    /// deleted in one transaction. Every later restore re-applies the ledger.
+    #[command(after_help = "Examples:\n  \
+        lifeboat erase 4711 --reason \"request 2026-118\" --db postgresql://app@db/app\n  \
+        lifeboat erase 4711 --reason \"request 2026-118\" --source app --dry-run\n  \
+        lifeboat erase 4711 --reason \"case 12\" --hold \"litigation hold, case 12\"\n\n\
+        lifeboat.toml:\n  \
+        [[erasure]]                     # tables that reference others first\n  \
+        table = \"public.orders\"\n  \
+        subject = \"customer_id\"\n  \
+        [[erasure]]\n  \
+        table = \"public.customers\"\n  \
+        subject = \"id\"")]
+    Erase(EraseArgs),
+    /// List the erasure ledger and verify its chain (exits 1 if an entry
+    /// was removed, replaced or cannot be read).
+    #[command(after_help = "Examples:\n  lifeboat erasures\n  lifeboat erasures --json")]
+    Erasures,
     /// Remove data no snapshot needs, in two phases that are safe while
     /// backups run: packs no snapshot uses (and partly used packs, repacked
     /// first) are marked in a deletion plan; a later run deletes them once
@@ -518,6 +538,30 @@ pub struct ForgetArgs {
     /// Default: `pitr_window` in lifeboat.toml's [retention], else 30d.
     #[arg(long, value_name = "DURATION")]
     pub pitr_window: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The subject's key, as the rules' `subject` expressions give it (a
+    /// customer id, an email address…). Stored only as a keyed hash.
+    pub subject: String,
+    /// Why (a request or ticket reference). Do not name the person: the
+    /// reason is kept in the ledger as long as the repository.
+    #[arg(long)]
+    pub reason: String,
+    /// The live database (default: the `PG*` variables).
+    #[arg(long, value_name = "CONNINFO", conflicts_with = "source")]
+    pub db: Option<String>,
+    /// The [[source]] whose `db` is the live database.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Count what the rules match; record and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Record the request under a legal hold: nothing is deleted (and
+    /// restores keep the rows) until `erase` runs again without --hold.
+    #[arg(long, value_name = "WHY")]
+    pub hold: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1043,6 +1087,10 @@ pub struct RestorePostgresArgs {
     /// privileges and the database's own (like pg_restore --no-privileges).
     #[arg(long, requires = "logical")]
     pub no_privileges: bool,
+    /// Do not re-apply the erasure ledger to the restored data (for a
+    /// repository whose ledger is damaged; erased subjects come back).
+    #[arg(long)]
+    pub skip_erasures: bool,
     /// With --logical: parallel connections.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub jobs: usize,

@@ -110,6 +110,9 @@ pub struct FileSettings {
     /// Alert rules and routes.
     #[serde(default)]
     pub alerts: lifeboat_ops::config::AlertsConfig,
+    /// How data subjects are found, for `erase` and the erasure replay of restores.
+    #[serde(default)]
+    pub erasure: Vec<lifeboat_postgres::erasure::ErasureRule>,
     /// Where the file was read from, and its text (for messages naming lines).
     #[serde(skip)]
     pub origin: Option<(PathBuf, String)>,

@@ -21,6 +21,7 @@ pub mod compress;
 pub mod config;
 pub mod crypto;
 mod cursor;
+pub mod erasure;
 pub mod error;
 pub mod id;
 pub mod index;

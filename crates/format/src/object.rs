@@ -48,6 +48,8 @@ pub enum ObjectKind {
     Running,
     /// A drill, check or recovery report (`reports/<id>`).
     Report,
+    /// An entry of the erasure ledger (`erasures/<sequence number>`).
+    Erasure,
 }
 
 impl ObjectKind {
@@ -62,6 +64,7 @@ impl ObjectKind {
             ObjectKind::DeletionPlan => 6,
             ObjectKind::Running => 7,
             ObjectKind::Report => 8,
+            ObjectKind::Erasure => 9,
         }
     }
 
@@ -76,6 +79,7 @@ impl ObjectKind {
             6 => Ok(ObjectKind::DeletionPlan),
             7 => Ok(ObjectKind::Running),
             8 => Ok(ObjectKind::Report),
+            9 => Ok(ObjectKind::Erasure),
             other => Err(FormatError::Invalid {
                 what: "object",
                 reason: format!("unknown object kind {other}"),
@@ -94,6 +98,7 @@ impl ObjectKind {
             ObjectKind::DeletionPlan => "deletion plan",
             ObjectKind::Running => "backup-in-progress record",
             ObjectKind::Report => "report",
+            ObjectKind::Erasure => "erasure ledger entry",
         }
     }
 }

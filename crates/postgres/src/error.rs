@@ -56,6 +56,9 @@ pub enum PgError {
     /// A PostgreSQL program failed.
     #[error("{0}")]
     Command(String),
+    /// Erasure rules could not be applied (a rule no longer fits the schema).
+    #[error("{0}")]
+    Erasure(String),
 }
 
 /// Why a connection failed.
@@ -133,6 +136,9 @@ impl PgError {
             ),
             PgError::NotEmpty(_) => Some(
                 "nothing was written; create an empty database (createdb NAME) or pass --clean",
+            ),
+            PgError::Erasure(_) => Some(
+                "fix the [[erasure]] rule in lifeboat.toml to fit the schema; `lifeboat erasures` lists the ledger",
             ),
             _ => None,
         }

@@ -24,6 +24,7 @@ pub mod checksum;
 pub mod continuity;
 pub mod control;
 pub mod counts;
+pub mod erasure;
 pub mod error;
 pub mod expire;
 pub mod history;

@@ -3,7 +3,8 @@
 //! can stop something from working: an unreadable pin stops `forget` (a
 //! hold is never ignored), an unreadable deletion plan stops every `prune`,
 //! an unreadable report loses what a drill proved, and a record left by an
-//! interrupted backup makes `prune` wait (until the record goes stale).
+//! interrupted backup makes `prune` wait (until the record goes stale). A
+//! damaged erasure ledger means restores cannot re-apply every erasure.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -63,6 +64,15 @@ impl Repository {
     /// returns a finding for each that is damaged or left over.
     pub async fn check_catalog(&self, now: DateTime<Utc>) -> Result<Vec<Finding>> {
         let mut out = Vec::new();
+        // The erasure ledger: a gap or a broken link means an erasure could
+        // be lost from every later restore.
+        for (key, why) in self.erasure_ledger().await?.problems {
+            out.push(finding(
+                Severity::Error,
+                key,
+                format!("{why}; restores cannot be trusted to re-apply every erasure"),
+            ));
+        }
         let pin = |b: &[u8]| {
             lifeboat_format::snapshot::Pin::from_json(b)
                 .map(|_| ())

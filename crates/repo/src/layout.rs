@@ -27,6 +27,15 @@ pub const WAL: &str = "wal/";
 /// Prefix of named restore point markers (docs/FORMAT.md section 9).
 pub const RESTORE_POINTS: &str = "rp/";
 
+/// Prefix of the erasure ledger (docs/FORMAT.md, "Erasure ledger").
+pub const ERASURES: &str = "erasures/";
+
+/// Key of erasure ledger entry `seq` (numbered from 1; the fixed width
+/// keeps listings in ledger order).
+pub fn erasure(seq: u64) -> String {
+    format!("{ERASURES}{seq:012}")
+}
+
 /// Key of a key slot.
 pub fn key_slot(id: &Id) -> String {
     format!("{KEYS}{id}")

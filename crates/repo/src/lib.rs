@@ -15,6 +15,7 @@ pub mod catalog_check;
 pub mod check;
 pub mod chunk_reader;
 pub mod copy;
+pub mod erasures;
 pub mod error;
 pub mod forget;
 pub mod index;

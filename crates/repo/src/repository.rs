@@ -290,7 +290,7 @@ impl Repository {
             ObjectKind::Pin => layout::pin(&id),
             ObjectKind::DeletionPlan => layout::deletion_plan(&id),
             ObjectKind::Report => layout::report(&id),
-            ObjectKind::Config | ObjectKind::Wal | ObjectKind::Running => {
+            ObjectKind::Config | ObjectKind::Wal | ObjectKind::Running | ObjectKind::Erasure => {
                 return Err(RepoError::Failed(format!(
                     "{} objects are not content-addressed",
                     kind.name()

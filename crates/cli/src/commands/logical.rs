@@ -74,6 +74,7 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         no_roles: args.no_roles,
         no_owner: args.no_owner,
         no_privileges: args.no_privileges,
+        erasure: crate::commands::erase::replay_for_restore(g, &repo, args.skip_erasures).await?,
     };
     let reference = scoped_reference(g, &repo, &args.snapshot, &reporter.sink()).await?;
     let result = logical_restore(&repo, &reference, &opts, reporter.sink()).await;
@@ -121,6 +122,20 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         report.large_objects,
         report.matviews
     );
+    if let Some(e) = &report.erased {
+        let rows: u64 = e.tables.iter().map(|t| t.rows).sum();
+        outln!(
+            "erasure ledger: {} erased subject(s); {} found in this backup and removed again ({} row(s){})",
+            e.subjects,
+            e.found,
+            rows,
+            e.tables
+                .iter()
+                .filter(|t| t.rows > 0)
+                .map(|t| format!(", {} {}", t.table, t.rows))
+                .collect::<String>()
+        );
+    }
     if !report.roles_created.is_empty() || !report.roles_existing.is_empty() {
         outln!(
             "roles: {} created ({}), {} existed and were left as they are",

@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod check;
 pub mod copy;
 pub mod drill;
+pub mod erase;
 pub mod export;
 pub mod forget;
 pub mod generate;

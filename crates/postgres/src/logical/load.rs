@@ -77,6 +77,18 @@ pub struct LogicalRestoreOptions {
     /// Do not restore privileges (GRANT/REVOKE, default privileges, the
     /// database's privileges).
     pub no_privileges: bool,
+    /// Erasures to re-apply once the data is loaded, before the restore
+    /// reports success (`None`: the ledger is empty, or replay was skipped).
+    pub erasure: Option<ErasureReplay>,
+}
+
+/// The erasure ledger's subjects and the rules that find them.
+#[derive(Clone, Debug, Default)]
+pub struct ErasureReplay {
+    /// The `[[erasure]]` rules.
+    pub rules: Vec<crate::erasure::ErasureRule>,
+    /// Keyed hashes of the subjects whose erasure is in force.
+    pub erased: std::collections::HashSet<String>,
 }
 
 /// A table's restored rows against those recorded at backup time.
@@ -130,6 +142,8 @@ pub struct LogicalRestoreReport {
     pub failures: Vec<Failure>,
     /// Things worth knowing that are not failures.
     pub warnings: Vec<String>,
+    /// What re-applying the erasure ledger removed (`None`: nothing to re-apply).
+    pub erased: Option<crate::erasure::ReplayReport>,
     /// Wall time.
     pub duration_ms: u64,
 }
@@ -544,6 +558,7 @@ pub async fn restore_opened(
         objects: BTreeMap::new(),
         failures: Vec::new(),
         warnings: Vec::new(),
+        erased: None,
         duration_ms: 0,
     };
     let work = Work {
@@ -612,6 +627,27 @@ pub async fn restore_opened(
                 kind: "object counts".into(),
                 message: d,
             });
+        }
+    }
+    if let Some(er) = &opts.erasure {
+        progress.event(Event::Phase("re-applying erasures"));
+        let mut c = sql::connect(&config).await?;
+        match crate::erasure::replay(&mut c, &er.rules, &er.erased, |k| repo.subject_hash(k)).await
+        {
+            Ok(r) => report.erased = Some(r),
+            Err(e) => {
+                let db = config.get_dbname().unwrap_or("postgres").to_string();
+                let closed = match crate::erasure::close_database(&config).await {
+                    Ok(()) => format!(
+                        "the restored database {db} was closed to new connections (ALLOW_CONNECTIONS false) \
+                         so erased data is not served"
+                    ),
+                    Err(c) => {
+                        format!("closing the restored database {db} failed too ({c}): drop it")
+                    }
+                };
+                return Err(PgError::Erasure(format!("{e}; {closed}")));
+            }
         }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;

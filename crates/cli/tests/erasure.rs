@@ -1,0 +1,164 @@
+//! GDPR erasure: a subject erased from the live database stays erased in
+//! every logical restore of an older backup; a rule that no longer fits the
+//! schema fails the restore closed; a tampered ledger is caught; the
+//! subject's key is never stored in the clear.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Env;
+use common::pg::{Cluster, logical_backup, logical_restore};
+
+const SUBJECT: &str = "cust-7f3e9a";
+
+fn config(env: &Env, subject_column: &str) -> PathBuf {
+    let path = env.path().join(format!("lifeboat-{subject_column}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[[erasure]]\ntable = \"shop.order_lines\"\n\
+             subject = \"(SELECT o.customer FROM shop.orders o WHERE o.id = order_id)\"\n\n\
+             [[erasure]]\ntable = \"shop.orders\"\nsubject = \"customer\"\n\n\
+             [[erasure]]\ntable = \"shop.customers\"\nsubject = \"{subject_column}\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn rows_of(c: &Cluster, db: &str) -> String {
+    c.psql_db(
+        db,
+        &format!(
+            "SELECT (SELECT count(*) FROM shop.customers WHERE code = '{SUBJECT}') || '/' || \
+             (SELECT count(*) FROM shop.orders WHERE customer = '{SUBJECT}') || '/' || \
+             (SELECT count(*) FROM shop.order_lines) || '/' || (SELECT count(*) FROM shop.customers)"
+        ),
+    )
+}
+
+fn cfg_args(cfg: &Path) -> Vec<String> {
+    vec!["--config".into(), cfg.to_str().unwrap().into()]
+}
+
+#[test]
+fn an_erased_subject_never_comes_back_from_a_restore() {
+    let env = Env::fs();
+    env.init();
+    let c = Cluster::new(&env, "pg");
+    c.psql("CREATE DATABASE app");
+    c.script(
+        "app",
+        &format!(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.customers (code text PRIMARY KEY, email text);
+             CREATE TABLE shop.orders (id int PRIMARY KEY, customer text REFERENCES shop.customers);
+             CREATE TABLE shop.order_lines (order_id int REFERENCES shop.orders, item text);
+             INSERT INTO shop.customers VALUES ('{SUBJECT}', 'subject@example.com'), ('other', 'o@example.com');
+             INSERT INTO shop.orders VALUES (1, '{SUBJECT}'), (2, '{SUBJECT}'), (3, 'other');
+             INSERT INTO shop.order_lines VALUES (1, 'a'), (1, 'b'), (2, 'c'), (3, 'd');"
+        ),
+    );
+    logical_backup(&env, &c, "app", &[]);
+    let cfg = config(&env, "code");
+    let cfg_a = cfg_args(&cfg);
+    let cfg_s: Vec<&str> = cfg_a.iter().map(String::as_str).collect();
+    let app = c.conninfo_db("app");
+
+    // A dry run counts; the erasure deletes in the live database.
+    let mut args = cfg_s.clone();
+    args.extend([
+        "--json",
+        "erase",
+        SUBJECT,
+        "--reason",
+        "request 2026-118",
+        "--db",
+        &app,
+        "--dry-run",
+    ]);
+    let dry = env.ok(&args).json();
+    assert_eq!(dry["rows"], 6, "{dry}");
+    assert_eq!(rows_of(&c, "app"), "1/2/4/2");
+    let mut args = cfg_s.clone();
+    args.extend([
+        "--json",
+        "erase",
+        SUBJECT,
+        "--reason",
+        "request 2026-118",
+        "--db",
+        &app,
+    ]);
+    let done = env.ok(&args).json();
+    assert_eq!(done["rows"], 6, "{done}");
+    assert_eq!(done["entry"], 1);
+    assert_eq!(rows_of(&c, "app"), "0/0/1/1");
+
+    // The ledger names the subject only by its keyed hash.
+    let ledger = env.ok(&["--json", "erasures"]).json();
+    let text = ledger.to_string();
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 1, "{ledger}");
+    assert!(!text.contains(SUBJECT), "{text}");
+    assert_eq!(ledger["entries"][0]["subject"], done["subject"]);
+    for f in common::objects(&env.repo_dir(), "erasures") {
+        let raw = std::fs::read(f).unwrap();
+        assert!(!raw.windows(SUBJECT.len()).any(|w| w == SUBJECT.as_bytes()));
+    }
+
+    // A restore of the backup taken before the erasure: the subject is gone.
+    c.psql("CREATE DATABASE restored");
+    let mut extra = vec!["--config", cfg.to_str().unwrap()];
+    extra.extend(["--database", "app"]);
+    let out = logical_restore(&env, &c, "restored", &extra);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.json();
+    assert_eq!(report["erased"]["found"], 1, "{report}");
+    assert_eq!(rows_of(&c, "restored"), "0/0/1/1");
+
+    // A rule that no longer fits the schema fails closed.
+    c.psql("CREATE DATABASE stale");
+    let stale = config(&env, "customer_code");
+    let out = logical_restore(
+        &env,
+        &c,
+        "stale",
+        &["--config", stale.to_str().unwrap(), "--database", "app"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not fit the database"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("customer_code"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("closed to new connections"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        c.psql("SELECT datallowconn FROM pg_database WHERE datname = 'stale'"),
+        "f"
+    );
+
+    // A tampered ledger is caught by `erasures`, `check` and restores.
+    let entry = common::objects(&env.repo_dir(), "erasures").remove(0);
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 1;
+    std::fs::write(&entry, bytes).unwrap();
+    let out = env.run(&["erasures"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("unreadable"), "{}", out.stderr);
+    let out = env.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("erasure"), "{}", out.stderr);
+    c.psql("CREATE DATABASE refused");
+    let out = logical_restore(&env, &c, "refused", &extra);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ledger is damaged"), "{}", out.stderr);
+    assert!(out.stderr.contains("--skip-erasures"), "{}", out.stderr);
+}
