@@ -220,9 +220,13 @@ pub enum Command {
         subject = \"id\"")]
     Erase(EraseArgs),
     /// List the erasure ledger and verify its chain (exits 1 if an entry
-    /// was removed, replaced or cannot be read).
-    #[command(after_help = "Examples:\n  lifeboat erasures\n  lifeboat erasures --json")]
-    Erasures,
+    /// was removed, replaced or cannot be read); with --replay, re-apply it
+    /// to a database restored without lifeboat starting it.
+    #[command(
+        after_help = "Examples:\n  lifeboat erasures\n  lifeboat erasures --json\n  \
+        lifeboat erasures --replay --db \"host=/tmp port=5433 dbname=app\""
+    )]
+    Erasures(ErasuresArgs),
     /// Remove data no snapshot needs, in two phases that are safe while
     /// backups run: packs no snapshot uses (and partly used packs, repacked
     /// first) are marked in a deletion plan; a later run deletes them once
@@ -562,6 +566,21 @@ pub struct EraseArgs {
     /// restores keep the rows) until `erase` runs again without --hold.
     #[arg(long, value_name = "WHY")]
     pub hold: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ErasuresArgs {
+    /// Re-apply every erasure in force to the database --db names (its
+    /// [[erasure]] rules: those naming that database or none).
+    #[arg(long, requires = "db")]
+    pub replay: bool,
+    /// The database to re-apply the ledger to.
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+    /// Apply the rules of this database (as named in [[erasure]] rules),
+    /// for a copy restored under another name (default: --db's database).
+    #[arg(long, value_name = "NAME", requires = "replay")]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -122,7 +122,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Pin(a) => commands::forget::pin(g, a).await,
         Command::Unpin(a) => commands::forget::unpin(g, a).await,
         Command::Erase(a) => commands::erase::erase(g, a).await,
-        Command::Erasures => commands::erase::list(g).await,
+        Command::Erasures(a) => commands::erase::list(g, a).await,
         Command::Prune(a) => commands::prune::prune(g, a).await,
         Command::Copy(a) => commands::copy::copy(g, a).await,
         Command::VerifyData(a) => commands::verify::verify_data(g, a).await,

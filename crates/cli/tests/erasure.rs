@@ -19,9 +19,9 @@ fn config(env: &Env, subject_column: &str) -> PathBuf {
         &path,
         format!(
             "[[erasure]]\ntable = \"shop.order_lines\"\n\
-             subject = \"(SELECT o.customer FROM shop.orders o WHERE o.id = order_id)\"\n\n\
-             [[erasure]]\ntable = \"shop.orders\"\nsubject = \"customer\"\n\n\
-             [[erasure]]\ntable = \"shop.customers\"\nsubject = \"{subject_column}\"\n"
+             subject = \"(SELECT o.customer FROM shop.orders o WHERE o.id = order_id)\"\ndatabase = \"app\"\n\n\
+             [[erasure]]\ntable = \"shop.orders\"\nsubject = \"customer\"\ndatabase = \"app\"\n\n\
+             [[erasure]]\ntable = \"shop.customers\"\nsubject = \"{subject_column}\"\ndatabase = \"app\"\n"
         ),
     )
     .unwrap();
@@ -62,6 +62,7 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
         ),
     );
     logical_backup(&env, &c, "app", &[]);
+    common::pg::base_backup(&env, &c);
     let cfg = config(&env, "code");
     let cfg_a = cfg_args(&cfg);
     let cfg_s: Vec<&str> = cfg_a.iter().map(String::as_str).collect();
@@ -117,6 +118,44 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     let report = out.json();
     assert_eq!(report["erased"]["found"], 1, "{report}");
     assert_eq!(rows_of(&c, "restored"), "0/0/1/1");
+
+    // A point-in-time restore of the base backup taken before the erasure,
+    // to after it: the ledger is re-applied before the server opens.
+    c.archive_now();
+    let (pitr, report) =
+        common::pg::restore_and_start(&env, "pitr", &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(rows_of(&pitr, "app"), "0/0/1/1");
+    assert_eq!(report["erased"][0][0], "app", "{report}");
+    pitr.stop();
+
+    // Restored with the ledger skipped, the subject is back, until the
+    // ledger is re-applied by hand.
+    c.psql("CREATE DATABASE skipped");
+    let mut skip = extra.clone();
+    skip.push("--skip-erasures");
+    let out = logical_restore(&env, &c, "skipped", &skip);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("erased subjects in this backup come back"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(rows_of(&c, "skipped"), "1/2/4/2");
+    let skipped = c.conninfo_db("skipped");
+    let mut args = cfg_s.clone();
+    args.extend([
+        "--json",
+        "erasures",
+        "--replay",
+        "--db",
+        &skipped,
+        "--database",
+        "app",
+    ]);
+    let replayed = env.ok(&args).json();
+    assert_eq!(replayed["found"], 1, "{replayed}");
+    assert_eq!(rows_of(&c, "skipped"), "0/0/1/1");
 
     // A rule that no longer fits the schema fails closed.
     c.psql("CREATE DATABASE stale");

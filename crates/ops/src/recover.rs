@@ -59,6 +59,8 @@ pub struct RecoverOptions {
     /// Switches the application over to the recovered server; without it
     /// the switch-over is printed for a person to do.
     pub switch_command: Option<String>,
+    /// Erasures to re-apply before the recovered server is opened.
+    pub erasure: Option<lifeboat_postgres::erasure::ErasureReplay>,
 }
 
 /// What a recovery did.
@@ -177,6 +179,7 @@ pub async fn run(repo: &Repository, opts: &RecoverOptions, progress: DynProgress
         record: true,
         concurrency: opts.concurrency,
         dry_run: false,
+        erasure: opts.erasure.clone(),
     };
     let restored = match pitr::restore(repo, &restore, progress.clone()).await {
         Ok(r) => r,

@@ -29,6 +29,45 @@ pub struct ErasureRule {
     pub table: String,
     /// SQL expression over the table's columns giving the subject's key.
     pub subject: String,
+    /// The database the table is in, for restores of whole clusters
+    /// (default: the database being restored, or `postgres` for a cluster).
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+/// The erasure ledger's subjects and the rules that find them, for a restore.
+#[derive(Clone, Debug, Default)]
+pub struct ErasureReplay {
+    /// The `[[erasure]]` rules.
+    pub rules: Vec<ErasureRule>,
+    /// Keyed hashes of the subjects whose erasure is in force.
+    pub erased: HashSet<String>,
+}
+
+impl ErasureReplay {
+    /// The rules for database `name` of a logical restore: those naming it
+    /// and those naming no database.
+    pub fn rules_for(&self, name: &str) -> Vec<ErasureRule> {
+        self.rules
+            .iter()
+            .filter(|r| r.database.as_deref().is_none_or(|d| d == name))
+            .cloned()
+            .collect()
+    }
+
+    /// The databases of a cluster the rules touch, each with its rules
+    /// (rules naming no database are `postgres`'s).
+    pub fn by_database(&self) -> Vec<(String, Vec<ErasureRule>)> {
+        let mut out: Vec<(String, Vec<ErasureRule>)> = Vec::new();
+        for r in &self.rules {
+            let db = r.database.clone().unwrap_or_else(|| "postgres".into());
+            match out.iter_mut().find(|(d, _)| *d == db) {
+                Some((_, rules)) => rules.push(r.clone()),
+                None => out.push((db, vec![r.clone()])),
+            }
+        }
+        out
+    }
 }
 
 impl ErasureRule {
@@ -244,6 +283,7 @@ mod tests {
         let r = |t: &str| ErasureRule {
             table: t.into(),
             subject: "id".into(),
+            database: None,
         };
         assert_eq!(r("auth.users").table_sql(), "\"auth\".\"users\"");
         assert_eq!(r("Orders").table_sql(), "public.\"Orders\"");

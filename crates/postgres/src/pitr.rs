@@ -95,6 +95,9 @@ pub struct PgRestoreOptions {
     /// Plan only: choose the base backup, check the target and the
     /// destinations, report, and write nothing.
     pub dry_run: bool,
+    /// Erasures to re-apply once recovery ends, while the server listens
+    /// only on a private socket (`None`: nothing to re-apply).
+    pub erasure: Option<crate::erasure::ErasureReplay>,
 }
 
 /// Where a started server ended up.
@@ -140,6 +143,9 @@ pub struct PgRestoreReport {
     pub stopped_at_gap: Option<String>,
     /// Only planned (`dry_run`): nothing was written.
     pub dry_run: bool,
+    /// What re-applying the erasure ledger removed, per database.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<(String, crate::erasure::ReplayReport)>,
 }
 
 fn check_destination(dir: &Path, delta: bool) -> Result<()> {
@@ -304,6 +310,18 @@ pub async fn restore(
         .clone()
         .unwrap_or_default();
 
+    // Erasures can only be re-applied to a server lifeboat starts and
+    // promotes; one left in recovery would serve erased data read-only.
+    if let (Some(er), Some(_)) = (&opts.erasure, &opts.start)
+        && opts.action != TargetAction::Promote
+    {
+        return Err(PgError::Erasure(format!(
+            "the erasure ledger has {} erased subject(s), which can only be removed from a server that is \
+             promoted (--target-action promote); nothing was restored. Pass --skip-erasures to inspect the \
+             data as it was, erased subjects included",
+            er.erased.len()
+        )));
+    }
     // Destinations: the data directory and each tablespace.
     let target =
         std::path::absolute(&opts.target_dir).map_err(|e| PgError::io(&opts.target_dir, e))?;
@@ -347,6 +365,7 @@ pub async fn restore(
                 _ => None,
             },
             dry_run: true,
+            erased: Vec::new(),
         });
     }
     let map_spaces = spaces.clone();
@@ -396,21 +415,35 @@ pub async fn restore(
     }
     write_recovery_conf(&target, &recovery_settings(opts, &plan))?;
 
+    let mut erased = Vec::new();
     let reached = match &opts.start {
         None => None,
-        Some(start) => Some(
-            start_and_wait(
-                &target,
-                start,
-                opts.action,
-                pg.version_num / 10000,
-                started,
-                &progress,
-            )
-            .await?,
-        ),
+        Some(start) => {
+            let major = pg.version_num / 10000;
+            match &opts.erasure {
+                None => Some(
+                    start_and_wait(&target, start, opts.action, major, started, &progress).await?,
+                ),
+                Some(er) => {
+                    let (reached, report) = start_privately_and_erase(
+                        repo, &target, start, er, major, started, &progress,
+                    )
+                    .await?;
+                    erased = report;
+                    Some(reached)
+                }
+            }
+        }
     };
     let mut notes = plan.notes.clone();
+    if let (Some(er), None) = (&opts.erasure, &opts.start) {
+        notes.push(format!(
+            "the erasure ledger has {} erased subject(s) that are NOT removed from this copy, because lifeboat \
+             did not start it: start it with `lifeboat restore postgres … --start`, or run `lifeboat erasures \
+             --replay --db …` on it before anyone else connects",
+            er.erased.len()
+        ));
+    }
     if !opts.new_primary {
         notes.push(
             "WAL archiving is off in the restored cluster (archive_mode = off in postgresql.auto.conf), so this copy \
@@ -456,7 +489,93 @@ pub async fn restore(
         notes,
         stopped_at_gap,
         dry_run: false,
+        erased,
     })
+}
+
+/// Starts the restored server listening only on a private socket, waits
+/// until it is promoted, re-applies the erasure ledger to each database
+/// the rules name, then restarts it as asked. If the replay fails, the
+/// server is stopped: nobody but lifeboat ever connected.
+async fn start_privately_and_erase(
+    repo: &Repository,
+    pgdata: &Path,
+    start: &StartOptions,
+    er: &crate::erasure::ErasureReplay,
+    major: u32,
+    started: Instant,
+    progress: &DynProgress,
+) -> Result<(Reached, Vec<(String, crate::erasure::ReplayReport)>)> {
+    let parent = pgdata.parent().unwrap_or(pgdata);
+    let private = tempfile::Builder::new()
+        .prefix(".lifeboat-private-")
+        .tempdir_in(parent)
+        .map_err(|e| PgError::io(parent, e))?;
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| PgError::io(private.path(), e))?;
+        if rustix::process::geteuid().is_root() {
+            let m = std::fs::metadata(pgdata).map_err(|e| PgError::io(pgdata, e))?;
+            std::os::unix::fs::chown(private.path(), Some(m.uid()), Some(m.gid()))
+                .map_err(|e| PgError::io(private.path(), e))?;
+        }
+    }
+    let hidden = StartOptions {
+        port: start.port,
+        socket_dir: private.path().to_path_buf(),
+        timeout: start.timeout,
+    };
+    let reached = start_and_wait_with(
+        pgdata,
+        &hidden,
+        &[("listen_addresses", String::new())],
+        TargetAction::Promote,
+        major,
+        started,
+        progress,
+    )
+    .await?;
+    progress.event(Event::Phase("re-applying erasures"));
+    let server = Server {
+        pgdata: pgdata.to_path_buf(),
+        port: start.port,
+        socket_dir: private.path().to_path_buf(),
+        bin: PgBin::find(Some(major)),
+        superuser: None,
+    };
+    let mut reports = Vec::new();
+    for (db, rules) in er.by_database() {
+        let replayed = async {
+            let config = sql::config(Some(&server.conninfo(&db)), None)?;
+            let mut client = sql::connect(&config).await?;
+            crate::erasure::replay(&mut client, &rules, &er.erased, |k| repo.subject_hash(k)).await
+        }
+        .await;
+        match replayed {
+            Ok(r) => reports.push((db, r)),
+            Err(e) => {
+                let stopped = server.stop("fast");
+                return Err(PgError::Erasure(format!(
+                    "re-applying the erasure ledger to database {db} failed: {e}; {}",
+                    match stopped {
+                        Ok(()) => "the restored server was stopped before anyone but lifeboat could connect \
+                                   (it listened only on a private socket)"
+                            .to_string(),
+                        Err(s) => format!("stopping the restored server failed too ({s}): stop it before use"),
+                    }
+                )));
+            }
+        }
+    }
+    server.stop("fast")?;
+    let log = pgdata.join("lifeboat-recovery.log");
+    let public = Server {
+        socket_dir: start.socket_dir.clone(),
+        ..server
+    };
+    public.start(&[], &log, true, start.timeout)?;
+    Ok((reached, reports))
 }
 
 /// A recovery target in words, for records and messages.
@@ -489,6 +608,19 @@ async fn start_and_wait(
     started: Instant,
     progress: &DynProgress,
 ) -> Result<Reached> {
+    start_and_wait_with(pgdata, start, &[], action, major, started, progress).await
+}
+
+/// [`start_and_wait`] with extra server settings.
+async fn start_and_wait_with(
+    pgdata: &Path,
+    start: &StartOptions,
+    settings: &[(&str, String)],
+    action: TargetAction,
+    major: u32,
+    started: Instant,
+    progress: &DynProgress,
+) -> Result<Reached> {
     progress.event(Event::Phase("starting the server and recovering"));
     let server = Server {
         pgdata: pgdata.to_path_buf(),
@@ -499,7 +631,7 @@ async fn start_and_wait(
     };
     let log = pgdata.join("lifeboat-recovery.log");
     let deadline = Instant::now() + start.timeout;
-    server.start(&[], &log, false, start.timeout)?;
+    server.start(settings, &log, false, start.timeout)?;
     let fail = |why: &str| {
         PgError::Command(format!(
             "{why}; the server log ({}) ends with:\n{}",
@@ -615,6 +747,7 @@ mod tests {
             record: false,
             concurrency: 1,
             dry_run: false,
+            erasure: None,
         }
     }
 

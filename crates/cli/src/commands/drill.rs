@@ -53,7 +53,9 @@ pub async fn drill(g: &Global, args: &DrillArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let (restore_command, _) = restore_command(g, &settings, None)?;
     let reporter = Reporter::new(g);
+    let erasure = crate::commands::erase::replay_for_restore(g, &repo, false).await?;
     let opts = DrillOptions {
+        erasure,
         snapshot: args.snapshot.clone(),
         tag: g.source.as_deref().map(crate::commands::source_tag),
         target_time,

@@ -4,10 +4,10 @@
 use anyhow::Result;
 use lifeboat_format::erasure::AppliedRule;
 use lifeboat_postgres::erasure;
-use lifeboat_postgres::logical::load::ErasureReplay;
+use lifeboat_postgres::erasure::ErasureReplay;
 use lifeboat_repo::Repository;
 
-use crate::cli::{EraseArgs, Global};
+use crate::cli::{EraseArgs, ErasuresArgs, Global};
 use crate::commands::open_repo;
 use crate::exit::UsageError;
 use crate::output;
@@ -133,9 +133,18 @@ pub async fn erase(g: &Global, args: &EraseArgs) -> Result<()> {
     Ok(())
 }
 
-/// Lists the ledger; a damaged ledger exits 1.
-pub async fn list(g: &Global) -> Result<()> {
+/// Lists the ledger (or re-applies it with `--replay`); a damaged ledger exits 1.
+pub async fn list(g: &Global, args: &ErasuresArgs) -> Result<()> {
     let repo = open_repo(g).await?;
+    if args.replay {
+        return replay_into(
+            g,
+            &repo,
+            args.db.as_deref().unwrap_or_default(),
+            args.database.as_deref(),
+        )
+        .await;
+    }
     let ledger = repo.erasure_ledger().await?;
     if g.json {
         output::json(&serde_json::json!({
@@ -207,4 +216,39 @@ pub async fn replay_for_restore(
     }
     let rules = FileSettings::load(g)?.erasure;
     Ok(Some(ErasureReplay { rules, erased }))
+}
+
+/// `erasures --replay --db`: re-applies the ledger to one database.
+async fn replay_into(
+    g: &Global,
+    repo: &Repository,
+    conninfo: &str,
+    rules_of: Option<&str>,
+) -> Result<()> {
+    let Some(er) = replay_for_restore(g, repo, false).await? else {
+        if !g.quiet && !g.json {
+            outln!("the erasure ledger has no erasure in force: nothing to re-apply");
+        }
+        if g.json {
+            output::json(&erasure::ReplayReport::default())?;
+        }
+        return Ok(());
+    };
+    let config = lifeboat_postgres::sql::config(Some(conninfo), None)?;
+    let db = config.get_dbname().unwrap_or("postgres").to_string();
+    let mut client = lifeboat_postgres::sql::connect(&config).await?;
+    let rules = er.rules_for(rules_of.unwrap_or(&db));
+    let report = erasure::replay(&mut client, &rules, &er.erased, |k| repo.subject_hash(k)).await?;
+    if g.json {
+        return output::json(&report);
+    }
+    if !g.quiet {
+        let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+        outln!(
+            "re-applied the erasure ledger to database {db}: {} of {} erased subject(s) found and removed ({rows} row(s))",
+            report.found,
+            report.subjects
+        );
+    }
+    Ok(())
 }

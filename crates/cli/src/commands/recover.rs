@@ -25,7 +25,9 @@ pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
     if let Some(n) = note {
         reporter.note(&format!("note: {n}"));
     }
+    let erasure = crate::commands::erase::replay_for_restore(g, &repo, false).await?;
     let opts = RecoverOptions {
+        erasure,
         target_time,
         target_dir: args.target_dir.clone(),
         tablespaces,

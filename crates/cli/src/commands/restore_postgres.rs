@@ -175,7 +175,9 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     } else {
         None
     };
+    let erasure = crate::commands::erase::replay_for_restore(g, &repo, args.skip_erasures).await?;
     let opts = PgRestoreOptions {
+        erasure,
         snapshot: args.snapshot.clone(),
         target_dir,
         target: goal,
@@ -283,6 +285,15 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
                     ""
                 }
             );
+            for (db, e) in &report.erased {
+                let rows: u64 = e.tables.iter().map(|t| t.rows).sum();
+                outln!(
+                    "erasure ledger re-applied to database {db} before the server was opened: {} of {} erased \
+                     subject(s) found and removed again ({rows} row(s))",
+                    e.found,
+                    e.subjects
+                );
+            }
             outln!(
                 "the server is running: psql \"host={} port={} dbname=postgres\"",
                 s.socket_dir.display(),

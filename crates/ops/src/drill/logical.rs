@@ -112,6 +112,7 @@ pub(super) async fn drill(
                 database: Some(db.clone()),
                 jobs: opts.jobs.max(1),
                 pg_bin: opts.pg_bin.clone(),
+                erasure: opts.erasure.clone(),
                 ..LogicalRestoreOptions::default()
             },
             progress.clone(),

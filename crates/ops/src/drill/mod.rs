@@ -64,6 +64,8 @@ pub struct DrillOptions {
     /// afterwards) instead of a fresh prefix of the backed-up bucket
     /// (removed afterwards).
     pub bucket_scratch: Option<String>,
+    /// Erasures to re-apply to the restored copy before it is checked.
+    pub erasure: Option<lifeboat_postgres::erasure::ErasureReplay>,
 }
 
 /// What a drill did and found.

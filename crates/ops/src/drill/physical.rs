@@ -84,6 +84,7 @@ pub(super) async fn drill(
         record: false,
         concurrency: opts.concurrency,
         dry_run: false,
+        erasure: opts.erasure.clone(),
     };
     let server = Server {
         pgdata: pgdata.clone(),

@@ -79,16 +79,7 @@ pub struct LogicalRestoreOptions {
     pub no_privileges: bool,
     /// Erasures to re-apply once the data is loaded, before the restore
     /// reports success (`None`: the ledger is empty, or replay was skipped).
-    pub erasure: Option<ErasureReplay>,
-}
-
-/// The erasure ledger's subjects and the rules that find them.
-#[derive(Clone, Debug, Default)]
-pub struct ErasureReplay {
-    /// The `[[erasure]]` rules.
-    pub rules: Vec<crate::erasure::ErasureRule>,
-    /// Keyed hashes of the subjects whose erasure is in force.
-    pub erased: std::collections::HashSet<String>,
+    pub erasure: Option<crate::erasure::ErasureReplay>,
 }
 
 /// A table's restored rows against those recorded at backup time.
@@ -632,8 +623,8 @@ pub async fn restore_opened(
     if let Some(er) = &opts.erasure {
         progress.event(Event::Phase("re-applying erasures"));
         let mut c = sql::connect(&config).await?;
-        match crate::erasure::replay(&mut c, &er.rules, &er.erased, |k| repo.subject_hash(k)).await
-        {
+        let rules = er.rules_for(&name);
+        match crate::erasure::replay(&mut c, &rules, &er.erased, |k| repo.subject_hash(k)).await {
             Ok(r) => report.erased = Some(r),
             Err(e) => {
                 let db = config.get_dbname().unwrap_or("postgres").to_string();
