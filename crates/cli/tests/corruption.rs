@@ -244,15 +244,23 @@ fn every_kind_of_damage_to_every_kind_of_object_is_found_and_never_restored() {
         }
         by_kind.entry(kind).or_default().push(f);
     }
-    // The newest segment of the newest timeline (names sort by timeline,
-    // then position).
-    let tail: Option<PathBuf> = by_kind
-        .get("WAL segment")
-        .and_then(|segs| {
-            segs.iter()
-                .max_by_key(|p| p.strip_prefix(&s.pristine).unwrap().to_path_buf())
-        })
-        .cloned();
+    // The newest segment of each timeline (wal/SYSID/SEGMENT/…; a segment
+    // name starts with its timeline, then its position).
+    let mut tails: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for p in by_kind.get("WAL segment").into_iter().flatten() {
+        let seg = p
+            .strip_prefix(&s.pristine)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let name = seg.split('/').nth(2).unwrap_or("").to_string();
+        let entry = tails
+            .entry(name[..8].to_string())
+            .or_insert_with(|| p.clone());
+        if p > entry {
+            *entry = p.clone();
+        }
+    }
     for kind in [
         "config",
         "key slot",
@@ -316,11 +324,13 @@ fn every_kind_of_damage_to_every_kind_of_object_is_found_and_never_restored() {
                     }
                     Damage::Delete => std::fs::remove_file(&target).unwrap(),
                 }
-                // The newest segment of the newest timeline, deleted, looks
-                // exactly like one not archived yet: it becomes a hole (and
-                // an error) once the next segment is archived, and until then
+                // The newest segment of a timeline, deleted, looks exactly
+                // like one not archived yet (or, where a timeline forked off,
+                // like the old primary's unarchived last segment after a
+                // failover): on the newest timeline it becomes a hole (an
+                // error) once the next segment is archived, and until then
                 // shows as archiving lag in `status` and the metrics.
-                if Some(object) == tail.as_ref() && matches!(damage, Damage::Delete) {
+                if tails.values().any(|t| t == object) && matches!(damage, Damage::Delete) {
                     continue;
                 }
                 // Snapshots, pins, deletion plans, reports and restore point
