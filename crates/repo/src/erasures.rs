@@ -148,26 +148,10 @@ impl Repository {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Arc;
-
-    use lifeboat_format::keyslot::KdfCost;
-    use lifeboat_storage::memory::MemoryStorage;
-
     use super::*;
-    use crate::repository::InitOptions;
 
     async fn repo() -> Repository {
-        let init = InitOptions {
-            kdf: KdfCost {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(Arc::new(MemoryStorage::new()), "memory", b"pw", init)
-            .await
-            .unwrap()
+        crate::repository::memory_repository().await.unwrap()
     }
 
     #[tokio::test]

@@ -425,3 +425,23 @@ async fn unlock(
         damaged: damaged.len(),
     })
 }
+
+/// A repository in memory with a cheap key derivation, for unit tests.
+#[cfg(test)]
+pub(crate) async fn memory_repository() -> Result<Repository> {
+    let init = InitOptions {
+        kdf: lifeboat_format::keyslot::KdfCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
+    Repository::init(
+        std::sync::Arc::new(lifeboat_storage::memory::MemoryStorage::new()),
+        "memory",
+        b"pw",
+        init,
+    )
+    .await
+}

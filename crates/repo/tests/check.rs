@@ -3,28 +3,18 @@
 //! and files it costs, and a clean repository has no finding at all.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{noise, test_repo};
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use lifeboat_format::Id;
-use lifeboat_format::keyslot::KdfCost;
 use lifeboat_repo::progress::none;
-use lifeboat_repo::{
-    BackupOptions, CheckOptions, CheckReport, InitOptions, Repository, Severity, layout,
-};
+use lifeboat_repo::{BackupOptions, CheckOptions, CheckReport, Repository, Severity, layout};
 use lifeboat_storage::memory::MemoryStorage;
 use lifeboat_storage::{DynStorage, PutMode};
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Fixture {
     storage: DynStorage,
@@ -37,18 +27,7 @@ struct Fixture {
 /// in 1 MiB packs.
 async fn fixture() -> Fixture {
     let storage: DynStorage = Arc::new(MemoryStorage::new());
-    let init = InitOptions {
-        kdf: KdfCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
-    let repo = Repository::init(storage.clone(), "memory", b"pw", init)
-        .await
-        .unwrap();
+    let repo = test_repo(storage.clone()).await;
     let src = tempfile::tempdir().unwrap();
     for (dir, name, seed) in [("a", "one", 1), ("a", "two", 2), ("b", "three", 3)] {
         std::fs::create_dir_all(src.path().join(dir)).unwrap();

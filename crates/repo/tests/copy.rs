@@ -4,52 +4,25 @@
 //! cut off by the replica's storage is finished by the next one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{TEST_KDF, check_read_data, noise, test_repo};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use lifeboat_format::Id;
-use lifeboat_format::keyslot::KdfCost;
 use lifeboat_repo::progress::none;
-use lifeboat_repo::{
-    BackupOptions, CheckOptions, InitOptions, RepoError, Repository, RestoreOptions, layout,
-};
+use lifeboat_repo::{BackupOptions, RepoError, Repository, RestoreOptions, layout};
+use lifeboat_storage::PutMode;
 use lifeboat_storage::fault::{Fault, FaultStorage};
 use lifeboat_storage::memory::MemoryStorage;
-use lifeboat_storage::{DynStorage, PutMode};
-
-const KDF: KdfCost = KdfCost {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-async fn repo(storage: DynStorage) -> Repository {
-    let init = InitOptions {
-        kdf: KDF,
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
-    Repository::init(storage, "source", b"pw", init)
-        .await
-        .unwrap()
-}
 
 /// A source with two snapshots of a changing directory.
 async fn source(src: &Path) -> (Repository, Vec<(Id, BTreeMap<String, Vec<u8>>)>) {
-    let r = repo(Arc::new(MemoryStorage::new())).await;
+    let r = test_repo(Arc::new(MemoryStorage::new())).await;
     let mut taken = Vec::new();
     for round in 0..2u64 {
         for i in 0..3 {
@@ -80,16 +53,7 @@ async fn assert_restores(
     src: &Path,
     taken: &[(Id, BTreeMap<String, Vec<u8>>)],
 ) {
-    let report = replica
-        .check(
-            CheckOptions {
-                read_data: true,
-                subset: None,
-            },
-            none(),
-        )
-        .await
-        .unwrap();
+    let report = check_read_data(replica).await;
     assert_eq!(report.errors(), 0, "{:#?}", report.findings);
     assert_eq!(report.snapshots, taken.len() as u64);
     for (id, files) in taken {
@@ -117,7 +81,12 @@ async fn a_replica_gets_everything_once_and_restores_it_exactly() {
     // An archived WAL object travels too (verified by its seal).
     let wal_key = "wal/00000001/000000010000000000000001";
     let replica = source
-        .init_replica(Arc::new(MemoryStorage::new()), "replica", b"other", KDF)
+        .init_replica(
+            Arc::new(MemoryStorage::new()),
+            "replica",
+            b"other",
+            TEST_KDF,
+        )
         .await
         .unwrap();
     assert!(source.is_replica(&replica));
@@ -146,7 +115,7 @@ async fn a_replica_gets_everything_once_and_restores_it_exactly() {
 async fn a_repository_that_is_not_a_replica_is_refused() {
     let src = tempfile::tempdir().unwrap();
     let (source, _) = source(src.path()).await;
-    let stranger = repo(Arc::new(MemoryStorage::new())).await;
+    let stranger = test_repo(Arc::new(MemoryStorage::new())).await;
     assert!(!source.is_replica(&stranger));
     let err = source.copy_to(&stranger, None, &none()).await.unwrap_err();
     assert!(matches!(err, RepoError::Invalid(_)), "{err:?}");
@@ -169,7 +138,12 @@ async fn a_damaged_source_pack_is_not_carried_over() {
         .await
         .unwrap();
     let replica = source
-        .init_replica(Arc::new(MemoryStorage::new()), "replica", b"other", KDF)
+        .init_replica(
+            Arc::new(MemoryStorage::new()),
+            "replica",
+            b"other",
+            TEST_KDF,
+        )
         .await
         .unwrap();
     let err = source.copy_to(&replica, None, &none()).await.unwrap_err();
@@ -186,7 +160,7 @@ async fn a_copy_cut_off_at_any_point_is_finished_by_the_next_one() {
     // How many storage operations a whole copy makes on the replica.
     let counting = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
     let replica = source
-        .init_replica(counting.clone(), "replica", b"other", KDF)
+        .init_replica(counting.clone(), "replica", b"other", TEST_KDF)
         .await
         .unwrap();
     let before = counting.calls();
@@ -196,7 +170,7 @@ async fn a_copy_cut_off_at_any_point_is_finished_by_the_next_one() {
     for skip in (0..ops).step_by((ops / 8) as usize) {
         let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
         let replica = source
-            .init_replica(faulty.clone(), "replica", b"other", KDF)
+            .init_replica(faulty.clone(), "replica", b"other", TEST_KDF)
             .await
             .unwrap();
         faulty.inject_after(skip, Fault::Unreachable, u64::MAX);
@@ -206,16 +180,7 @@ async fn a_copy_cut_off_at_any_point_is_finished_by_the_next_one() {
         );
         faulty.heal();
         // Whatever it stopped at, what the replica holds checks clean…
-        let partial = replica
-            .check(
-                CheckOptions {
-                    read_data: true,
-                    subset: None,
-                },
-                none(),
-            )
-            .await
-            .unwrap();
+        let partial = check_read_data(&replica).await;
         assert_eq!(partial.errors(), 0, "skip {skip}: {:#?}", partial.findings);
         // …and the next copy completes it.
         let done = source.copy_to(&replica, None, &none()).await.unwrap();

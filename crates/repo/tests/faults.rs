@@ -2,29 +2,19 @@
 //! snapshot appears, the repository stays consistent, and the next backup works.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{noise, test_repo};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat_format::keyslot::KdfCost;
 use lifeboat_repo::progress::none;
-use lifeboat_repo::{
-    BackupOptions, CheckOptions, InitOptions, RepoError, Repository, RestoreOptions,
-};
+use lifeboat_repo::{BackupOptions, CheckOptions, RepoError, RestoreOptions};
 use lifeboat_storage::fault::{Fault, FaultStorage};
 use lifeboat_storage::memory::MemoryStorage;
 use lifeboat_storage::retry::{RetryPolicy, RetryStorage};
 use lifeboat_storage::{DynStorage, StorageError};
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_mid_backup_leaves_a_consistent_repository() {
@@ -35,18 +25,7 @@ async fn a_storage_failure_mid_backup_leaves_a_consistent_repository() {
         max_delay: Duration::from_millis(2),
     };
     let storage: DynStorage = Arc::new(RetryStorage::new(faulty.clone(), policy));
-    let init = InitOptions {
-        kdf: KdfCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
-    let repo = Repository::init(storage, "memory", b"pw", init)
-        .await
-        .unwrap();
+    let repo = test_repo(storage).await;
 
     let dir = tempfile::tempdir().unwrap();
     for i in 0..6 {
@@ -118,18 +97,7 @@ async fn a_storage_failure_mid_backup_leaves_a_consistent_repository() {
 async fn a_write_the_store_did_not_keep_fails_the_backup_that_made_it() {
     let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
     let storage: DynStorage = faulty.clone();
-    let init = InitOptions {
-        kdf: KdfCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
-    let repo = Repository::init(storage, "memory", b"pw", init)
-        .await
-        .unwrap();
+    let repo = test_repo(storage).await;
     let dir = tempfile::tempdir().unwrap();
     for i in 0..4 {
         std::fs::write(dir.path().join(format!("f{i}")), noise(2 << 20, i + 7)).unwrap();

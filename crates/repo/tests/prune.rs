@@ -3,46 +3,23 @@
 //! step is finished by the next one, and backups racing prune lose nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{check_read_data, noise, test_repo};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Duration;
 use lifeboat_format::Id;
-use lifeboat_format::keyslot::KdfCost;
 use lifeboat_repo::progress::none;
 use lifeboat_repo::prune::PruneOptions;
-use lifeboat_repo::{BackupOptions, CheckOptions, InitOptions, Repository, RestoreOptions, layout};
+use lifeboat_repo::{BackupOptions, Repository, RestoreOptions, layout};
 use lifeboat_storage::fault::{Fault, FaultStorage};
 use lifeboat_storage::fs::FsStorage;
 use lifeboat_storage::memory::MemoryStorage;
 use lifeboat_storage::{DynStorage, IfMissing};
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-async fn new_repo(storage: DynStorage) -> Repository {
-    let init = InitOptions {
-        kdf: KdfCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        pack_size: 1 << 20,
-        ..InitOptions::default()
-    };
-    Repository::init(storage, "test", b"pw", init)
-        .await
-        .unwrap()
-}
 
 fn now_prune() -> PruneOptions {
     PruneOptions {
@@ -87,16 +64,7 @@ async fn assert_whole(
     src: &Path,
     expected: &HashMap<Id, BTreeMap<String, Vec<u8>>>,
 ) {
-    let report = repo
-        .check(
-            CheckOptions {
-                read_data: true,
-                subset: None,
-            },
-            none(),
-        )
-        .await
-        .unwrap();
+    let report = check_read_data(repo).await;
     assert_eq!(report.errors(), 0, "{:?}", report.findings);
     let ids = repo.snapshot_ids().await.unwrap();
     assert_eq!(ids.len(), expected.len(), "snapshots lost or left");
@@ -140,7 +108,7 @@ async fn two_generations(repo: &Repository, src: &Path) -> (Id, BTreeMap<String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_and_changes_nothing_then_the_real_run_reclaims_the_space() {
     let storage: DynStorage = Arc::new(MemoryStorage::new());
-    let repo = new_repo(storage.clone()).await;
+    let repo = test_repo(storage.clone()).await;
     let src = tempfile::tempdir().unwrap();
     let (kept, expected) = two_generations(&repo, src.path()).await;
 
@@ -183,7 +151,7 @@ async fn a_dry_run_plans_and_changes_nothing_then_the_real_run_reclaims_the_spac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_backup_holds_deletion_back_until_it_ends() {
     let storage: DynStorage = Arc::new(MemoryStorage::new());
-    let repo = new_repo(storage).await;
+    let repo = test_repo(storage).await;
     let src = tempfile::tempdir().unwrap();
     let (kept, expected) = two_generations(&repo, src.path()).await;
 
@@ -213,7 +181,7 @@ async fn a_prune_failing_at_any_step_is_finished_by_the_next_one() {
     for skip in [0u64, 1, 2, 3, 5, 8, 13, 21, 34, 55] {
         let faulty = Arc::new(FaultStorage::new(Arc::new(MemoryStorage::new())));
         let storage: DynStorage = faulty.clone();
-        let repo = new_repo(storage).await;
+        let repo = test_repo(storage).await;
         let src = tempfile::tempdir().unwrap();
         let (kept, expected) = two_generations(&repo, src.path()).await;
 
@@ -249,7 +217,7 @@ async fn a_prune_failing_at_any_step_is_finished_by_the_next_one() {
 /// Rounds of a backup of changing data racing a zero-grace prune, the
 /// oldest snapshots forgotten as they go: no snapshot loses data.
 async fn backups_race_prune(storage: DynStorage, rounds: u64) {
-    let repo = new_repo(storage).await;
+    let repo = test_repo(storage).await;
     let src = tempfile::tempdir().unwrap();
     for i in 0..3 {
         std::fs::write(src.path().join(format!("f{i}")), noise(400 << 10, i + 1)).unwrap();
