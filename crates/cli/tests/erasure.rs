@@ -156,6 +156,16 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     let replayed = env.ok(&args).json();
     assert_eq!(replayed["found"], 1, "{replayed}");
     assert_eq!(rows_of(&c, "skipped"), "0/0/1/1");
+    // A database no rule names holds no subject: left alone, no error.
+    let other = c.conninfo_db("postgres");
+    let mut args = cfg_s.clone();
+    args.extend(["--json", "erasures", "--replay", "--db", &other]);
+    let untouched = env.ok(&args).json();
+    assert_eq!(untouched["found"], 0, "{untouched}");
+    assert!(
+        untouched["tables"].as_array().unwrap().is_empty(),
+        "{untouched}"
+    );
 
     // A rule that no longer fits the schema fails closed.
     c.psql("CREATE DATABASE stale");

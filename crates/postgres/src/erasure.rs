@@ -55,6 +55,26 @@ impl ErasureReplay {
             .collect()
     }
 
+    /// Re-applies the ledger to database `database` (its rules: those naming
+    /// it or no database). A database no rule names holds no subject: it
+    /// is left alone. Having no rules at all while subjects are erased is
+    /// an error: they could not be found anywhere.
+    pub async fn apply_to(
+        &self,
+        client: &mut Client,
+        database: &str,
+        hash: impl Fn(&str) -> String,
+    ) -> Result<ReplayReport> {
+        let rules = self.rules_for(database);
+        if rules.is_empty() && !self.rules.is_empty() {
+            return Ok(ReplayReport {
+                subjects: self.erased.len(),
+                ..Default::default()
+            });
+        }
+        replay(client, &rules, &self.erased, hash).await
+    }
+
     /// The databases of a cluster the rules touch, each with its rules
     /// (rules naming no database are `postgres`'s).
     pub fn by_database(&self) -> Vec<(String, Vec<ErasureRule>)> {

@@ -237,8 +237,11 @@ async fn replay_into(
     let config = lifeboat_postgres::sql::config(Some(conninfo), None)?;
     let db = config.get_dbname().unwrap_or("postgres").to_string();
     let mut client = lifeboat_postgres::sql::connect(&config).await?;
-    let rules = er.rules_for(rules_of.unwrap_or(&db));
-    let report = erasure::replay(&mut client, &rules, &er.erased, |k| repo.subject_hash(k)).await?;
+    let report = er
+        .apply_to(&mut client, rules_of.unwrap_or(&db), |k| {
+            repo.subject_hash(k)
+        })
+        .await?;
     if g.json {
         return output::json(&report);
     }

@@ -623,8 +623,7 @@ pub async fn restore_opened(
     if let Some(er) = &opts.erasure {
         progress.event(Event::Phase("re-applying erasures"));
         let mut c = sql::connect(&config).await?;
-        let rules = er.rules_for(&name);
-        match crate::erasure::replay(&mut c, &rules, &er.erased, |k| repo.subject_hash(k)).await {
+        match er.apply_to(&mut c, &name, |k| repo.subject_hash(k)).await {
             Ok(r) => report.erased = Some(r),
             Err(e) => {
                 let db = config.get_dbname().unwrap_or("postgres").to_string();
