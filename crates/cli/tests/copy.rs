@@ -55,20 +55,7 @@ fn a_replica_on_s3_restores_like_the_original_and_a_second_copy_sends_nothing() 
     assert!(first["packs_copied"].as_u64().unwrap() >= 2);
 
     // Open it with its own passphrase only.
-    let replica = Env {
-        vars: replica
-            .vars
-            .iter()
-            .map(|(k, v)| {
-                if k == "LIFEBOAT_PASSWORD" {
-                    (k.clone(), REPLICA_PASSWORD.to_string())
-                } else {
-                    (k.clone(), v.clone())
-                }
-            })
-            .collect(),
-        ..replica
-    };
+    let replica = replica.with_var("LIFEBOAT_PASSWORD", REPLICA_PASSWORD);
     let listed = replica.ok(&["--json", "snapshots"]).json();
     assert_eq!(listed.as_array().unwrap().len(), 2);
     let target = env.path().join("from-replica");

@@ -59,23 +59,6 @@ fn kind_of(rel: &str) -> &'static str {
     }
 }
 
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     let ok = Command::new("cp")
@@ -225,7 +208,10 @@ fn every_kind_of_damage_to_every_kind_of_object_is_found_and_never_restored() {
     let s = setup();
     let full = std::env::var("LIFEBOAT_CORRUPTION_DEPTH").is_ok_and(|d| d == "full");
     let mut by_kind: BTreeMap<&'static str, Vec<PathBuf>> = BTreeMap::new();
-    for f in files_under(&s.pristine) {
+    for f in common::repo_contents(&s.pristine)
+        .into_keys()
+        .map(|rel| s.pristine.join(rel))
+    {
         let rel = f
             .strip_prefix(&s.pristine)
             .unwrap()

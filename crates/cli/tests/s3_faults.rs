@@ -21,21 +21,6 @@ use fault_proxy::FaultProxy;
 
 const REPLICA_PASSWORD: &str = "replica passphrase";
 
-/// The same repository through the proxy.
-fn through(env: &Env, proxy: &FaultProxy) -> Env {
-    let mut faulty = Env {
-        dir: tempfile::tempdir().unwrap(),
-        repo: env.repo.clone(),
-        vars: env.vars.clone(),
-    };
-    for (k, v) in &mut faulty.vars {
-        if k == "AWS_ENDPOINT_URL" {
-            *v = proxy.endpoint.clone();
-        }
-    }
-    faulty
-}
-
 /// Tally of command outcomes under faults.
 #[derive(Default, Debug)]
 struct Tally {
@@ -118,7 +103,7 @@ fn run_under_faults(rate: u32, seed: u64) {
     let proxy = FaultProxy::start(&s3_endpoint(), 0, seed);
     let direct = Env::s3(&format!("faults{rate}"));
     direct.init();
-    let faulty = through(&direct, &proxy);
+    let faulty = direct.with_var("AWS_ENDPOINT_URL", &proxy.endpoint);
     let replica = Env::s3(&format!("faults{rate}-replica"));
     let out = direct.copy_init(&replica.repo, REPLICA_PASSWORD);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -282,21 +267,7 @@ fn run_under_faults(rate: u32, seed: u64) {
         direct.ok(&["restore", "files", id, "--target", target.to_str().unwrap()]);
         assert_same_tree(copy, &target.join(src.strip_prefix("/").unwrap()));
     }
-    let replica_check = Env {
-        dir: tempfile::tempdir().unwrap(),
-        repo: replica.repo.clone(),
-        vars: replica
-            .vars
-            .iter()
-            .map(|(k, v)| {
-                if k == "LIFEBOAT_PASSWORD" {
-                    (k.clone(), REPLICA_PASSWORD.to_string())
-                } else {
-                    (k.clone(), v.clone())
-                }
-            })
-            .collect(),
-    };
+    let replica_check = replica.with_var("LIFEBOAT_PASSWORD", REPLICA_PASSWORD);
     let report = replica_check.ok(&["--json", "check", "--read-data"]).json();
     assert_eq!(errors(&report), 0, "replica: {report}");
 

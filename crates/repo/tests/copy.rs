@@ -48,6 +48,19 @@ async fn source(src: &Path) -> (Repository, Vec<(Id, BTreeMap<String, Vec<u8>>)>
     (r, taken)
 }
 
+/// A replica of `source` in memory, with its own passphrase.
+async fn replica_of(source: &Repository) -> Repository {
+    source
+        .init_replica(
+            Arc::new(MemoryStorage::new()),
+            "replica",
+            b"other",
+            TEST_KDF,
+        )
+        .await
+        .unwrap()
+}
+
 async fn assert_restores(
     replica: &Repository,
     src: &Path,
@@ -80,15 +93,7 @@ async fn a_replica_gets_everything_once_and_restores_it_exactly() {
     let (source, taken) = source(src.path()).await;
     // An archived WAL object travels too (verified by its seal).
     let wal_key = "wal/00000001/000000010000000000000001";
-    let replica = source
-        .init_replica(
-            Arc::new(MemoryStorage::new()),
-            "replica",
-            b"other",
-            TEST_KDF,
-        )
-        .await
-        .unwrap();
+    let replica = replica_of(&source).await;
     assert!(source.is_replica(&replica));
     let first = source.copy_to(&replica, None, &none()).await.unwrap();
     assert_eq!(first.snapshots_copied, 2);
@@ -137,15 +142,7 @@ async fn a_damaged_source_pack_is_not_carried_over() {
         .put(&victim, Bytes::from(bytes), PutMode::Overwrite)
         .await
         .unwrap();
-    let replica = source
-        .init_replica(
-            Arc::new(MemoryStorage::new()),
-            "replica",
-            b"other",
-            TEST_KDF,
-        )
-        .await
-        .unwrap();
+    let replica = replica_of(&source).await;
     let err = source.copy_to(&replica, None, &none()).await.unwrap_err();
     assert!(err.to_string().contains("does not match its name"), "{err}");
     assert!(replica.storage().get(&victim, None).await.is_err());

@@ -101,6 +101,23 @@ impl Env {
         }
     }
 
+    /// The same repository with one setting changed (another passphrase,
+    /// another endpoint), and a scratch directory of its own.
+    pub fn with_var(&self, key: &str, value: &str) -> Env {
+        let mut vars: Vec<(String, String)> = self
+            .vars
+            .iter()
+            .filter(|(k, _)| k != key)
+            .cloned()
+            .collect();
+        vars.push((key.to_string(), value.to_string()));
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            repo: self.repo.clone(),
+            vars,
+        }
+    }
+
     /// The scratch directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
