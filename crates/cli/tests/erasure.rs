@@ -68,32 +68,31 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     let cfg_s: Vec<&str> = cfg_a.iter().map(String::as_str).collect();
     let app = c.conninfo_db("app");
 
+    // `lifeboat erase SUBJECT` on the live database, with these settings.
+    let erase = |subject: &str, extra: &[&str]| {
+        let mut args = cfg_s.clone();
+        args.extend([
+            "--json",
+            "erase",
+            subject,
+            "--reason",
+            "request 2026-118",
+            "--db",
+            &app,
+        ]);
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+
     // A dry run counts; the erasure deletes in the live database.
-    let mut args = cfg_s.clone();
-    args.extend([
-        "--json",
-        "erase",
-        SUBJECT,
-        "--reason",
-        "request 2026-118",
-        "--db",
-        &app,
-        "--dry-run",
-    ]);
-    let dry = env.ok(&args).json();
+    let out = erase(SUBJECT, &["--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dry = out.json();
     assert_eq!(dry["rows"], 6, "{dry}");
     assert_eq!(rows_of(&c, "app"), "1/2/4/2");
-    let mut args = cfg_s.clone();
-    args.extend([
-        "--json",
-        "erase",
-        SUBJECT,
-        "--reason",
-        "request 2026-118",
-        "--db",
-        &app,
-    ]);
-    let done = env.ok(&args).json();
+    let out = erase(SUBJECT, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let done = out.json();
     assert_eq!(done["rows"], 6, "{done}");
     assert_eq!(done["entry"], 1);
     assert_eq!(rows_of(&c, "app"), "0/0/1/1");
@@ -210,4 +209,74 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("ledger is damaged"), "{}", out.stderr);
     assert!(out.stderr.contains("--skip-erasures"), "{}", out.stderr);
+    // A damaged ledger takes no new entry, and nothing is deleted without one.
+    let out = erase("other", &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ledger is damaged"), "{}", out.stderr);
+    assert_eq!(
+        c.psql_db(
+            "app",
+            "SELECT count(*) FROM shop.customers WHERE code = 'other'"
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn a_physical_restore_whose_replay_fails_is_stopped_unseen() {
+    let env = Env::fs();
+    env.init();
+    let c = Cluster::new(&env, "pg");
+    c.psql("CREATE DATABASE app");
+    c.script(
+        "app",
+        &format!(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.customers (code text PRIMARY KEY, email text);
+             CREATE TABLE shop.orders (id int PRIMARY KEY, customer text REFERENCES shop.customers);
+             CREATE TABLE shop.order_lines (order_id int REFERENCES shop.orders, item text);
+             INSERT INTO shop.customers VALUES ('{SUBJECT}', 's@example.com');"
+        ),
+    );
+    common::pg::base_backup(&env, &c);
+    let cfg = config(&env, "code");
+    let app = c.conninfo_db("app");
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "erase",
+        SUBJECT,
+        "--reason",
+        "request 1",
+        "--db",
+        &app,
+    ]);
+    c.archive_now();
+    // The rules no longer fit: the restored server is stopped, never opened.
+    let stale = config(&env, "customer_code");
+    let (data, sock) = common::pg::restore_dir(&env, "pitr");
+    let port = common::pg::free_port().to_string();
+    let out = env.run(&[
+        "--config",
+        stale.to_str().unwrap(),
+        "restore",
+        "postgres",
+        "latest",
+        "--target-dir",
+        data.to_str().unwrap(),
+        "--start",
+        "--port",
+        &port,
+        "--socket-dir",
+        sock.to_str().unwrap(),
+        "--timeout",
+        "2min",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("customer_code"), "{}", out.stderr);
+    assert!(out.stderr.contains("was stopped"), "{}", out.stderr);
+    assert!(
+        !data.join("postmaster.pid").exists(),
+        "the restored server still runs"
+    );
 }
