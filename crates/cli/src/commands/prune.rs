@@ -41,14 +41,7 @@ pub async fn prune(g: &Global, args: &PruneArgs) -> Result<()> {
     let report = repo.prune(&options, reporter.sink()).await;
     reporter.finish();
     let report = report?;
-    // A write in progress has a young temporary file: while any backup
-    // runs, only those older than a stale record's age go.
-    let busy = repo
-        .running_backups()
-        .await?
-        .iter()
-        .any(|e| e.record.as_ref().is_ok_and(lifeboat_repo::running::is_live));
-    let temporary = remove_temporary_files(g, &options, busy)?;
+    let temporary = remove_temporary_files(g, &options)?;
     if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["temporary_files_removed"] = serde_json::json!(temporary);
@@ -83,20 +76,19 @@ pub async fn prune(g: &Global, args: &PruneArgs) -> Result<()> {
 }
 
 /// Removes (unless a dry run) the temporary files interrupted writes left in
-/// a local repository, once older than the grace period, and, while a
-/// backup runs (`busy`), older than a stale record: a younger one may belong
-/// to a write in progress.
-fn remove_temporary_files(
-    g: &Global,
-    options: &PruneOptions,
-    busy: bool,
-) -> Result<Vec<(String, u64)>> {
-    let mut grace = options.grace.to_std().unwrap_or_default();
-    if busy {
-        grace = grace.max(std::time::Duration::from_secs(
+/// a local repository, once older than the grace period and never younger
+/// than a stale record. A write in progress keeps touching its temporary file
+/// until it moves it into place, and any process may start one at any moment
+/// (a backup that registers after we looked, a `wal push`, which registers
+/// nowhere): so only the file's age can tell that no one is writing it.
+fn remove_temporary_files(g: &Global, options: &PruneOptions) -> Result<Vec<(String, u64)>> {
+    let grace = options
+        .grace
+        .to_std()
+        .unwrap_or_default()
+        .max(std::time::Duration::from_secs(
             lifeboat_format::maintenance::RUNNING_STALE_AFTER_SECS as u64,
         ));
-    }
     let mut removed = Vec::new();
     for (path, bytes, age) in crate::commands::leftover_temporary_files(g)? {
         if age < grace {
