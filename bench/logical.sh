@@ -21,13 +21,32 @@
 # After the uniform week it times a restore of the last day's backup (whose
 # table data is mostly delta chunks) against pg_restore -j 2 of its dump.
 #
+# DATA=mixed is the data set of the performance issue and the one later
+# changes are measured on: pgbench at scale 50 plus a 2-million-row table of
+# uuids, hex strings and jsonb documents ($IDS_ROWS rows; about 1.2 GiB in
+# all, far less compressible than pgbench's blank-padded rows) and no wide
+# table. IDS_ROWS can be set with any data set.
+#
+# Peak memory (GNU time's maximum RSS of the largest process) is recorded
+# for every timed backup and restore. PIN=1 pins the server to CPU 0 and the
+# clients (lifeboat, pg_dump, pg_restore) to CPU 1, the case of a managed
+# database whose CPU the client does not share.
+#
 # Usage: bench/logical.sh [RUNS]     (default 3; run as root or postgres)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${BENCH_DIR:-$ROOT/bench/out}/logical
 RUNS=${1:-3}
 SCALE=${SCALE:-50}
+DATA=${DATA:-default}
+case $DATA in
+  default) ;;
+  mixed) WIDE_ROWS=${WIDE_ROWS:-0}; IDS_ROWS=${IDS_ROWS:-2000000} ;;
+  *) echo "DATA must be default or mixed" >&2; exit 2 ;;
+esac
 WIDE_ROWS=${WIDE_ROWS:-200000}
+IDS_ROWS=${IDS_ROWS:-0}
+PIN=${PIN:-0}
 WIDE_ROWS_START=$WIDE_ROWS
 WIDE_TEXT=${WIDE_TEXT:-repeated}
 DAYS=${DAYS:-7}
@@ -41,9 +60,17 @@ cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml"
 LB=$ROOT/target/release/lifeboat
 
 if [ "$(id -u)" -eq 0 ]; then
-  as_pg() { runuser -u postgres -- "$@"; }
+  AS_PG=(runuser -u postgres --)
 else
-  as_pg() { "$@"; }
+  AS_PG=()
+fi
+as_pg() { "${AS_PG[@]}" "$@"; }
+if [ "$PIN" = 1 ]; then
+  SERVER=(taskset -c 0)
+  CLIENT=(taskset -c 1)
+else
+  SERVER=()
+  CLIENT=()
 fi
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$OUT/data" -m fast stop >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -59,7 +86,7 @@ LBR="$LB --repo $OUT/lb-repo --password-file $PASS"
 CI="host=$OUT port=$PORT user=postgres"
 psql_() { as_pg "$PGBIN/psql" -h "$OUT" -p "$PORT" -U postgres -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=terse -c "SET client_min_messages = warning" -d "${2:-bench}" -c "$1"; }
 
-echo "creating the cluster: pgbench scale $SCALE and $WIDE_ROWS wide rows" >&2
+echo "creating the cluster: pgbench scale $SCALE, $WIDE_ROWS wide rows, $IDS_ROWS id rows" >&2
 as_pg "$PGBIN/initdb" -D "$OUT/data" --auth=trust -U postgres --no-instructions >/dev/null
 as_pg tee -a "$OUT/data/postgresql.conf" >/dev/null <<EOF
 port = $PORT
@@ -68,7 +95,7 @@ unix_socket_directories = '$OUT'
 max_wal_size = '4GB'
 shared_buffers = '256MB'
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
+"${SERVER[@]}" "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
 psql_ "CREATE DATABASE bench" postgres
 as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -i -s "$SCALE" -q bench 2>/dev/null
 if [ "$WIDE_TEXT" = varied ]; then
@@ -86,6 +113,21 @@ INSERT INTO wide (created, title, body, attrs)
 SELECT now() - g * interval '1 minute', 'title ' || g, $BODY,
        jsonb_build_object('n', g, 'tags', jsonb_build_array('a' || g % 10, 'b' || g % 7), 'score', g % 100)
 FROM generate_series(1, $WIDE_ROWS) g;"
+if [ "$IDS_ROWS" -gt 0 ]; then
+  # Identifiers and documents as applications store them: random uuids,
+  # hex digests and tokens, jsonb with nested ids. Little of it compresses.
+  psql_ "CREATE TABLE events (id uuid PRIMARY KEY, account uuid NOT NULL, digest text NOT NULL,
+           token text NOT NULL, at timestamptz NOT NULL, doc jsonb NOT NULL);
+  INSERT INTO events
+  SELECT gen_random_uuid(), gen_random_uuid(), md5(g::text || random()::text),
+         encode(sha256((g::text || random()::text)::bytea), 'hex'),
+         now() - g * interval '1 second',
+         jsonb_build_object('order', gen_random_uuid(), 'amount', round((random() * 10000)::numeric, 2),
+                            'items', jsonb_build_array(md5(random()::text), floor(random() * 1000)::int),
+                            'ok', g % 3 = 0)
+  FROM generate_series(1, $IDS_ROWS) g;
+  CREATE INDEX events_account ON events (account);"
+fi
 psql_ "VACUUM ANALYZE"
 # Write the load's dirty buffers out now, not during the first timed step.
 psql_ "CHECKPOINT"
@@ -95,10 +137,22 @@ echo "database: $((DB_BYTES / 1048576)) MiB" >&2
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+# timed STEP TOOL RUN COMMAND...: records the wall time and the peak RSS.
+RSS_FILE=$OUT/rss
 timed() {
+  local step=$1 tool=$2 run=$3 t0 t1
+  shift 3
+  t0=$(date +%s.%N)
+  "${CLIENT[@]}" "${AS_PG[@]}" /usr/bin/time -f %M -o "$RSS_FILE" "$@" >/dev/null
+  t1=$(date +%s.%N)
+  record "$tool" "$step" "$run" "$(awk "BEGIN { print $t1 - $t0 }")"
+  record "$tool" "${step}_rss" "$run" "$(tail -1 "$RSS_FILE")"
+}
+# elapsed COMMAND...: the wall time alone, printed.
+elapsed() {
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" >/dev/null
+  "${CLIENT[@]}" "${AS_PG[@]}" "$@" >/dev/null
   t1=$(date +%s.%N)
   awk "BEGIN { print $t1 - $t0 }"
 }
@@ -111,17 +165,17 @@ for run in $(seq 1 "$RUNS"); do
   rm -rf "$OUT/lb-repo" "$OUT/dump.d" "$OUT/dump.fc"
   as_pg $LBR init -q --kdf-memory 64
   drop_caches
-  record lifeboat backup "$run" "$(timed as_pg $LBR backup postgres --logical --db "$CI dbname=bench" --jobs 2 -q $LB_BACKUP_ARGS)"
+  timed backup lifeboat "$run" $LBR backup postgres --logical --db "$CI dbname=bench" --jobs 2 -q $LB_BACKUP_ARGS
   drop_caches
-  record pg_dump_d backup "$run" "$(timed as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fd -j 2 -Z0 -f "$OUT/dump.d" bench)"
+  timed backup pg_dump_d "$run" "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fd -j 2 -Z0 -f "$OUT/dump.d" bench
   drop_caches
-  record pg_dump_c backup "$run" "$(timed as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/dump.fc" bench)"
+  timed backup pg_dump_c "$run" "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/dump.fc" bench
   fresh_db r_lb
   drop_caches
-  record lifeboat restore "$run" "$(timed as_pg $LBR restore postgres --logical latest --db "$CI dbname=r_lb" --jobs 2 -q)"
+  timed restore lifeboat "$run" $LBR restore postgres --logical latest --db "$CI dbname=r_lb" --jobs 2 -q
   fresh_db r_pg
   drop_caches
-  record pg_restore restore "$run" "$(timed as_pg "$PGBIN/pg_restore" -h "$OUT" -p "$PORT" -U postgres -j 2 -d r_pg "$OUT/dump.d")"
+  timed restore pg_restore "$run" "$PGBIN/pg_restore" -h "$OUT" -p "$PORT" -U postgres -j 2 -d r_pg "$OUT/dump.d"
   psql_ "DROP DATABASE r_lb" postgres
   psql_ "DROP DATABASE r_pg" postgres
 done
@@ -159,8 +213,8 @@ for mode in $MODES; do
       WIDE_ROWS=$((WIDE_ROWS + w))
     fi
     before=$(bytes_of "$OUT/lb-days")
-    t_lb=$(timed as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q $LB_BACKUP_ARGS)
-    t_fc=$(timed as_pg "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/day.fc" days)
+    t_lb=$(elapsed $LB --repo "$OUT/lb-days" --password-file "$PASS" backup postgres --logical --db "$CI dbname=days" --jobs 2 -q $LB_BACKUP_ARGS)
+    t_fc=$(elapsed "$PGBIN/pg_dump" -h "$OUT" -p "$PORT" -U postgres -Fc -f "$OUT/day.fc" days)
     dumps=$((dumps + $(bytes_of "$OUT/day.fc")))
     echo "  day $day: lifeboat +$(( ($(bytes_of "$OUT/lb-days") - before) / 1024 )) KiB in $t_lb s, pg_dump -Fc $(( $(bytes_of "$OUT/day.fc") / 1024 )) KiB in $t_fc s" >&2
     if [ "$day" -gt 1 ]; then
@@ -173,10 +227,10 @@ for mode in $MODES; do
   if [ $mode = uniform ]; then
     fresh_db r_lb
     drop_caches
-    record restore_days lifeboat 0 "$(timed as_pg $LB --repo "$OUT/lb-days" --password-file "$PASS" restore postgres --logical latest --db "$CI dbname=r_lb" --jobs 2 -q)"
+    record restore_days lifeboat 0 "$(elapsed $LB --repo "$OUT/lb-days" --password-file "$PASS" restore postgres --logical latest --db "$CI dbname=r_lb" --jobs 2 -q)"
     fresh_db r_pg
     drop_caches
-    record restore_days pg_restore 0 "$(timed as_pg "$PGBIN/pg_restore" -h "$OUT" -p "$PORT" -U postgres -j 2 -d r_pg "$OUT/day.fc")"
+    record restore_days pg_restore 0 "$(elapsed "$PGBIN/pg_restore" -h "$OUT" -p "$PORT" -U postgres -j 2 -d r_pg "$OUT/day.fc")"
     psql_ "DROP DATABASE r_lb" postgres
     psql_ "DROP DATABASE r_pg" postgres
   fi
@@ -198,6 +252,9 @@ if by[("lifeboat", "backup")]:
     print(f"backup   lifeboat {lb:7.2f} s | pg_dump -Fd -j2 -Z0 {fd:7.2f} s (ratio {lb / fd:.2f}) | pg_dump -Fc {fc:7.2f} s (ratio {lb / fc:.2f})")
     lr, pr = med(("lifeboat", "restore")), med(("pg_restore", "restore"))
     print(f"restore  lifeboat {lr:7.2f} s | pg_restore -j2 (directory) {pr:7.2f} s (ratio {lr / pr:.2f})")
+    mib = lambda k: med(k) / 1024
+    print(f"peak RSS backup   lifeboat {mib(('lifeboat', 'backup_rss')):6.1f} MiB | pg_dump -Fd -j2 {mib(('pg_dump_d', 'backup_rss')):6.1f} MiB | pg_dump -Fc {mib(('pg_dump_c', 'backup_rss')):6.1f} MiB")
+    print(f"peak RSS restore  lifeboat {mib(('lifeboat', 'restore_rss')):6.1f} MiB | pg_restore -j2 {mib(('pg_restore', 'restore_rss')):6.1f} MiB")
 for mode in ("hot", "uniform"):
     a, b = by[(f"days_{mode}", "lifeboat")], by[(f"days_{mode}", "pg_dump_c")]
     if a and b:

@@ -30,25 +30,32 @@ use cli::{
     RepairCommand, RestoreCommand, WalCommand,
 };
 
-/// Caps glibc's malloc arenas at two.
+/// Caps glibc's malloc arenas at two and fixes its mmap threshold.
 ///
 /// Backup and restore hand multi-MiB buffers between many threads; with an
 /// arena per thread, glibc keeps the freed buffers of every arena resident and
 /// peak memory triples. Two arenas keep it flat at no measurable cost in speed.
+/// glibc also raises its mmap threshold to the size of each large buffer
+/// freed, after which buffers of that size come from the arenas and stay
+/// resident when freed: a logical backup peaked at 117 MiB instead of 95 MiB.
+/// A fixed threshold keeps every large buffer mapped on its own and returned
+/// to the system when freed (the buffers that matter are recycled, so the
+/// extra page faults cost no measurable time).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn limit_malloc_arenas() {
+fn tune_malloc() {
     // SAFETY: `mallopt` takes two plain integers, reads and writes no memory
     // of ours, and only tunes the allocator. glibc marks it unsafe to call
     // concurrently with allocator initialisation in other threads, so it runs
     // first thing in `main`, while this is the only thread.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn tune_malloc() {}
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
@@ -193,7 +200,7 @@ fn report_json_error(message: &str, code: u8, hint: Option<&str>) {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     die_with_parent();
     warn_about_passwords_in_arguments();
     let cli = match Cli::try_parse() {

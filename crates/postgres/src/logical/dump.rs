@@ -582,8 +582,10 @@ pub(crate) async fn copy_part(
         .map_err(PgError::sql(format!("starting {sql}")))?;
     futures::pin_mut!(stream);
     // Chunks end at row boundaries, decided here as the rows arrive; the
-    // storing thread hashes, compresses and packs them.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    // storing thread hashes, compresses and packs them. One chunk waits
+    // while the next fills: a deeper queue only held more memory (each
+    // chunk about 1 MiB, per job), never more speed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
     // Stored chunks' buffers come back to be filled again.
     let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let writer = {
