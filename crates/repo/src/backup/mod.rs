@@ -9,6 +9,7 @@
 //! from memory; [`TreeBackup::finish`] writes the directory trees, waits for
 //! every pack and index file, and only then writes the snapshot.
 
+mod blocks;
 mod delta;
 mod parent;
 mod pipeline;
@@ -250,6 +251,7 @@ impl TreeBackup {
             self.source.policy.clone(),
         );
         let outlet = self.uploader.outlet();
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let (scan, outcome) = cpu(move || {
             let mut scan = scan;
             let r = store(
@@ -261,6 +263,7 @@ impl TreeBackup {
                 policy.as_ref(),
                 &options,
                 outlet,
+                runtime,
                 &progress,
             );
             (scan, r)
@@ -534,6 +537,7 @@ fn store(
     policy: &dyn FilePolicy,
     options: &BackupOptions,
     outlet: crate::uploader::PackOutlet,
+    runtime: Option<tokio::runtime::Handle>,
     progress: &DynProgress,
 ) -> Result<Stored> {
     let chunker = Chunker::new(repo.config().chunker)?;
@@ -553,9 +557,10 @@ fn store(
     let mut file_nodes = Vec::new();
     for n in scan.files() {
         match parent.and_then(|p| p.unchanged(&scan.nodes[n], index)) {
-            Some(content) => {
+            Some((content, bases)) => {
                 let node = &mut scan.nodes[n];
                 node.content = content;
+                node.bases = bases;
                 out.files += 1;
                 out.unchanged += 1;
                 out.bytes += node.size;
@@ -572,12 +577,20 @@ fn store(
         .enumerate()
         .map(|(slot, &n)| {
             let node = &scan.nodes[n];
+            let chunking = policy.chunking(node.root, &node.rel);
+            // A page-structured file changed since the parent: its blocks
+            // may be stored as deltas against the parent's.
+            let previous = match (chunking, parent.and_then(|p| p.file(&node.at))) {
+                (Chunking::Fixed(_), Some(p)) => p.content.clone(),
+                _ => Vec::new(),
+            };
             FileJob {
                 slot,
                 path: node.path.clone(),
                 root: node.root,
                 rel: node.rel.clone(),
-                chunking: policy.chunking(node.root, &node.rel),
+                chunking,
+                previous,
             }
         })
         .collect();
@@ -593,6 +606,10 @@ fn store(
         workers,
         sink: &data_sink,
         progress,
+        block_deltas: match (options.compression, runtime) {
+            (Compression::Zstd(level), Some(rt)) => Some((rt, level)),
+            _ => None,
+        },
     };
     let results = store_files(&ctx, jobs, file_nodes.len())?;
     data_sink.flush()?;
@@ -601,10 +618,12 @@ fn store(
         match r {
             FileResult::Stored {
                 content,
+                bases,
                 size,
                 problems,
             } => {
                 node.content = content;
+                node.bases = bases;
                 node.size = size;
                 out.files += 1;
                 out.bytes += size;

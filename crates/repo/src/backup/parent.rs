@@ -52,8 +52,13 @@ impl ParentFiles {
         self.files.get(at)
     }
 
-    /// The parent's chunk list for `node` if the file is unchanged.
-    pub(crate) fn unchanged(&self, node: &ScanNode, index: &MasterIndex) -> Option<Vec<Id>> {
+    /// The parent's chunk list for `node` and the bases of its delta
+    /// chunks, if the file is unchanged.
+    pub(crate) fn unchanged(
+        &self,
+        node: &ScanNode,
+        index: &MasterIndex,
+    ) -> Option<(Vec<Id>, Vec<Id>)> {
         let p = self.files.get(&node.at)?;
         let same = p.size == node.size
             && p.mtime_ns == node.mtime_ns
@@ -61,8 +66,11 @@ impl ParentFiles {
             && p.ctime_ns != 0
             && p.ctime_ns < self.started_ns - SAFETY_NS
             && p.inode == node.inode
-            && p.content.iter().all(|id| index.contains(id));
-        same.then(|| p.content.clone())
+            && p.content
+                .iter()
+                .chain(&p.bases)
+                .all(|id| index.contains(id));
+        same.then(|| (p.content.clone(), p.bases.clone()))
     }
 }
 

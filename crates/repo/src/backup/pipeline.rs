@@ -14,6 +14,7 @@ use lifeboat_format::chunker::Chunker;
 use lifeboat_format::compress::{Compression, Encoder};
 use lifeboat_format::{BlobType, Id};
 
+use super::blocks::BlockDeltas;
 use super::source::{Chunking, FilePolicy};
 use crate::chunk_reader::{ChunkReader, Cut};
 use crate::error::{RepoError, Result};
@@ -35,6 +36,10 @@ pub(crate) struct PipelineContext<'a> {
     pub workers: usize,
     pub sink: &'a PackSink,
     pub progress: &'a DynProgress,
+    /// Where old blocks are read, and the zstd level of deltas: changed
+    /// blocks of files with a `previous` chunk list may be stored as deltas
+    /// ([`super::blocks`]). `None`: blocks are always stored whole.
+    pub block_deltas: Option<(tokio::runtime::Handle, i32)>,
 }
 
 /// One file to store.
@@ -48,6 +53,10 @@ pub(crate) struct FileJob {
     pub rel: PathBuf,
     /// How to cut it.
     pub chunking: Chunking,
+    /// The parent snapshot's chunk list of a page-structured file (fixed
+    /// blocks), whose blocks changed ones are stored as deltas against;
+    /// empty for none.
+    pub previous: Vec<Id>,
 }
 
 /// One file's outcome.
@@ -57,6 +66,8 @@ pub(crate) enum FileResult {
     /// inspection found wrong in them.
     Stored {
         content: Vec<Id>,
+        /// The bases of the delta blobs in `content`.
+        bases: Vec<Id>,
         size: u64,
         problems: Vec<String>,
     },
@@ -68,6 +79,8 @@ struct ChunkMsg {
     slot: usize,
     seq: usize,
     data: Vec<u8>,
+    /// The parent's block at the same position (fixed blocks only).
+    previous: Option<Id>,
 }
 
 enum Msg {
@@ -75,6 +88,8 @@ enum Msg {
         slot: usize,
         seq: usize,
         id: Id,
+        /// The base, when `id` is a delta blob.
+        base: Option<Id>,
         len: u64,
     },
     Problem {
@@ -96,6 +111,8 @@ enum Msg {
 #[derive(Default)]
 struct Acc {
     ids: Vec<Option<Id>>,
+    bases: Vec<Id>,
+    seen_bases: std::collections::HashSet<Id>,
     received: usize,
     done: Option<(usize, u64)>,
     failed: Option<String>,
@@ -185,7 +202,14 @@ fn read_files(
                         let _ = msgs.send(Msg::Problem { slot, text });
                     }
                     size += data.len() as u64;
-                    if chunks.send(ChunkMsg { slot, seq, data }).is_err() {
+                    let previous = job.previous.get(seq).copied();
+                    let msg = ChunkMsg {
+                        slot,
+                        seq,
+                        data,
+                        previous,
+                    };
+                    if chunks.send(msg).is_err() {
                         return;
                     }
                     seq += 1;
@@ -217,18 +241,58 @@ fn pack_chunks(
     let mut encoder = Encoder::new(ctx.compression)?;
     let mut encoded = Vec::new();
     let id_key = ctx.repo.key().id_key();
-    for ChunkMsg { slot, seq, data } in chunks.iter() {
-        let id = id_key.blob_id(BlobType::Data, &data);
-        if ctx.claims.claim(ctx.index, id) {
-            encoded.clear();
-            encoder.encode_into(&data, &mut encoded);
-            ctx.sink
-                .add_encoded(BlobType::Data, id, data.len(), &encoded)?;
-        }
+    let mut deltas = ctx.block_deltas.as_ref().map(|(rt, level)| {
+        BlockDeltas::new(
+            ctx.repo,
+            ctx.index,
+            ctx.claims,
+            ctx.sink,
+            rt.clone(),
+            *level,
+        )
+    });
+    for ChunkMsg {
+        slot,
+        seq,
+        data,
+        previous,
+    } in chunks.iter()
+    {
+        let full = id_key.blob_id(BlobType::Data, &data);
+        let as_delta = match (previous, deltas.as_mut()) {
+            (Some(previous), Some(d)) if previous != full && !ctx.claims.known(ctx.index, full) => {
+                match d.store(&previous, &data) {
+                    Ok(stored) => stored,
+                    Err(e) if e.is_access_problem() => return Err(e),
+                    Err(e) => {
+                        // Deltas only save space: carry on storing whole blocks.
+                        ctx.progress.event(Event::Warning(format!(
+                            "storing changed blocks whole from here on: {e}"
+                        )));
+                        deltas = None;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (id, base) = match as_delta {
+            Some((id, base)) => (id, Some(base)),
+            None => {
+                if ctx.claims.claim(ctx.index, full) {
+                    encoded.clear();
+                    encoder.encode_into(&data, &mut encoded);
+                    ctx.sink
+                        .add_encoded(BlobType::Data, full, data.len(), &encoded)?;
+                }
+                (full, None)
+            }
+        };
         let _ = msgs.send(Msg::Chunk {
             slot,
             seq,
             id,
+            base,
             len: data.len() as u64,
         });
         buffers.give(data);
@@ -246,8 +310,19 @@ fn collect(
     let mut fatal = None;
     for msg in msgs.iter() {
         match msg {
-            Msg::Chunk { slot, seq, id, len } => {
+            Msg::Chunk {
+                slot,
+                seq,
+                id,
+                base,
+                len,
+            } => {
                 let a = &mut acc[slot];
+                if let Some(b) = base
+                    && a.seen_bases.insert(b)
+                {
+                    a.bases.push(b);
+                }
                 if a.ids.len() <= seq {
                     a.ids.resize(seq + 1, None);
                 }
@@ -286,6 +361,7 @@ fn collect(
             (Some(e), _) => FileResult::Failed(e),
             (None, Some((n, size))) if a.received == n && a.ids.len() == n => FileResult::Stored {
                 content: a.ids.into_iter().flatten().collect(),
+                bases: a.bases,
                 size,
                 problems: a.problems,
             },

@@ -214,13 +214,27 @@ struct PlannedDelta {
 }
 
 /// Old chunks read back from the repository, from a blocking thread.
-struct RepoChunks<'a> {
+/// Old chunks read from the repository (on `runtime`, from any thread).
+pub(crate) struct RepoChunks<'a> {
     repo: &'a Repository,
     index: &'a MasterIndex,
     runtime: Option<tokio::runtime::Handle>,
 }
 
-impl RepoChunks<'_> {
+impl<'a> RepoChunks<'a> {
+    /// Reads through `index`, on `runtime` (none: every read fails).
+    pub(crate) fn new(
+        repo: &'a Repository,
+        index: &'a MasterIndex,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Self {
+        Self {
+            repo,
+            index,
+            runtime,
+        }
+    }
+
     fn location(&self, id: &Id) -> Result<BlobLocation> {
         crate::blobs::locate(self.index, id, "the previous backup of a stream")
     }
