@@ -11,7 +11,14 @@
 #   3. a full restore into an empty directory, until synced to disk,
 #   4. WAL archiving throughput: a backlog of WAL is built with archiving
 #      failing, then each tool drains it; MiB of WAL archived per second.
-# It also prints the floor: `tar | zstd -T2` of the same data directory.
+# It also prints the floor: `tar | zstd -T2` of the same data directory, and
+# each tool's peak memory (GNU time's maximum RSS) in the full backup.
+#
+# The churn is CHURN_SECONDS of pgbench (default 30), or, with
+# CHURN_TRANSACTIONS=N, exactly N pgbench transactions. DATA=mixed adds the
+# data set of the performance issue: a table of $IDS_ROWS (2 million) rows of
+# uuids, hex digests and jsonb, far less compressible than pgbench's rows,
+# of which the churn updates $IDS_UPDATES (1 %) rows at random.
 # The cluster archives into both repositories during backups (both tools
 # need their WAL), so both pay the same archiving cost there.
 #
@@ -23,6 +30,14 @@ RUNS=${1:-3}
 SCALE=${SCALE:-50}
 CHURN_SECONDS=${CHURN_SECONDS:-30}
 WAL_MB=${WAL_MB:-1024}
+CHURN_TRANSACTIONS=${CHURN_TRANSACTIONS:-0}
+DATA=${DATA:-default}
+case $DATA in
+  default) IDS_ROWS=${IDS_ROWS:-0} ;;
+  mixed) IDS_ROWS=${IDS_ROWS:-2000000} ;;
+  *) echo "DATA must be default or mixed" >&2; exit 2 ;;
+esac
+IDS_UPDATES=${IDS_UPDATES:-$((IDS_ROWS / 100))}
 
 if ! command -v pgbackrest >/dev/null || ! command -v zstd >/dev/null || [ ! -x /usr/bin/time ]; then
   apt-get install -y -qq pgbackrest zstd time >/dev/null
@@ -102,6 +117,20 @@ shared_buffers = '256MB'
 EOF
 as_pg "$PGBIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
 as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -i -s "$SCALE" -q postgres 2>/dev/null
+if [ "$IDS_ROWS" -gt 0 ]; then
+  psql_ "CREATE TABLE events (id uuid PRIMARY KEY, account uuid NOT NULL, digest text NOT NULL,
+           token text NOT NULL, at timestamptz NOT NULL, doc jsonb NOT NULL);
+  INSERT INTO events
+  SELECT gen_random_uuid(), gen_random_uuid(), md5(g::text || random()::text),
+         encode(sha256((g::text || random()::text)::bytea), 'hex'),
+         now() - g * interval '1 second',
+         jsonb_build_object('order', gen_random_uuid(), 'amount', round((random() * 10000)::numeric, 2),
+                            'items', jsonb_build_array(md5(random()::text), floor(random() * 1000)::int),
+                            'ok', g % 3 = 0)
+  FROM generate_series(1, $IDS_ROWS) g;
+  CREATE INDEX events_account ON events (account);
+  VACUUM ANALYZE events;"
+fi
 psql_ "CHECKPOINT"
 DATA_BYTES=$(du -sb "$OUT/data" | cut -f1)
 echo "data directory: $((DATA_BYTES / 1048576)) MiB" >&2
@@ -130,14 +159,24 @@ for run in $(seq 1 "$RUNS"); do
 
   # 1. full backups
   drop_caches
-  w=$(timed as_pg $LBR backup postgres --pgdata "$OUT/data" --force -q)
+  w=$(timed as_pg /usr/bin/time -f %M -o "$OUT/rss" $LBR backup postgres --pgdata "$OUT/data" --force -q)
   record lifeboat full "$run" "$w" "$(repo_bytes "$OUT/lb-repo")"
+  record lifeboat full_rss "$run" 0 "$(tail -1 "$OUT/rss")"
   drop_caches
-  w=$(timed as_pg $PGBR --type=full backup)
+  w=$(timed as_pg /usr/bin/time -f %M -o "$OUT/rss" $PGBR --type=full backup)
   record pgbackrest full "$run" "$w" "$(repo_bytes "$OUT/pgbr-repo")"
+  record pgbackrest full_rss "$run" 0 "$(tail -1 "$OUT/rss")"
 
   # 2. churn, then incremental backups
-  as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -c 4 -j 2 -T "$CHURN_SECONDS" -n postgres >/dev/null 2>&1
+  if [ "$CHURN_TRANSACTIONS" -gt 0 ]; then
+    as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -c 4 -j 2 -t "$((CHURN_TRANSACTIONS / 4))" -n postgres >/dev/null 2>&1
+  else
+    as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -c 4 -j 2 -T "$CHURN_SECONDS" -n postgres >/dev/null 2>&1
+  fi
+  if [ "$IDS_ROWS" -gt 0 ]; then
+    psql_ "UPDATE events SET doc = doc || jsonb_build_object('run', $run)
+             WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI ($IDS_UPDATES * 100.0 / $IDS_ROWS))"
+  fi
   psql_ "CHECKPOINT"
   wait_archived
   sleep 1
@@ -205,5 +244,6 @@ line("incremental added, MiB", m("lifeboat", "incremental", 1) / 2**20, m("pgbac
 line("full restore, s", m("lifeboat", "restore", 0), m("pgbackrest", "restore", 0))
 tp = lambda t: med([r[1] / 2**20 / r[0] for r in by[(t, "archive")]])
 line("archiving, MiB/s", tp("lifeboat"), tp("pgbackrest"))
+line("full backup peak RSS, MiB", m("lifeboat", "full_rss", 1) / 1024, m("pgbackrest", "full_rss", 1) / 1024)
 print(f"\nfloor: tar | zstd -T2 of the data directory: {float(sys.argv[3]):.2f} s")
 PY

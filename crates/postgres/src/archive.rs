@@ -14,7 +14,7 @@ use futures::StreamExt;
 use lifeboat_repo::Repository;
 use lifeboat_storage::{DynStorage, PutMode};
 
-use crate::error::{PgError, Result};
+use crate::error::{PgError, Result, blocking};
 use crate::segment::{self, RestorePoint};
 use crate::spool::{self, Spool};
 use crate::walname::{WalFile, looks_like_wal};
@@ -345,8 +345,19 @@ pub async fn push_ahead(
         let results: Vec<(String, Result<Vec<String>>)> = futures::stream::iter(pending)
             .map(|name| async move {
                 let r = async {
-                    let (n, c) = read_wal(cluster, &Path::new("pg_wal").join(&name))?;
-                    let p = prepare(cluster, &n, &c)?;
+                    // Reading and parsing a segment, and recording it in the
+                    // spool (a hash and an fsync), run on blocking threads:
+                    // on this task they would take turns, and the segments
+                    // in flight would wait for each other.
+                    let (n, c, p) = blocking({
+                        let (cluster, name) = (cluster.clone(), name.clone());
+                        move || {
+                            let (n, c) = read_wal(&cluster, &Path::new("pg_wal").join(&name))?;
+                            let p = prepare(&cluster, &n, &c)?;
+                            Ok((n, c, p))
+                        }
+                    })
+                    .await?;
                     let stored = store_prepared(repo, &p, c.clone()).await?;
                     let warnings = match stored {
                         Stored::New => Vec::new(),
@@ -356,8 +367,12 @@ pub async fn push_ahead(
                             )]
                         }
                     };
-                    spool.mark_pushed(&n, &c, &warnings)?;
-                    Ok(warnings)
+                    let spool = spool.clone();
+                    blocking(move || {
+                        spool.mark_pushed(&n, &c, &warnings)?;
+                        Ok(warnings)
+                    })
+                    .await
                 }
                 .await;
                 (name, r)

@@ -175,3 +175,13 @@ impl From<StorageError> for PgError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = PgError> = std::result::Result<T, E>;
+
+/// Runs `f` on a blocking thread (file I/O, parsing, compression), so that
+/// async tasks working side by side do not take turns on it.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PgError::Invalid(format!("internal task failed: {e}")))?
+}

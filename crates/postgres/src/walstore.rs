@@ -20,7 +20,7 @@ use lifeboat_format::object::{self, ObjectKind};
 use lifeboat_repo::Repository;
 use lifeboat_storage::{DynStorage, PutMode, StorageError};
 
-use crate::error::{PgError, Result};
+use crate::error::{PgError, Result, blocking};
 use crate::lsn::Lsn;
 use crate::segment::RestorePoint;
 
@@ -153,12 +153,11 @@ pub async fn load(repo: &Repository, entry: &WalEntry) -> Result<Vec<u8>> {
     let key = entry.key();
     let bytes = repo.storage().get(&key, None).await?;
     let mk = repo.key().clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         object::open_object(&mk, ObjectKind::Wal, key.as_bytes(), &bytes)
             .map_err(|e| PgError::Repo(lifeboat_repo::RepoError::corrupt(key, e)))
     })
     .await
-    .map_err(|e| PgError::Invalid(format!("internal task failed: {e}")))?
 }
 
 /// What [`store`] did.
@@ -180,15 +179,13 @@ pub async fn store(repo: &Repository, entry: &WalEntry, content: Vec<u8>) -> Res
     let key = entry.key();
     let mk = repo.key().clone();
     let name = key.clone();
-    let (sealed, content) = tokio::task::spawn_blocking(move || {
-        let mut enc = Encoder::new(Compression::Zstd(1))?;
-        let sealed =
-            object::seal_object(&mk, &mut enc, ObjectKind::Wal, name.as_bytes(), &content)?;
-        Ok::<_, lifeboat_format::FormatError>((sealed, content))
+    let (sealed, content) = blocking(move || {
+        let mut enc = Encoder::new(Compression::Zstd(1)).map_err(lifeboat_repo::RepoError::from)?;
+        let sealed = object::seal_object(&mk, &mut enc, ObjectKind::Wal, name.as_bytes(), &content)
+            .map_err(lifeboat_repo::RepoError::from)?;
+        Ok((sealed, content))
     })
-    .await
-    .map_err(|e| PgError::Invalid(format!("internal task failed: {e}")))?
-    .map_err(lifeboat_repo::RepoError::from)?;
+    .await?;
     match repo
         .storage()
         .put(&key, Bytes::from(sealed), PutMode::CreateOnly)
