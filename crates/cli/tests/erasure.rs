@@ -39,6 +39,21 @@ fn rows_of(c: &Cluster, db: &str) -> String {
     )
 }
 
+/// Creates the database `app` with the shop's three tables, then runs `rows`.
+fn create_shop(c: &Cluster, rows: &str) {
+    c.psql("CREATE DATABASE app");
+    c.script(
+        "app",
+        &format!(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.customers (code text PRIMARY KEY, email text);
+             CREATE TABLE shop.orders (id int PRIMARY KEY, customer text REFERENCES shop.customers);
+             CREATE TABLE shop.order_lines (order_id int REFERENCES shop.orders, item text);
+             {rows}"
+        ),
+    );
+}
+
 fn cfg_args(cfg: &Path) -> Vec<String> {
     vec!["--config".into(), cfg.to_str().unwrap().into()]
 }
@@ -48,15 +63,10 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     let env = Env::fs();
     env.init();
     let c = Cluster::new(&env, "pg");
-    c.psql("CREATE DATABASE app");
-    c.script(
-        "app",
+    create_shop(
+        &c,
         &format!(
-            "CREATE SCHEMA shop;
-             CREATE TABLE shop.customers (code text PRIMARY KEY, email text);
-             CREATE TABLE shop.orders (id int PRIMARY KEY, customer text REFERENCES shop.customers);
-             CREATE TABLE shop.order_lines (order_id int REFERENCES shop.orders, item text);
-             INSERT INTO shop.customers VALUES ('{SUBJECT}', 'subject@example.com'), ('other', 'o@example.com');
+            "INSERT INTO shop.customers VALUES ('{SUBJECT}', 'subject@example.com'), ('other', 'o@example.com');
              INSERT INTO shop.orders VALUES (1, '{SUBJECT}'), (2, '{SUBJECT}'), (3, 'other');
              INSERT INTO shop.order_lines VALUES (1, 'a'), (1, 'b'), (2, 'c'), (3, 'd');"
         ),
@@ -117,6 +127,11 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     let report = out.json();
     assert_eq!(report["erased"]["found"], 1, "{report}");
     assert_eq!(rows_of(&c, "restored"), "0/0/1/1");
+    // Closed to PUBLIC while loading, open again as before once re-erased.
+    assert_eq!(
+        c.psql("SELECT has_database_privilege('public', 'restored', 'CONNECT')"),
+        "t"
+    );
 
     // A point-in-time restore of the base backup taken before the erasure,
     // to after it: the ledger is re-applied before the server opens.
@@ -279,4 +294,84 @@ fn a_physical_restore_whose_replay_fails_is_stopped_unseen() {
         !data.join("postmaster.pid").exists(),
         "the restored server still runs"
     );
+}
+
+/// `SELECT count(*)` of the subject's customer rows in `db`, as the login
+/// role `reader`; `None` when the role cannot connect or read.
+fn subject_rows_as_reader(c: &Cluster, db: &str) -> Option<String> {
+    let out = c
+        .client("psql")
+        .args(["-U", "reader", "-X", "-q", "-At", "-d", db, "-c"])
+        .arg(format!(
+            "SELECT count(*) FROM shop.customers WHERE code = '{SUBJECT}'"
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn no_other_role_reads_an_erased_subject_while_a_restore_runs() {
+    let env = Env::fs();
+    env.init();
+    let c = Cluster::new(&env, "pg");
+    c.psql("CREATE ROLE reader LOGIN");
+    create_shop(
+        &c,
+        &format!(
+            "INSERT INTO shop.customers VALUES ('{SUBJECT}', 'subject@example.com');
+             INSERT INTO shop.customers SELECT 'c' || g, g || '@example.com' FROM generate_series(1, 200000) g;
+             INSERT INTO shop.orders VALUES (1, '{SUBJECT}');
+             GRANT USAGE ON SCHEMA shop TO reader;
+             GRANT SELECT ON ALL TABLES IN SCHEMA shop TO reader;"
+        ),
+    );
+    logical_backup(&env, &c, "app", &[]);
+    let cfg = config(&env, "code");
+    let app = c.conninfo_db("app");
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "erase",
+        SUBJECT,
+        "--reason",
+        "request 2026-119",
+        "--db",
+        &app,
+    ]);
+    c.psql("CREATE DATABASE restored");
+    assert_eq!(subject_rows_as_reader(&c, "app").as_deref(), Some("0"));
+
+    // A reader polls the database being restored the whole time.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, out) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(rows) = subject_rows_as_reader(&c, "restored") {
+                    seen.push(rows);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            seen
+        });
+        let out = logical_restore(
+            &env,
+            &c,
+            "restored",
+            &["--config", cfg.to_str().unwrap(), "--database", "app"],
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (watcher.join().unwrap(), out)
+    });
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        seen.iter().all(|rows| rows == "0"),
+        "the reader saw the erased subject during the restore: {seen:?}"
+    );
+    // Open again afterwards, without the subject.
+    assert_eq!(subject_rows_as_reader(&c, "restored").as_deref(), Some("0"));
 }

@@ -28,15 +28,6 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-async fn database(client: &Client) -> Result<String> {
-    sql::text(
-        client,
-        "finding the database",
-        "SELECT current_database()::text",
-    )
-    .await
-}
-
 /// Lets this session write even when the database is in maintenance mode
 /// (it started read-only too): a statement of its own, as one query string
 /// is one transaction.
@@ -50,7 +41,7 @@ async fn writable_session(client: &Client) -> Result<()> {
 /// Makes new sessions of the connected database read-only, waits `grace`,
 /// then ends the other sessions still connected to it.
 pub async fn on(client: &Client, grace: Duration) -> Result<MaintenanceReport> {
-    let db = database(client).await?;
+    let db = sql::current_database(client).await?;
     // Already on (a second run): still works.
     writable_session(client).await?;
     client
@@ -80,7 +71,7 @@ pub async fn on(client: &Client, grace: Duration) -> Result<MaintenanceReport> {
 
 /// Lets new sessions of the connected database write again.
 pub async fn off(client: &Client) -> Result<MaintenanceReport> {
-    let db = database(client).await?;
+    let db = sql::current_database(client).await?;
     writable_session(client).await?;
     client
         .batch_execute(&format!(

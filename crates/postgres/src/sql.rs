@@ -219,6 +219,16 @@ pub async fn int(client: &Client, what: &str, sql: &str) -> Result<i64> {
     row.try_get::<_, i64>(0).map_err(PgError::sql(what))
 }
 
+/// The name of the database `client` is connected to.
+pub async fn current_database(client: &Client) -> Result<String> {
+    text(
+        client,
+        "finding the database",
+        "SELECT current_database()::text",
+    )
+    .await
+}
+
 /// Quotes a value for a PostgreSQL configuration file.
 pub fn conf_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))

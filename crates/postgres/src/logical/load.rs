@@ -36,6 +36,7 @@ use tokio_postgres::Client;
 
 use crate::sql::PgConfig;
 
+use super::gate::ConnectGate;
 use super::roles::{self, RolesDump, db_reason};
 use super::toc::{self, Selection, TocEntry};
 use super::tools::{Tools, libpq_conninfo};
@@ -535,6 +536,12 @@ pub async fn restore_opened(
 
     // From here on the target changes; a failure undoes it.
     let before = Before::capture(&client).await?;
+    // Erased people's rows come back with the data: until the ledger is
+    // re-applied, only lifeboat's own role may connect.
+    let gate = match &opts.erasure {
+        Some(_) => Some(ConnectGate::close(&client).await?),
+        None => None,
+    };
     let mut report = LogicalRestoreReport {
         snapshot: backup.entry.id.to_hex(),
         database: name.clone(),
@@ -576,7 +583,12 @@ pub async fn restore_opened(
             .filter(|t| existing.contains(&t.name) && t.extension.is_empty())
             .map(|t| t.name.clone())
             .collect();
-        let problems = before.undo(&client, &loaded).await;
+        let mut problems = before.undo(&client, &loaded).await;
+        if let Some(g) = gate
+            && let Err(e) = g.reopen(&client).await
+        {
+            problems.push(e.to_string());
+        }
         return Err(PgError::Command(format!(
             "{}; {}",
             crate::error::describe_chain(&e),
@@ -624,7 +636,35 @@ pub async fn restore_opened(
         progress.event(Event::Phase("re-applying erasures"));
         let mut c = sql::connect(&config).await?;
         match er.apply_to(&mut c, &name, |k| repo.subject_hash(k)).await {
-            Ok(r) => report.erased = Some(r),
+            Ok(r) => {
+                report.erased = Some(r);
+                // Now the backup's privileges (held back until here), or
+                // PUBLIC's CONNECT as it was.
+                let privileges: Vec<(&str, String)> = if schema && everything {
+                    database_statements(&manifest, opts)
+                        .into_iter()
+                        .filter(|(kind, _)| *kind == PRIVILEGES)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if privileges.is_empty() {
+                    if let Some(g) = gate {
+                        g.reopen(&client).await?;
+                    }
+                } else {
+                    let target = config.get_dbname().unwrap_or("postgres");
+                    for (kind, sql) in privileges {
+                        let sql = sql.replace(DATABASE_MARKER, &quote_ident(target));
+                        if let Err(e) = client.batch_execute(&sql).await {
+                            report.failures.push(Failure {
+                                kind: kind.into(),
+                                message: format!("{sql}: {}", db_reason(&e)),
+                            });
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 let db = config.get_dbname().unwrap_or("postgres").to_string();
                 let closed = match crate::erasure::close_database(&config).await {
@@ -817,6 +857,11 @@ impl Work<'_> {
             ));
             let target = self.config.get_dbname().unwrap_or("postgres");
             for (kind, sql) in database_statements(self.manifest, opts) {
+                if kind == PRIVILEGES && opts.erasure.is_some() {
+                    // Applied once erasures are re-applied (they open the
+                    // database to the roles they name).
+                    continue;
+                }
                 let sql = sql.replace(DATABASE_MARKER, &quote_ident(target));
                 if let Err(e) = client.batch_execute(&sql).await {
                     report.failures.push(Failure {
@@ -833,6 +878,9 @@ impl Work<'_> {
 /// Stands for the target database's quoted name in
 /// [`database_statements`]; replaced before the statements run.
 pub(crate) const DATABASE_MARKER: &str = "@@lifeboat_database@@";
+
+/// The failure kind of [`database_statements`]' GRANT and REVOKE statements.
+const PRIVILEGES: &str = "database privileges";
 
 /// The statements that give a database the backup's owner, privileges,
 /// settings, role settings and comment, each with its failure kind, naming
@@ -856,12 +904,12 @@ pub(crate) fn database_statements(
         && let Some(grants) = &state.grants
     {
         out.push((
-            "database privileges",
+            PRIVILEGES,
             format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
         ));
         if !opts.no_owner && !state.owner.is_empty() {
             out.push((
-                "database privileges",
+                PRIVILEGES,
                 format!(
                     "REVOKE ALL ON DATABASE {db} FROM {}",
                     quote_ident(&state.owner)
@@ -882,13 +930,13 @@ pub(crate) fn database_statements(
                 .collect();
             if !plain.is_empty() {
                 out.push((
-                    "database privileges",
+                    PRIVILEGES,
                     format!("GRANT {} ON DATABASE {db} TO {who}", plain.join(", ")),
                 ));
             }
             if !g.grantable.is_empty() {
                 out.push((
-                    "database privileges",
+                    PRIVILEGES,
                     format!(
                         "GRANT {} ON DATABASE {db} TO {who} WITH GRANT OPTION",
                         g.grantable.join(", ")

@@ -26,6 +26,7 @@
 
 pub mod dump;
 pub mod export;
+mod gate;
 pub mod inventory;
 pub mod load;
 pub mod roles;
