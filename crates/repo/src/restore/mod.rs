@@ -21,14 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
+use lifeboat_format::crypto::SubKey;
 use lifeboat_format::id::IdKey;
-use lifeboat_format::pack::{PackEntry, open_blob_with};
+use lifeboat_format::pack::PackEntry;
 use lifeboat_format::tree::{Node, NodeKind};
 use lifeboat_format::{BlobType, Id};
 use serde::Serialize;
 
+mod chunks;
+mod deltas;
+
 use crate::error::{RepoError, Result};
-use crate::index::{BlobLocation, MasterIndex};
+use crate::index::MasterIndex;
 use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, cpu};
@@ -96,17 +100,21 @@ pub struct RestoreSummary {
     pub failed: Vec<String>,
 }
 
-struct Target {
+/// Where a chunk goes: a file (by its index in the plan) and an offset.
+#[derive(Clone, Copy)]
+pub(super) struct Target {
     file: usize,
     offset: u64,
 }
 
-struct BlobJob {
+/// One blob to read, and where its content goes.
+pub(super) struct BlobJob {
     entry: PackEntry,
     targets: Vec<Target>,
 }
 
-struct RangeJob {
+/// One ranged read of a pack and the blobs it holds.
+pub(super) struct RangeJob {
     pack: u32,
     start: u64,
     end: u64,
@@ -372,8 +380,14 @@ fn plan(
             offset += len as u64;
         }
     }
+    (coalesce(by_blob.into_values(), max_read), missing, kept)
+}
+
+/// Groups blobs by pack into read ranges, in pack and offset order, merged
+/// across gaps up to [`MAX_GAP`] and at most `max_read` bytes long.
+fn coalesce(blobs: impl Iterator<Item = (u32, BlobJob)>, max_read: u64) -> Vec<RangeJob> {
     let mut by_pack: HashMap<u32, Vec<BlobJob>> = HashMap::new();
-    for (_, (pack, job)) in by_blob {
+    for (pack, job) in blobs {
         by_pack.entry(pack).or_default().push(job);
     }
     let mut ranges = Vec::new();
@@ -402,7 +416,7 @@ fn plan(
         }
         ranges.extend(current);
     }
-    (ranges, missing, kept)
+    ranges
 }
 
 /// Applies mode, owner and mtime; directories deepest first.
@@ -574,106 +588,47 @@ impl Repository {
         } else {
             options.concurrency
         };
-        let mut runs = futures::stream::iter(ranges)
-            .map(|r| {
-                let (index, files, failures, progress) = (
-                    index.clone(),
-                    files.clone(),
-                    failures.clone(),
-                    progress.clone(),
-                );
-                async move {
-                    let pack = index.pack(r.pack).clone();
-                    let key = layout::pack(&pack.id);
-                    let fail_all = |why: String| {
-                        if let Ok(mut f) = failures.lock() {
-                            for b in &r.blobs {
-                                for t in &b.targets {
-                                    f.entry(t.file).or_insert_with(|| why.clone());
-                                }
-                            }
-                        }
-                    };
-                    let bytes = match self.storage().get(&key, Some(r.start..r.end)).await {
-                        Ok(b) => b,
-                        Err(e) if e.is_access_problem() || e.is_transient() => {
-                            return Err(RepoError::Storage(e));
-                        }
-                        Err(e) => {
-                            fail_all(format!("pack {key} could not be read: {e}"));
-                            return Ok(());
-                        }
-                    };
-                    let mk = self.key().clone();
-                    let (repo, runtime) = (self.clone(), tokio::runtime::Handle::current());
-                    cpu(move || {
-                        let subkey = mk.subkey(&pack.salt);
-                        for b in &r.blobs {
-                            let s = (u64::from(b.entry.offset) - r.start) as usize;
-                            let record = &bytes[s..s + b.entry.length as usize];
-                            let opened = if b.entry.blob_type == BlobType::Delta {
-                                // Table data of a logical backup: decoded with its base.
-                                let loc = BlobLocation {
-                                    pack: r.pack,
-                                    entry: b.entry,
-                                };
-                                runtime
-                                    .block_on(repo.read_blob_at(&index, &loc))
-                                    .map_err(|e| e.to_string())
-                            } else {
-                                open_blob_with(&subkey, &mk, &b.entry, record)
-                                    .map_err(|e| e.to_string())
-                            };
-                            let data = match opened {
-                                Ok(d) => d,
-                                Err(e) => {
-                                    let why = format!(
-                                        "chunk {} in pack {key} is damaged: {e}",
-                                        b.entry.id.short()
-                                    );
-                                    if let Ok(mut f) = failures.lock() {
-                                        for t in &b.targets {
-                                            f.entry(t.file).or_insert_with(|| why.clone());
-                                        }
-                                    }
-                                    continue;
-                                }
-                            };
-                            let zero = is_zero(&data);
-                            for t in &b.targets {
-                                let out = &files[t.file];
-                                let written = if zero && out.fresh {
-                                    Ok(())
-                                } else {
-                                    open_for_write(&out.path, false, false).and_then(|f| {
-                                        if out.fresh {
-                                            write_sparse(&f, &data, t.offset)
-                                        } else {
-                                            f.write_all_at(&data, t.offset)
-                                        }
-                                    })
-                                };
-                                if let Err(e) = written
-                                    && let Ok(mut f) = failures.lock()
-                                {
-                                    f.entry(t.file)
-                                        .or_insert_with(|| format!("write failed: {e}"));
-                                }
-                                progress.event(Event::Advance {
-                                    items: 0,
-                                    bytes: data.len() as u64,
-                                });
-                            }
-                        }
-                    })
-                    .await
-                }
-            })
-            .buffer_unordered(concurrency);
-        while let Some(r) = runs.next().await {
-            r?;
-        }
-        drop(runs);
+        let writer = Arc::new(Writer {
+            files: files.clone(),
+            failures: failures.clone(),
+            progress: progress.clone(),
+        });
+        // Delta blobs wait for their bases, read in ranges of their own
+        // instead of one small read each (deltas.rs): the ranges holding
+        // deltas are read first, then the bases while the rest is.
+        let (with_deltas, plain): (Vec<_>, Vec<_>) = ranges
+            .into_iter()
+            .partition(|r| r.blobs.iter().any(|b| b.entry.blob_type == BlobType::Delta));
+        let pass = Arc::new(chunks::ChunkPass {
+            key: self.key().clone(),
+            writer: writer.clone(),
+            pending: Mutex::new(deltas::Pending::default()),
+            repo: self.clone(),
+            index: index.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let handler = |pass: &Arc<chunks::ChunkPass>| {
+            let pass = pass.clone();
+            move |subkey: &SubKey, key: &str, b: &BlobJob, record: &[u8]| {
+                pass.blob(subkey, key, b, record)
+            }
+        };
+        self.read_ranges(&index, with_deltas, concurrency, &failures, handler(&pass))
+            .await?;
+        let (base_ranges, waiting) = pass.take_pending().plan_bases(&index, max_read, &writer);
+        let (mk, w) = (self.key().clone(), writer.clone());
+        // Each half keeps its own reads in flight: halving them cost 20 %
+        // of an incremental's restore time for 13 MiB less memory.
+        futures::try_join!(
+            self.read_ranges(&index, plain, concurrency, &failures, handler(&pass)),
+            self.read_ranges(
+                &index,
+                base_ranges,
+                concurrency,
+                &failures,
+                move |subkey, key, b, record| waiting.apply(&mk, subkey, key, b, record, &w),
+            ),
+        )?;
 
         progress.event(Event::Phase("setting metadata"));
         {
@@ -707,6 +662,105 @@ impl Repository {
         summary.failed = failed;
         summary.duration_ms = started.elapsed().as_millis() as u64;
         Ok(summary)
+    }
+}
+
+/// Writes decoded chunks to their files, recording failures by file.
+pub(super) struct Writer {
+    files: Arc<Vec<FileOut>>,
+    failures: Arc<Mutex<HashMap<usize, String>>>,
+    progress: DynProgress,
+}
+
+impl Writer {
+    /// Writes `data` at every target (all-zero blocks of new files are
+    /// left as holes).
+    pub(super) fn write(&self, targets: &[Target], data: &[u8]) {
+        let zero = is_zero(data);
+        for t in targets {
+            let out = &self.files[t.file];
+            let written = if zero && out.fresh {
+                Ok(())
+            } else {
+                open_for_write(&out.path, false, false).and_then(|f| {
+                    if out.fresh {
+                        write_sparse(&f, data, t.offset)
+                    } else {
+                        f.write_all_at(data, t.offset)
+                    }
+                })
+            };
+            if let Err(e) = written {
+                self.fail(&[*t], &format!("write failed: {e}"));
+            }
+            self.progress.event(Event::Advance {
+                items: 0,
+                bytes: data.len() as u64,
+            });
+        }
+    }
+
+    /// Records why the files of `targets` could not be restored (the first
+    /// reason per file is kept).
+    pub(super) fn fail(&self, targets: &[Target], why: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            for t in targets {
+                f.entry(t.file).or_insert_with(|| why.to_string());
+            }
+        }
+    }
+}
+
+impl Repository {
+    /// Reads `ranges`, `concurrency` at a time, and hands each blob's sealed
+    /// record (with its pack's subkey and storage key) to `each` on a
+    /// blocking thread. A range that cannot be read fails its blobs' files;
+    /// a store that cannot be reached at all stops the restore.
+    async fn read_ranges(
+        &self,
+        index: &Arc<MasterIndex>,
+        ranges: Vec<RangeJob>,
+        concurrency: usize,
+        failures: &Arc<Mutex<HashMap<usize, String>>>,
+        each: impl Fn(&SubKey, &str, &BlobJob, &[u8]) + Send + Sync + 'static,
+    ) -> Result<()> {
+        let each = Arc::new(each);
+        let mut runs = futures::stream::iter(ranges)
+            .map(|r| {
+                let (index, failures, each) = (index.clone(), failures.clone(), each.clone());
+                async move {
+                    let pack = index.pack(r.pack).clone();
+                    let key = layout::pack(&pack.id);
+                    let bytes = match self.storage().get(&key, Some(r.start..r.end)).await {
+                        Ok(b) => b,
+                        Err(e) if e.is_access_problem() || e.is_transient() => {
+                            return Err(RepoError::Storage(e));
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failures.lock() {
+                                let why = format!("pack {key} could not be read: {e}");
+                                for t in r.blobs.iter().flat_map(|b| &b.targets) {
+                                    f.entry(t.file).or_insert_with(|| why.clone());
+                                }
+                            }
+                            return Ok(());
+                        }
+                    };
+                    let subkey = self.key().subkey(&pack.salt);
+                    cpu(move || {
+                        for b in &r.blobs {
+                            let s = (u64::from(b.entry.offset) - r.start) as usize;
+                            each(&subkey, &key, b, &bytes[s..s + b.entry.length as usize]);
+                        }
+                    })
+                    .await
+                }
+            })
+            .buffer_unordered(concurrency);
+        while let Some(r) = runs.next().await {
+            r?;
+        }
+        Ok(())
     }
 }
 
