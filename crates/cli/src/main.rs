@@ -38,9 +38,10 @@ use cli::{
 /// glibc also raises its mmap threshold to the size of each large buffer
 /// freed, after which buffers of that size come from the arenas and stay
 /// resident when freed: a logical backup peaked at 117 MiB instead of 95 MiB.
-/// A fixed threshold keeps every large buffer mapped on its own and returned
-/// to the system when freed (the buffers that matter are recycled, so the
-/// extra page faults cost no measurable time).
+/// A fixed threshold of 1 MiB keeps the multi-MiB buffers (chunks, packs)
+/// mapped on their own and returned to the system when freed, while the
+/// 256 KiB buffers of relation blocks, allocated per chunk by a restore, come
+/// from the arenas (at 128 KiB, their page faults were 12 % of a restore).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_malloc() {
