@@ -720,7 +720,7 @@ pub enum CompressionArg {
     Off,
     /// zstd level 1.
     Fastest,
-    /// zstd level 3.
+    /// zstd level 3, or level 1 on data where level 3 saves less than 2 %.
     Default,
     /// zstd level 15.
     Max,
