@@ -56,6 +56,8 @@ LB_BACKUP_ARGS=${LB_BACKUP_ARGS:-}
 
 # shellcheck source=../scripts/lib/ensure-postgres.sh
 . "$ROOT/scripts/lib/ensure-postgres.sh"
+# shellcheck source=lib/events.sh
+. "$ROOT/bench/lib/events.sh"
 cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml"
 LB=$ROOT/target/release/lifeboat
 
@@ -113,21 +115,7 @@ INSERT INTO wide (created, title, body, attrs)
 SELECT now() - g * interval '1 minute', 'title ' || g, $BODY,
        jsonb_build_object('n', g, 'tags', jsonb_build_array('a' || g % 10, 'b' || g % 7), 'score', g % 100)
 FROM generate_series(1, $WIDE_ROWS) g;"
-if [ "$IDS_ROWS" -gt 0 ]; then
-  # Identifiers and documents as applications store them: random uuids,
-  # hex digests and tokens, jsonb with nested ids. Little of it compresses.
-  psql_ "CREATE TABLE events (id uuid PRIMARY KEY, account uuid NOT NULL, digest text NOT NULL,
-           token text NOT NULL, at timestamptz NOT NULL, doc jsonb NOT NULL);
-  INSERT INTO events
-  SELECT gen_random_uuid(), gen_random_uuid(), md5(g::text || random()::text),
-         encode(sha256((g::text || random()::text)::bytea), 'hex'),
-         now() - g * interval '1 second',
-         jsonb_build_object('order', gen_random_uuid(), 'amount', round((random() * 10000)::numeric, 2),
-                            'items', jsonb_build_array(md5(random()::text), floor(random() * 1000)::int),
-                            'ok', g % 3 = 0)
-  FROM generate_series(1, $IDS_ROWS) g;
-  CREATE INDEX events_account ON events (account);"
-fi
+if [ "$IDS_ROWS" -gt 0 ]; then psql_ "$(events_sql "$IDS_ROWS")"; fi
 psql_ "VACUUM ANALYZE"
 # Write the load's dirty buffers out now, not during the first timed step.
 psql_ "CHECKPOINT"

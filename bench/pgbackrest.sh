@@ -44,6 +44,8 @@ if ! command -v pgbackrest >/dev/null || ! command -v zstd >/dev/null || [ ! -x 
 fi
 # shellcheck source=../scripts/lib/ensure-postgres.sh
 . "$ROOT/scripts/lib/ensure-postgres.sh"
+# shellcheck source=lib/events.sh
+. "$ROOT/bench/lib/events.sh"
 cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml"
 LB=$ROOT/target/release/lifeboat
 
@@ -118,18 +120,8 @@ EOF
 as_pg "$PGBIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
 as_pg "$PGBIN/pgbench" -h "$OUT" -p "$PORT" -U postgres -i -s "$SCALE" -q postgres 2>/dev/null
 if [ "$IDS_ROWS" -gt 0 ]; then
-  psql_ "CREATE TABLE events (id uuid PRIMARY KEY, account uuid NOT NULL, digest text NOT NULL,
-           token text NOT NULL, at timestamptz NOT NULL, doc jsonb NOT NULL);
-  INSERT INTO events
-  SELECT gen_random_uuid(), gen_random_uuid(), md5(g::text || random()::text),
-         encode(sha256((g::text || random()::text)::bytea), 'hex'),
-         now() - g * interval '1 second',
-         jsonb_build_object('order', gen_random_uuid(), 'amount', round((random() * 10000)::numeric, 2),
-                            'items', jsonb_build_array(md5(random()::text), floor(random() * 1000)::int),
-                            'ok', g % 3 = 0)
-  FROM generate_series(1, $IDS_ROWS) g;
-  CREATE INDEX events_account ON events (account);
-  VACUUM ANALYZE events;"
+  psql_ "$(events_sql "$IDS_ROWS")"
+  psql_ "VACUUM ANALYZE events"
 fi
 psql_ "CHECKPOINT"
 DATA_BYTES=$(du -sb "$OUT/data" | cut -f1)

@@ -242,16 +242,9 @@ fn a_physical_restore_whose_replay_fails_is_stopped_unseen() {
     let env = Env::fs();
     env.init();
     let c = Cluster::new(&env, "pg");
-    c.psql("CREATE DATABASE app");
-    c.script(
-        "app",
-        &format!(
-            "CREATE SCHEMA shop;
-             CREATE TABLE shop.customers (code text PRIMARY KEY, email text);
-             CREATE TABLE shop.orders (id int PRIMARY KEY, customer text REFERENCES shop.customers);
-             CREATE TABLE shop.order_lines (order_id int REFERENCES shop.orders, item text);
-             INSERT INTO shop.customers VALUES ('{SUBJECT}', 's@example.com');"
-        ),
+    create_shop(
+        &c,
+        &format!("INSERT INTO shop.customers VALUES ('{SUBJECT}', 's@example.com');"),
     );
     common::pg::base_backup(&env, &c);
     let cfg = config(&env, "code");
