@@ -8,8 +8,8 @@
 //! other chunk is written, the bases are read like the first pass's chunks,
 //! grouped by pack into few large reads, and each delta is decoded and
 //! written as its base arrives. The deltas waiting meanwhile are held in
-//! memory, compressed, up to [`WAITING_BUDGET`]; past it, a delta is decoded
-//! at once with a read of its own base.
+//! memory, compressed, up to a budget (default [`WAITING_BUDGET`]); past it,
+//! a delta is decoded at once with a read of its own base.
 
 use std::collections::HashMap;
 
@@ -21,7 +21,8 @@ use lifeboat_format::{BlobType, Id};
 use super::{BlobJob, RangeJob, Target, Writer, coalesce};
 use crate::index::MasterIndex;
 
-/// The most bytes of delta payloads held while waiting for their bases.
+/// The most bytes of delta payloads held while waiting for their bases,
+/// unless the restore's options say otherwise.
 const WAITING_BUDGET: usize = 128 << 20;
 
 /// A delta blob read in the first pass: its decrypted payload.
@@ -37,6 +38,7 @@ struct Waiting {
 pub(super) struct Pending {
     by_base: HashMap<Id, Vec<Waiting>>,
     bytes: usize,
+    budget: usize,
 }
 
 fn damaged(entry: &PackEntry, pack_key: &str, e: impl std::fmt::Display) -> String {
@@ -47,6 +49,14 @@ fn damaged(entry: &PackEntry, pack_key: &str, e: impl std::fmt::Display) -> Stri
 }
 
 impl Pending {
+    /// Holds at most `budget` bytes of deltas (0 = [`WAITING_BUDGET`]).
+    pub(super) fn new(budget: usize) -> Self {
+        Self {
+            budget: if budget == 0 { WAITING_BUDGET } else { budget },
+            ..Self::default()
+        }
+    }
+
     /// Decrypts the delta blob `b` (its sealed `record`) and files it under
     /// its base. False, with nothing done, when that would pass the memory
     /// budget: the caller decodes it at once. A damaged record fails its
@@ -59,7 +69,7 @@ impl Pending {
         record: &[u8],
         writer: &Writer,
     ) -> bool {
-        if self.bytes + record.len() > WAITING_BUDGET {
+        if self.bytes + record.len() > self.budget {
             return false;
         }
         let encoded = match open_record(subkey, &b.entry, record) {

@@ -64,6 +64,10 @@ pub struct RestoreOptions {
     /// With `delta`: directories in which everything the snapshot does not
     /// have is removed.
     pub delta_roots: Vec<PathBuf>,
+    /// Bytes of delta chunks held while their bases are read (0 = 128 MiB);
+    /// past it, each further delta is decoded at once with a read of its
+    /// own base (slower, no more memory).
+    pub waiting_deltas: usize,
 }
 
 impl std::fmt::Debug for RestoreOptions {
@@ -602,7 +606,7 @@ impl Repository {
         let pass = Arc::new(chunks::ChunkPass {
             key: self.key().clone(),
             writer: writer.clone(),
-            pending: Mutex::new(deltas::Pending::default()),
+            pending: Mutex::new(deltas::Pending::new(options.waiting_deltas)),
             repo: self.clone(),
             index: index.clone(),
             runtime: tokio::runtime::Handle::current(),
