@@ -54,6 +54,23 @@ fn create_shop(c: &Cluster, rows: &str) {
     );
 }
 
+/// `lifeboat --config CFG --json erase SUBJECT --reason … --db DB EXTRA…`.
+fn erase(env: &Env, cfg: &Path, db: &str, subject: &str, extra: &[&str]) -> common::Out {
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+        "erase",
+        subject,
+        "--reason",
+        "request 2026-118",
+        "--db",
+        db,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
 fn cfg_args(cfg: &Path) -> Vec<String> {
     vec!["--config".into(), cfg.to_str().unwrap().into()]
 }
@@ -79,20 +96,7 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     let app = c.conninfo_db("app");
 
     // `lifeboat erase SUBJECT` on the live database, with these settings.
-    let erase = |subject: &str, extra: &[&str]| {
-        let mut args = cfg_s.clone();
-        args.extend([
-            "--json",
-            "erase",
-            subject,
-            "--reason",
-            "request 2026-118",
-            "--db",
-            &app,
-        ]);
-        args.extend_from_slice(extra);
-        env.run(&args)
-    };
+    let erase = |subject: &str, extra: &[&str]| erase(&env, &cfg, &app, subject, extra);
 
     // A dry run counts; the erasure deletes in the live database.
     let out = erase(SUBJECT, &["--dry-run"]);
@@ -249,37 +253,14 @@ fn a_physical_restore_whose_replay_fails_is_stopped_unseen() {
     common::pg::base_backup(&env, &c);
     let cfg = config(&env, "code");
     let app = c.conninfo_db("app");
-    env.ok(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "erase",
-        SUBJECT,
-        "--reason",
-        "request 1",
-        "--db",
-        &app,
-    ]);
+    let out = erase(&env, &cfg, &app, SUBJECT, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     c.archive_now();
     // The rules no longer fit: the restored server is stopped, never opened.
     let stale = config(&env, "customer_code");
-    let (data, sock) = common::pg::restore_dir(&env, "pitr");
-    let port = common::pg::free_port().to_string();
-    let out = env.run(&[
-        "--config",
-        stale.to_str().unwrap(),
-        "restore",
-        "postgres",
-        "latest",
-        "--target-dir",
-        data.to_str().unwrap(),
-        "--start",
-        "--port",
-        &port,
-        "--socket-dir",
-        sock.to_str().unwrap(),
-        "--timeout",
-        "2min",
-    ]);
+    let (restored, out) =
+        common::pg::try_restore_and_start(&env, "pitr", &["--config", stale.to_str().unwrap()]);
+    let data = restored.data.clone();
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("customer_code"), "{}", out.stderr);
     assert!(out.stderr.contains("was stopped"), "{}", out.stderr);
@@ -325,16 +306,8 @@ fn no_other_role_reads_an_erased_subject_while_a_restore_runs() {
     logical_backup(&env, &c, "app", &[]);
     let cfg = config(&env, "code");
     let app = c.conninfo_db("app");
-    env.ok(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "erase",
-        SUBJECT,
-        "--reason",
-        "request 2026-119",
-        "--db",
-        &app,
-    ]);
+    let out = erase(&env, &cfg, &app, SUBJECT, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     c.psql("CREATE DATABASE restored");
     assert_eq!(subject_rows_as_reader(&c, "app").as_deref(), Some("0"));
 

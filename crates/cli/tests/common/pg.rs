@@ -109,6 +109,18 @@ pub fn restore_dir(env: &Env, name: &str) -> (PathBuf, PathBuf) {
 
 /// `restore postgres … --start`; returns the running cluster and the JSON report.
 pub fn restore_and_start(env: &Env, name: &str, extra: &[&str]) -> (Cluster, serde_json::Value) {
+    let (cluster, out) = try_restore_and_start(env, name, extra);
+    assert_eq!(
+        out.code, 0,
+        "restore failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    (cluster, out.json())
+}
+
+/// `restore postgres … --start`, whatever its outcome: the cluster it
+/// restored (running only if the restore succeeded) and the output.
+pub fn try_restore_and_start(env: &Env, name: &str, extra: &[&str]) -> (Cluster, super::Out) {
     let (data, sock) = restore_dir(env, name);
     let port = free_port();
     let port_s = port.to_string();
@@ -129,13 +141,7 @@ pub fn restore_and_start(env: &Env, name: &str, extra: &[&str]) -> (Cluster, ser
     ];
     args.extend_from_slice(extra);
     let out = env.run(&args);
-    let cluster = Cluster::existing(data, port, sock);
-    assert_eq!(
-        out.code, 0,
-        "restore failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    (cluster, out.json())
+    (Cluster::existing(data, port, sock), out)
 }
 
 /// A running throwaway cluster.
