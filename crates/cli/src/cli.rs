@@ -304,6 +304,16 @@ pub enum Command {
         after_help = "Examples:\n  lifeboat runs --last 20\n  lifeboat --source app-db runs --json"
     )]
     Runs(RunsArgs),
+    /// The audit log: every backup, restore, export, drill, copy, forget,
+    /// prune, erasure and key change, with who ran it (the account, not
+    /// $USER), from which host, when, and how it ended. It is kept in the
+    /// repository, hash-chained, and travels to replicas with `copy`;
+    /// `audit verify` names an entry that was edited, deleted, moved, or
+    /// cut off the end (exit 1).
+    #[command(
+        after_help = "Examples:\n  lifeboat audit --last 20\n  lifeboat audit --json\n  lifeboat audit verify"
+    )]
+    Audit(AuditArgs),
     /// Every scheduled job with its schedule (time zone shown) and next runs.
     #[command(after_help = "Examples:\n  lifeboat schedule")]
     Schedule(ScheduleArgs),
@@ -345,6 +355,23 @@ pub struct RunsArgs {
     /// Show only the newest N.
     #[arg(long, value_name = "N")]
     pub last: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Verify the logs instead of listing them.
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Show only the newest N entries.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every log's chain, head and signed checkpoints; name the
+    /// first entry that was edited, deleted, moved or cut off (exit 1).
+    Verify,
 }
 
 #[derive(Debug, Args)]

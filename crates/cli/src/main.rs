@@ -12,6 +12,7 @@ macro_rules! outln {
     };
 }
 
+mod audit;
 mod cli;
 mod commands;
 mod exit;
@@ -68,6 +69,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         .unwrap_or_default();
     tracing::info!(command = %verb, version = env!("CARGO_PKG_VERSION"), "lifeboat started");
     let result = dispatch(&cli).await;
+    if let Some(action) = audit::action(&cli.command) {
+        audit::record(action, &result).await;
+    }
     match &result {
         Ok(code) => tracing::info!(
             exit = code,
@@ -144,6 +148,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Wal(WalCommand::Fetch(a)) => return Ok(commands::wal::fetch(g, a).await),
         Command::Serve(a) => commands::serve::serve(g, a).await,
         Command::Runs(a) => commands::runs::runs(g, a).await,
+        Command::Audit(a) => commands::audit::audit(g, a).await,
         Command::Schedule(a) => commands::runs::schedule(g, a).await,
         Command::Alert(AlertCommand::Test) => commands::runs::alert_test(g).await,
     }

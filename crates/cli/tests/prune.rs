@@ -332,7 +332,18 @@ fn prune_killed_at_random_points_leaves_a_consistent_repository_and_resumes() {
     prune(&env, &["--grace", "0"]);
     let last = prune(&env, &["--grace", "0"]);
     assert!(last["marked"]["plan"].is_null(), "{last}");
-    assert!(objects(&env.repo_dir(), "prune").is_empty());
+    // A plan the kill interrupted mid-write leaves a temporary file, which
+    // prune keeps while it is fresh (a live writer's looks the same).
+    let plans: Vec<_> = objects(&env.repo_dir(), "prune")
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .collect();
+    assert!(plans.is_empty(), "{plans:?}");
     let report = check_clean(&env, true);
     assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
     assert_restores(&env, "latest", &src, &src);

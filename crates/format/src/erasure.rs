@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::chain::Chained;
 use crate::crypto::MasterKey;
 use crate::error::FormatError;
 
@@ -73,39 +74,19 @@ impl ErasureEntry {
     }
 }
 
-/// The chain hash of an entry's payload, which the next entry names.
-pub fn chain_hash(payload: &[u8]) -> String {
-    blake3::hash(payload).to_hex().to_string()
-}
-
-/// Checks a ledger read in sequence order (each entry with its payload):
-/// numbers from 1 without gaps, each naming its predecessor's hash.
-/// Returns every problem found.
-pub fn verify_chain(entries: &[(ErasureEntry, Vec<u8>)]) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut prev = String::new();
-    for (i, (e, payload)) in entries.iter().enumerate() {
-        let want = i as u64 + 1;
-        if e.seq != want {
-            problems.push(format!(
-                "entry {want} is missing (the next entry is number {}): an erasure was removed from the ledger",
-                e.seq
-            ));
-        } else if e.prev != prev {
-            problems.push(format!(
-                "entry {} does not follow entry {}: the ledger was rewritten",
-                e.seq,
-                e.seq.saturating_sub(1)
-            ));
-        }
-        prev = chain_hash(payload);
+impl Chained for ErasureEntry {
+    fn seq(&self) -> u64 {
+        self.seq
     }
-    problems
+    fn prev(&self) -> &str {
+        &self.prev
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::{chain_hash, verify_chain};
 
     fn entry(seq: u64, prev: &str) -> (ErasureEntry, Vec<u8>) {
         let e = ErasureEntry {
@@ -146,11 +127,15 @@ mod tests {
         let good = vec![first.clone(), second.clone(), third.clone()];
         assert!(verify_chain(&good).is_empty());
         let gap = vec![first.clone(), third.clone()];
-        assert!(verify_chain(&gap)[0].contains("entry 2 is missing"));
+        assert!(verify_chain(&gap)[0].problem.contains("entry 2 is missing"));
         let mut changed = second.clone();
         changed.0.reason = "edited".into();
         changed.1 = changed.0.to_json().unwrap_or_default();
         let rewritten = vec![first, changed, third];
-        assert!(verify_chain(&rewritten)[0].contains("entry 3 does not follow"));
+        assert!(
+            verify_chain(&rewritten)[0]
+                .problem
+                .contains("entry 3 does not follow")
+        );
     }
 }

@@ -16,6 +16,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod chain;
 pub mod chunker;
 pub mod compress;
 pub mod config;

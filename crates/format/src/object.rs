@@ -50,6 +50,11 @@ pub enum ObjectKind {
     Report,
     /// An entry of the erasure ledger (`erasures/<sequence number>`).
     Erasure,
+    /// An entry of an audit log (`audit/<log>/<sequence number>`).
+    Audit,
+    /// A checkpoint of an audit log's head (`audit/<log>/head`, and
+    /// `audit/<log>/checkpoints/<sequence number>`).
+    AuditCheckpoint,
 }
 
 impl ObjectKind {
@@ -65,6 +70,8 @@ impl ObjectKind {
             ObjectKind::Running => 7,
             ObjectKind::Report => 8,
             ObjectKind::Erasure => 9,
+            ObjectKind::Audit => 10,
+            ObjectKind::AuditCheckpoint => 11,
         }
     }
 
@@ -80,6 +87,8 @@ impl ObjectKind {
             7 => Ok(ObjectKind::Running),
             8 => Ok(ObjectKind::Report),
             9 => Ok(ObjectKind::Erasure),
+            10 => Ok(ObjectKind::Audit),
+            11 => Ok(ObjectKind::AuditCheckpoint),
             other => Err(FormatError::Invalid {
                 what: "object",
                 reason: format!("unknown object kind {other}"),
@@ -99,6 +108,8 @@ impl ObjectKind {
             ObjectKind::Running => "backup-in-progress record",
             ObjectKind::Report => "report",
             ObjectKind::Erasure => "erasure ledger entry",
+            ObjectKind::Audit => "audit log entry",
+            ObjectKind::AuditCheckpoint => "audit log checkpoint",
         }
     }
 }

@@ -73,6 +73,24 @@ impl Repository {
                 format!("{why}; restores cannot be trusted to re-apply every erasure"),
             ));
         }
+        // The audit logs: `audit verify` says the same, entry by entry.
+        match self.audit_logs().await {
+            Ok(logs) => {
+                for p in logs.into_iter().flat_map(|l| l.problems) {
+                    out.push(finding(
+                        Severity::Error,
+                        p.key,
+                        format!("audit log {}: {}", p.log, p.problem),
+                    ));
+                }
+            }
+            Err(e @ (RepoError::Corrupt { .. } | RepoError::Damaged(_))) => out.push(finding(
+                Severity::Error,
+                layout::AUDIT.to_string(),
+                format!("the audit log cannot be read: {e}"),
+            )),
+            Err(e) => return Err(e),
+        }
         let pin = |b: &[u8]| {
             lifeboat_format::snapshot::Pin::from_json(b)
                 .map(|_| ())

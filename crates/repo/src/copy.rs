@@ -55,6 +55,10 @@ pub struct CopyReport {
     pub wal_present: u64,
     /// Catalog reports (drills, checks, recoveries) copied.
     pub reports_copied: u64,
+    /// Erasure ledger entries copied.
+    pub erasures_copied: u64,
+    /// Audit log entries and checkpoints copied.
+    pub audit_copied: u64,
 }
 
 impl Repository {
@@ -183,6 +187,7 @@ impl Repository {
         }
         self.copy_wal(target, progress, &mut report).await?;
         self.copy_reports(target, &mut report).await?;
+        self.copy_ledgers(target, &mut report).await?;
         Ok(report)
     }
 
@@ -208,6 +213,68 @@ impl Repository {
             })
             .await?;
             report.reports_copied += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies the erasure ledger (so restores from the replica re-apply
+    /// every erasure) and the audit logs (each under its own id; the
+    /// replica's own log is never touched), verified as they go.
+    async fn copy_ledgers(&self, target: &Repository, report: &mut CopyReport) -> Result<()> {
+        let theirs_own = target
+            .audit_log_id(false)
+            .await?
+            .map(|log| layout::audit_log(&log));
+        for prefix in [layout::ERASURES, layout::AUDIT] {
+            let theirs: HashSet<String> = target
+                .storage()
+                .list(prefix)
+                .await?
+                .into_iter()
+                .map(|m| m.key)
+                .collect();
+            for m in self.storage().list(prefix).await? {
+                let key = m.key;
+                if key == layout::AUDIT_SELF
+                    || theirs_own.as_ref().is_some_and(|own| key.starts_with(own))
+                {
+                    continue;
+                }
+                let kind = if prefix == layout::ERASURES {
+                    ObjectKind::Erasure
+                } else if key.ends_with("/head") || key.contains("/checkpoints/") {
+                    ObjectKind::AuditCheckpoint
+                } else {
+                    ObjectKind::Audit
+                };
+                let name = key.clone();
+                let verify = move |mk: &lifeboat_format::crypto::MasterKey, bytes: &[u8]| {
+                    object::open_object(mk, kind, name.as_bytes(), bytes).map(|_| ())
+                };
+                if key.ends_with("/head") {
+                    // A head moves on: the newer one wins.
+                    let bytes = self.storage().get(&key, None).await?;
+                    verify(self.key(), &bytes).map_err(|e| RepoError::corrupt(&key, e))?;
+                    if theirs.contains(&key)
+                        && target.storage().get(&key, None).await?.as_ref() == bytes.as_ref()
+                    {
+                        continue;
+                    }
+                    target
+                        .storage()
+                        .put(&key, bytes, PutMode::Overwrite)
+                        .await?;
+                } else if theirs.contains(&key) {
+                    continue;
+                } else {
+                    self.copy_object(target, &key, verify).await?;
+                }
+                if prefix == layout::ERASURES {
+                    report.erasures_copied += 1;
+                } else {
+                    report.audit_copied += 1;
+                }
+            }
         }
         Ok(())
     }

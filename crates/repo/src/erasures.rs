@@ -2,16 +2,15 @@
 //! numbered, chained to its predecessor) and reading the whole ledger back
 //! with its chain verified. Restores replay it; `check` verifies it.
 
-use bytes::Bytes;
 use chrono::Utc;
-use lifeboat_format::compress::{Compression, Encoder};
-use lifeboat_format::erasure::{AppliedRule, ErasureEntry, chain_hash, subject_hash, verify_chain};
-use lifeboat_format::object::{self, ObjectKind};
+use lifeboat_format::chain::chain_hash;
+use lifeboat_format::erasure::{AppliedRule, ErasureEntry, subject_hash};
+use lifeboat_format::object::ObjectKind;
 use lifeboat_storage::{PutMode, StorageError};
 
 use crate::error::{RepoError, Result};
 use crate::layout;
-use crate::repository::{Repository, cpu, local_origin};
+use crate::repository::{Repository, local_origin};
 
 /// The ledger as read: its entries in order, and what is wrong with it.
 #[derive(Clone, Debug, Default)]
@@ -46,42 +45,21 @@ impl Repository {
 
     /// Reads and verifies the whole ledger.
     pub async fn erasure_ledger(&self) -> Result<Ledger> {
-        let mut keys: Vec<String> = self
-            .storage()
-            .list(layout::ERASURES)
-            .await?
-            .into_iter()
-            .map(|m| m.key)
-            .collect();
-        keys.sort();
-        let mut ledger = Ledger::default();
-        let mut chain = Vec::new();
-        for key in keys {
-            let bytes = self.storage().get(&key, None).await?;
-            let (mk, name) = (self.key().clone(), key.clone());
-            let opened = cpu(move || {
-                object::open_object(&mk, ObjectKind::Erasure, name.as_bytes(), &bytes)
-                    .and_then(|payload| Ok((ErasureEntry::from_json(&payload)?, payload)))
-            })
+        let chain = self
+            .read_chain(
+                layout::ERASURES,
+                ObjectKind::Erasure,
+                ErasureEntry::from_json,
+            )
             .await?;
-            match opened {
-                Ok((entry, payload)) if layout::erasure(entry.seq) == key => {
-                    chain.push((entry, payload))
-                }
-                Ok((entry, _)) => ledger.problems.push((
-                    key,
-                    format!("holds entry {} under another number", entry.seq),
-                )),
-                Err(e) => ledger
-                    .problems
-                    .push((key, format!("erasure ledger entry is unreadable: {e}"))),
-            }
-        }
-        for p in verify_chain(&chain) {
-            ledger.problems.push((layout::ERASURES.to_string(), p));
-        }
-        ledger.entries = chain.into_iter().map(|(e, _)| e).collect();
-        Ok(ledger)
+        Ok(Ledger {
+            entries: chain.entries.into_iter().map(|(e, _)| e).collect(),
+            problems: chain
+                .problems
+                .into_iter()
+                .map(|(key, _, why)| (key, why))
+                .collect(),
+        })
     }
 
     /// Appends an entry for `subject` (stored only as its keyed hash).
@@ -116,22 +94,14 @@ impl Repository {
                 hold: hold.clone(),
             };
             let key = layout::erasure(entry.seq);
-            let (mk, name, payload) = (self.key().clone(), key.clone(), entry.to_json()?);
-            let sealed = cpu(move || {
-                let mut enc = Encoder::new(Compression::DEFAULT)?;
-                object::seal_object(
-                    &mk,
-                    &mut enc,
-                    ObjectKind::Erasure,
-                    name.as_bytes(),
-                    &payload,
-                )
-            })
-            .await??;
             match self
-                .storage()
-                .put(&key, Bytes::from(sealed), PutMode::CreateOnly)
-                .await
+                .put_named(
+                    &key,
+                    ObjectKind::Erasure,
+                    entry.to_json()?,
+                    PutMode::CreateOnly,
+                )
+                .await?
             {
                 Ok(()) => return Ok(entry),
                 // Another erasure took this number: read again and retry.

@@ -36,6 +36,26 @@ pub fn erasure(seq: u64) -> String {
     format!("{ERASURES}{seq:012}")
 }
 
+/// Prefix of the audit logs (docs/FORMAT.md, "Audit log").
+pub const AUDIT: &str = "audit/";
+/// The object naming this repository's own audit log.
+pub const AUDIT_SELF: &str = "audit/self";
+
+/// Prefix of the entries of audit log `log`.
+pub fn audit_log(log: &str) -> String {
+    format!("{AUDIT}{log}/")
+}
+
+/// Key of the head checkpoint of audit log `log` (overwritten on each entry).
+pub fn audit_head(log: &str) -> String {
+    format!("{AUDIT}{log}/head")
+}
+
+/// Prefix of the periodic checkpoints of audit log `log`.
+pub fn audit_checkpoints(log: &str) -> String {
+    format!("{AUDIT}{log}/checkpoints/")
+}
+
 /// Key of a key slot.
 pub fn key_slot(id: &Id) -> String {
     format!("{KEYS}{id}")

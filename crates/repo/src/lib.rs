@@ -9,9 +9,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod backup;
 mod blobs;
 pub mod catalog_check;
+mod chains;
 pub mod check;
 pub mod chunk_reader;
 pub mod copy;

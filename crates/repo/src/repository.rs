@@ -46,10 +46,25 @@ impl Default for InitOptions {
 pub fn local_origin(label: Option<String>) -> SlotOrigin {
     SlotOrigin {
         host: gethostname::gethostname().to_string_lossy().into_owned(),
-        user: std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw())),
+        user: local_user(),
         label,
+    }
+}
+
+/// The account this process runs as, from the user database (not from
+/// `$USER`, which anyone can set); a root shell entered with `sudo` names
+/// who entered it.
+pub fn local_user() -> String {
+    let name = whoami::username()
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| format!("uid {}", rustix::process::getuid().as_raw()));
+    match std::env::var("SUDO_USER") {
+        Ok(by) if name == "root" && !by.is_empty() && by != "root" => {
+            format!("root (sudo by {by})")
+        }
+        _ => name,
     }
 }
 
@@ -290,7 +305,12 @@ impl Repository {
             ObjectKind::Pin => layout::pin(&id),
             ObjectKind::DeletionPlan => layout::deletion_plan(&id),
             ObjectKind::Report => layout::report(&id),
-            ObjectKind::Config | ObjectKind::Wal | ObjectKind::Running | ObjectKind::Erasure => {
+            ObjectKind::Config
+            | ObjectKind::Wal
+            | ObjectKind::Running
+            | ObjectKind::Erasure
+            | ObjectKind::Audit
+            | ObjectKind::AuditCheckpoint => {
                 return Err(RepoError::Failed(format!(
                     "{} objects are not content-addressed",
                     kind.name()

@@ -60,6 +60,7 @@ pub fn options(repo: &Repository, c: &BackupCommon) -> BackupOptions {
 }
 
 pub fn report(g: &Global, result: &BackupResult) -> Result<()> {
+    crate::audit::detail("snapshot", result.id.to_hex());
     let s = &result.snapshot.summary;
     if g.json {
         output::json(result)?;

@@ -48,6 +48,7 @@ async fn open_target(g: &Global, args: &CopyArgs, source: &Repository) -> Result
 pub async fn copy(g: &Global, args: &CopyArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let target = open_target(g, args, &repo).await?;
+    crate::audit::detail("to", target.location());
     let reporter = Reporter::new(g);
     let sink = reporter.sink();
     let done = async {

@@ -15,6 +15,7 @@ pub async fn run(g: &Global, args: &ExportArgs) -> Result<()> {
     let reporter = Reporter::new(g);
     let mut args = args.clone();
     args.snapshot = scoped_reference(g, &repo, &args.snapshot, &reporter.sink()).await?;
+    crate::audit::detail("snapshot", args.snapshot.clone());
     let args = &args;
     if let ExportFormat::Custom = args.format {
         return custom(g, args, &repo, &reporter).await;

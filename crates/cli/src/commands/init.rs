@@ -37,6 +37,7 @@ pub async fn run(g: &Global, args: &InitArgs) -> Result<()> {
         },
     )
     .await?;
+    crate::audit::opened(&repo);
     if g.json {
         output::json(&json!({
             "repository": repo.location(),

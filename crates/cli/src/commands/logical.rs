@@ -98,6 +98,8 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             report.failure_summary()
         )
     };
+    crate::audit::detail("snapshot", report.snapshot.clone());
+    crate::audit::detail("into", report.target.clone());
     if g.json {
         output::json(&report)?;
         return outcome();

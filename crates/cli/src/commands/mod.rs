@@ -1,5 +1,6 @@
 //! One small module per verb; each parses nothing and calls the libraries.
 
+pub mod audit;
 pub mod backup;
 pub mod bucket;
 pub mod check;
@@ -64,7 +65,9 @@ pub async fn open_repo(g: &Global) -> Result<Repository> {
     }
     let storage = lifeboat_storage::open(&s.location, &s.storage)?;
     let pass = password::read(&s.password)?;
-    Ok(Repository::open(storage, &s.location_text, pass.as_bytes()).await?)
+    let repo = Repository::open(storage, &s.location_text, pass.as_bytes()).await?;
+    crate::audit::opened(&repo);
+    Ok(repo)
 }
 
 /// The tag a backup of the declared source `name` carries.

@@ -31,6 +31,8 @@ pub async fn files(g: &Global, args: &RestoreFilesArgs) -> Result<()> {
         max_read: if remote { 16 << 20 } else { 8 << 20 },
         ..RestoreOptions::default()
     };
+    crate::audit::detail("snapshot", snap.id.to_hex());
+    crate::audit::detail("into", args.target.display().to_string());
     let summary = repo
         .restore_files(&snap, &args.target, &options, reporter.sink())
         .await;

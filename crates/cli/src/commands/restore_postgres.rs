@@ -223,6 +223,7 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
             ),
         }
     };
+    crate::audit::detail("snapshot", report.snapshot.clone());
     if g.json {
         output::json(&report)?;
         return gap_failure();
