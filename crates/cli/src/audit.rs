@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use lifeboat_repo::Repository;
 use lifeboat_repo::audit::AuditRecord;
 
-use crate::cli::{BackupCommand, Command, KeyCommand, RepairCommand, RestoreCommand};
+use crate::cli::{
+    BackupCommand, Command, KeyCommand, RepairCommand, RestoreCommand, TokenCommand, UserCommand,
+};
 use crate::exit;
 
 /// The repository this command opened first (the one its entry goes to).
@@ -67,6 +69,11 @@ pub fn action(command: &Command) -> Option<&'static str> {
         Command::Key(KeyCommand::Remove(_)) => "key remove",
         Command::Repair(RepairCommand::Index) => "repair index",
         Command::Repair(RepairCommand::Plans) => "repair plans",
+        Command::User(UserCommand::Add(_)) => "user add",
+        Command::User(UserCommand::Remove(_)) => "user remove",
+        Command::User(UserCommand::Passwd(_)) => "user passwd",
+        Command::Token(TokenCommand::Create(_)) => "token create",
+        Command::Token(TokenCommand::Revoke(_)) => "token revoke",
         _ => return None,
     })
 }

@@ -314,6 +314,24 @@ pub enum Command {
         after_help = "Examples:\n  lifeboat audit --last 20\n  lifeboat audit --json\n  lifeboat audit verify"
     )]
     Audit(AuditArgs),
+    /// Users of the daemon's API and dashboard, each with a role: viewer,
+    /// operator (back up, drill), restorer (restore into unprotected
+    /// targets), approver, admin. Kept in the daemon's state directory
+    /// (users.json, passwords Argon2id-hashed); each change is recorded
+    /// in the audit log.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  LIFEBOAT_NEW_PASSWORD=… lifeboat user add ann --role approver\n  lifeboat user list\n  lifeboat user passwd ann\n  lifeboat user remove ann"
+    )]
+    User(UserCommand),
+    /// API tokens: `Authorization: Bearer lbt_…` for scripts and the CLI.
+    /// A token is shown once; only its hash is kept; a revoked token is
+    /// refused at once.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  lifeboat token create ann --label grafana\n  lifeboat token list\n  lifeboat token revoke 3f2a"
+    )]
+    Token(TokenCommand),
     /// Every scheduled job with its schedule (time zone shown) and next runs.
     #[command(after_help = "Examples:\n  lifeboat schedule")]
     Schedule(ScheduleArgs),
@@ -365,6 +383,81 @@ pub struct AuditArgs {
     /// Show only the newest N entries.
     #[arg(long, value_name = "N")]
     pub last: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password is read from --password-file,
+    /// LIFEBOAT_NEW_PASSWORD, or a prompt (at least 10 characters).
+    Add(UserAddArgs),
+    /// List users and their roles.
+    List(StateDirArg),
+    /// Remove a user (their tokens are revoked).
+    Remove(UserNameArgs),
+    /// Set a user's password (read like `user add`'s).
+    Passwd(UserNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateDirArg {
+    /// The daemon's state directory (default: [serve] state_dir, else
+    /// /var/lib/lifeboat as root, else $XDG_STATE_HOME/lifeboat).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The user name (letters, digits, '.', '_', '-', '@').
+    pub name: String,
+    /// viewer, operator, restorer, approver or admin.
+    #[arg(long)]
+    pub role: String,
+    /// File holding the password.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub dir: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UserNameArgs {
+    /// The user name.
+    pub name: String,
+    /// File holding the new password (`passwd` only).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub dir: StateDirArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a user; it is printed once.
+    Create(TokenCreateArgs),
+    /// List tokens (never their secrets).
+    List(StateDirArg),
+    /// Revoke a token by its id (or the first 4 or more characters of it).
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Whose token it is.
+    pub user: String,
+    /// What it is for (shown by `token list`).
+    #[arg(long)]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub dir: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id or a prefix of it.
+    pub id: String,
+    #[command(flatten)]
+    pub dir: StateDirArg,
 }
 
 #[derive(Debug, Subcommand)]

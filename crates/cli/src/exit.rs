@@ -115,6 +115,14 @@ fn classify(err: &anyhow::Error) -> Option<(ErrorClass, Option<&'static str>)> {
         if let Some(s) = cause.downcast_ref::<StorageError>() {
             return Some((s.class(), s.hint()));
         }
+        if let Some(a) = cause.downcast_ref::<lifeboat_ops::access::AccessError>() {
+            let class = if a.is_usage() {
+                ErrorClass::Usage
+            } else {
+                ErrorClass::Failure
+            };
+            return Some((class, None));
+        }
     }
     None
 }

@@ -149,6 +149,8 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Serve(a) => commands::serve::serve(g, a).await,
         Command::Runs(a) => commands::runs::runs(g, a).await,
         Command::Audit(a) => commands::audit::audit(g, a).await,
+        Command::User(c) => commands::users::user(g, c).await,
+        Command::Token(c) => commands::users::token(g, c).await,
         Command::Schedule(a) => commands::runs::schedule(g, a).await,
         Command::Alert(AlertCommand::Test) => commands::runs::alert_test(g).await,
     }

@@ -98,6 +98,16 @@ pub fn read(source: &PasswordSource) -> Result<String> {
     })
 }
 
+/// Where a new password comes from: `file` if given, else
+/// `LIFEBOAT_NEW_PASSWORD`, else a prompt.
+pub fn new_source(file: &Option<std::path::PathBuf>) -> PasswordSource {
+    match (file, std::env::var("LIFEBOAT_NEW_PASSWORD")) {
+        (Some(f), _) => PasswordSource::File(f.clone()),
+        (None, Ok(p)) => PasswordSource::Env(p),
+        (None, Err(_)) => PasswordSource::Prompt,
+    }
+}
+
 /// A new passphrase: from the given source, or asked twice on a terminal.
 pub fn read_new(source: &PasswordSource, what: &str) -> Result<String> {
     match source {

@@ -947,3 +947,188 @@ fn archive_command_needs_no_flags_when_the_settings_file_is_in_its_default_place
     let info = env.ok(&["--json", "info", "postgres"]).json();
     assert!(info[0]["newest_wal"].is_string(), "{info}");
 }
+
+/// An HTTP request with extra headers; the status and body, if it answered.
+fn http_as(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, body.to_string()))
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[test]
+fn the_api_asks_who_is_calling_once_there_are_users_and_records_what_they_did() {
+    let env = Env::fs();
+    env.init();
+    let files = env.path().join("etc");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("app.conf"), b"x = 1\n").unwrap();
+    let cfg = env.path().join("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[source]]\nname = \"etc\"\nkind = \"files\"\npaths = [\"{}\"]\n\n[[job]]\nrun = \"backup\"\nsource = \"etc\"\nevery = \"1h\"\n",
+            files.display()
+        ),
+    )
+    .unwrap();
+    let state = env.path().join("state");
+    let c = cfg.to_str().unwrap();
+    let s = state.to_str().unwrap();
+
+    // Without users, the API may not listen beyond loopback.
+    let open = env.run(&[
+        "--config",
+        c,
+        "serve",
+        "--listen",
+        "0.0.0.0:1",
+        "--state-dir",
+        s,
+    ]);
+    assert_eq!(open.code, 2, "{}", open.stderr);
+    assert!(open.stderr.contains("lifeboat user add"), "{}", open.stderr);
+
+    let d = Daemon::start(&env, &cfg, &state);
+    let (code, _) = http_as(d.port, "GET", "/api/status", &[]).unwrap();
+    assert_eq!(code, 200, "no users yet: open on loopback");
+
+    let add = |name: &str, role: &str| {
+        let out = env.run_with(
+            &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
+            &[
+                "--config",
+                c,
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--state-dir",
+                s,
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    };
+    add("vera", "viewer");
+    add("otto", "operator");
+    let bad_role = env.run_with(
+        &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
+        &[
+            "--config",
+            c,
+            "user",
+            "add",
+            "x",
+            "--role",
+            "root",
+            "--state-dir",
+            s,
+        ],
+    );
+    assert_eq!(bad_role.code, 2, "{}", bad_role.stderr);
+    let token = env.ok(&[
+        "--config",
+        c,
+        "token",
+        "create",
+        "otto",
+        "--label",
+        "ci",
+        "--state-dir",
+        s,
+    ]);
+    let token = token.stdout.trim().to_string();
+    assert!(token.starts_with("lbt_"), "{token}");
+    let listed = env
+        .ok(&["--config", c, "--json", "user", "list", "--state-dir", s])
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(
+        !std::fs::read_to_string(state.join("users.json"))
+            .unwrap()
+            .contains("a long passphrase")
+    );
+
+    // Now every API call needs credentials.
+    let (code, _) = http_as(d.port, "GET", "/api/status", &[]).unwrap();
+    assert_eq!(code, 401);
+    let vera = basic("vera", "a long passphrase");
+    let (code, body) = http_as(d.port, "GET", "/api/status", &[("Authorization", &vera)]).unwrap();
+    assert_eq!(code, 200, "{body}");
+    // A viewer's forged POST is refused.
+    let (code, _) = http_as(d.port, "POST", "/api/pause", &[("Authorization", &vera)]).unwrap();
+    assert_eq!(code, 403);
+    // The operator's token runs a job.
+    let bearer = format!("Bearer {token}");
+    let (code, body) = http_as(
+        d.port,
+        "POST",
+        "/api/jobs/backup%20etc/run",
+        &[("Authorization", &bearer)],
+    )
+    .unwrap();
+    assert_eq!(code, 202, "{body}");
+    d.wait("the backup the operator asked for", || {
+        env.ok(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    // Revoked: refused at once.
+    let id = token.split('_').nth(1).unwrap().to_string();
+    env.ok(&["--config", c, "token", "revoke", &id[..6], "--state-dir", s]);
+    let (code, _) = http_as(d.port, "GET", "/api/status", &[("Authorization", &bearer)]).unwrap();
+    assert_eq!(code, 401);
+    // Wrong passwords: five are answered 401, then even the right one waits.
+    let wrong = basic("vera", "not the passphrase");
+    for _ in 0..5 {
+        let (code, _) =
+            http_as(d.port, "GET", "/api/status", &[("Authorization", &wrong)]).unwrap();
+        assert_eq!(code, 401);
+    }
+    let (code, _) = http_as(d.port, "GET", "/api/status", &[("Authorization", &vera)]).unwrap();
+    assert_eq!(code, 429);
+
+    // All of it is in the audit log, with the API user as the actor.
+    d.wait("the API's audit entries", || {
+        let log = env.ok(&["--json", "audit"]).json();
+        let entries = log[0]["entries"].as_array().cloned().unwrap_or_default();
+        let has = |action: &str, actor: &str, outcome: &str| {
+            entries.iter().any(|e| {
+                e["action"] == action
+                    && e["actor"].as_str().unwrap_or("").starts_with(actor)
+                    && e["outcome"] == outcome
+            })
+        };
+        has("user add", "", "ok")
+            && has("token create", "", "ok")
+            && has("token revoke", "", "ok")
+            && has("run now", "otto (API)", "ok")
+            && has("pause", "vera (API)", "refused")
+            && has("login", "vera", "refused")
+            && has("login", "unknown token", "refused")
+            && has("backup", "", "ok")
+    });
+    env.ok(&["audit", "verify"]);
+}

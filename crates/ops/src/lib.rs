@@ -6,6 +6,7 @@
 //! Like every library here it never prints: results are values, progress
 //! goes through the injected reporter.
 
+pub mod access;
 pub mod alerts;
 pub mod config;
 pub mod daemon;

@@ -4,20 +4,37 @@
 //! shares and never touches the repository, so a scrape costs microseconds
 //! whatever the repository holds.
 //!
-//! It listens on 127.0.0.1 unless configured otherwise: the API can start
-//! and pause jobs, and has no authentication of its own yet.
+//! Metrics and health are open (Prometheus scrapes them); the API asks
+//! who is calling once the daemon has users ([`auth`]): viewers read,
+//! operators start and pause jobs. Every API action and every refused
+//! login is recorded in the repository's audit log.
 
 #![forbid(unsafe_code)]
+
+pub mod auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use lifeboat_ops::access::Permission;
 use lifeboat_ops::daemon::{Request, Shared};
+use lifeboat_repo::audit::AuditRecord;
+
+pub use auth::Access;
+
+/// What the handlers share: the daemon's state and the access rules.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The daemon's shared state.
+    pub shared: Arc<Shared>,
+    /// Users, tokens and the login limit.
+    pub access: Arc<Access>,
+}
 
 /// What can go wrong starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +54,7 @@ pub enum ServerError {
 }
 
 /// The routes over the daemon's shared state.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
@@ -45,12 +62,30 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/jobs/{name}/run", post(run_now))
-        .with_state(shared)
+        .with_state(state)
+}
+
+type Peer = ConnectInfo<SocketAddr>;
+
+/// Records an allowed API action in the audit log.
+fn record(state: &AppState, caller: &auth::Caller, action: &str, details: &[(&str, &str)]) {
+    state.shared.audit(AuditRecord {
+        actor: caller.actor(),
+        from: caller.address.clone(),
+        action: action.to_string(),
+        outcome: "ok".into(),
+        details: details
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    });
 }
 
 /// OpenMetrics for clients that ask for it (Prometheus does), the classic
 /// text format otherwise (promtool, curl).
-async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let s = &state.shared;
     let open = headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
@@ -76,34 +111,97 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn health(State(s): State<Arc<Shared>>) -> Response {
-    if s.ready.load(std::sync::atomic::Ordering::SeqCst) {
+async fn health(State(state): State<AppState>) -> Response {
+    if state.shared.ready.load(std::sync::atomic::Ordering::SeqCst) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
     }
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Response {
-    let body = serde_json::to_string(&s.view()).unwrap_or_else(|_| "{}".into());
+async fn status(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = auth::authorize(
+        &state.shared,
+        &state.access,
+        &headers,
+        peer,
+        Permission::View,
+        "status",
+    ) {
+        return r.into_response();
+    }
+    let body = serde_json::to_string(&state.shared.view()).unwrap_or_else(|_| "{}".into());
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn pause(State(s): State<Arc<Shared>>) -> Response {
-    s.request(Request::Pause);
+async fn pause(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match auth::authorize(
+        &state.shared,
+        &state.access,
+        &headers,
+        peer,
+        Permission::Operate,
+        "pause",
+    ) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    state.shared.request(Request::Pause);
+    record(&state, &caller, "pause", &[]);
     (StatusCode::ACCEPTED, "pausing\n").into_response()
 }
 
-async fn resume(State(s): State<Arc<Shared>>) -> Response {
-    s.request(Request::Resume);
+async fn resume(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match auth::authorize(
+        &state.shared,
+        &state.access,
+        &headers,
+        peer,
+        Permission::Operate,
+        "resume",
+    ) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    state.shared.request(Request::Resume);
+    record(&state, &caller, "resume", &[]);
     (StatusCode::ACCEPTED, "resuming\n").into_response()
 }
 
-async fn run_now(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    if !s.view().jobs.iter().any(|j| j.name == name) {
+async fn run_now(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let caller = match auth::authorize(
+        &state.shared,
+        &state.access,
+        &headers,
+        peer,
+        Permission::Operate,
+        "run now",
+    ) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if !state.shared.view().jobs.iter().any(|j| j.name == name) {
         return (StatusCode::NOT_FOUND, format!("no job {name:?}\n")).into_response();
     }
-    s.request(Request::RunNow(name));
+    state.shared.request(Request::RunNow(name.clone()));
+    record(&state, &caller, "run now", &[("job", &name)]);
     (StatusCode::ACCEPTED, "queued\n").into_response()
 }
 
@@ -125,11 +223,14 @@ pub async fn bind(address: &str) -> Result<tokio::net::TcpListener, ServerError>
 /// Serves until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
+    state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(ServerError::Serve)
 }

@@ -9,7 +9,6 @@ use crate::commands::init::kdf_cost;
 use crate::commands::open_repo;
 use crate::output;
 use crate::password;
-use crate::settings::PasswordSource;
 
 /// Lists key slots.
 pub async fn list(g: &Global) -> Result<()> {
@@ -43,15 +42,10 @@ pub async fn list(g: &Global) -> Result<()> {
 /// Adds a passphrase.
 pub async fn add(g: &Global, args: &KeyAddArgs) -> Result<()> {
     let repo = open_repo(g).await?;
-    let source = match (
-        &args.new_password_file,
-        std::env::var("LIFEBOAT_NEW_PASSWORD"),
-    ) {
-        (Some(f), _) => PasswordSource::File(f.clone()),
-        (None, Ok(p)) => PasswordSource::Env(p),
-        (None, Err(_)) => PasswordSource::Prompt,
-    };
-    let pass = password::read_new(&source, "new passphrase")?;
+    let pass = password::read_new(
+        &password::new_source(&args.new_password_file),
+        "new passphrase",
+    )?;
     let id = repo
         .add_key(
             pass.as_bytes(),

@@ -23,6 +23,7 @@ pub mod restore_postgres;
 pub mod runs;
 pub mod serve;
 pub mod snapshots;
+pub mod users;
 pub mod verify;
 pub mod wal;
 

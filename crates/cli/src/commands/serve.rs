@@ -14,6 +14,15 @@ use crate::commands::open_repo;
 use crate::exit::UsageError;
 use crate::settings::{FileSettings, Settings, config_path};
 
+/// The daemon's state directory: `--state-dir`, else `[serve] state_dir`,
+/// else the default.
+pub fn state_dir(given: Option<&PathBuf>, file: &FileSettings) -> PathBuf {
+    given
+        .cloned()
+        .or_else(|| file.serve.state_dir.clone())
+        .unwrap_or_else(default_state_dir)
+}
+
 /// Where the daemon keeps its state when not told.
 fn default_state_dir() -> PathBuf {
     if rustix::process::geteuid().is_root() {
@@ -81,11 +90,17 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
         .clone()
         .or_else(|| file.serve.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:9187".into());
-    let state_dir = args
-        .state_dir
-        .clone()
-        .or_else(|| file.serve.state_dir.clone())
-        .unwrap_or_else(default_state_dir);
+    let state_dir = state_dir(args.state_dir.as_ref(), &file);
+    let users = lifeboat_ops::access::UserStore::new(&state_dir);
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if !loopback && !users.has_users()? {
+        bail!(UsageError(format!(
+            "the API would listen on {listen} with no user to ask for: anyone who reaches it could start and pause jobs. \
+             Add one first (`lifeboat user add NAME --role admin`), or listen on 127.0.0.1"
+        )));
+    }
     let settings = Settings::resolve(g)?;
     let repo = open_repo(g).await?;
     let listener = lifeboat_server::bind(&listen).await?;
@@ -161,9 +176,16 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
+    let state = lifeboat_server::AppState {
+        shared,
+        access: Arc::new(lifeboat_server::Access {
+            users: Some(users),
+            limiter: Default::default(),
+        }),
+    };
     let server = tokio::spawn(lifeboat_server::serve(
         listener,
-        shared,
+        state,
         stopped(stop_rx.clone()),
     ));
     daemon.run(stopped(stop_rx)).await?;

@@ -125,12 +125,22 @@ pub struct Shared {
     pub requests: Mutex<Vec<Request>>,
     /// Set once the loop runs.
     pub ready: AtomicBool,
+    /// Audit entries from the HTTP side (logins, API actions) waiting for
+    /// the loop to append them to the repository's log.
+    pub audit: Mutex<Vec<lifeboat_repo::audit::AuditRecord>>,
 }
 
 impl Shared {
     /// Queues a request for the loop.
     pub fn request(&self, r: Request) {
         if let Ok(mut q) = self.requests.lock() {
+            q.push(r);
+        }
+    }
+
+    /// Queues an audit entry for the loop to append.
+    pub fn audit(&self, r: lifeboat_repo::audit::AuditRecord) {
+        if let Ok(mut q) = self.audit.lock() {
             q.push(r);
         }
     }
@@ -305,6 +315,7 @@ impl Daemon {
             }
             let now = Utc::now();
             self.handle_requests(&mut next, &mut pending, &active, now);
+            self.flush_audit().await;
             // Fires.
             for i in 0..self.jobs.len() {
                 let Some(fire) = next.get(&i).copied().filter(|f| *f <= now) else {
@@ -421,8 +432,26 @@ impl Daemon {
             }
             self.update_view(&next, &active);
         }
+        self.flush_audit().await;
         self.stop(active).await;
         Ok(())
+    }
+
+    /// Appends the HTTP side's audit entries to the repository's log.
+    async fn flush_audit(&self) {
+        let records: Vec<_> = self
+            .shared
+            .audit
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        for r in records {
+            if let Err(e) = self.repo.append_audit(r).await {
+                (self.log)(&format!(
+                    "warning: an audit entry could not be written: {e}"
+                ));
+            }
+        }
     }
 
     fn handle_requests(
