@@ -332,6 +332,23 @@ pub enum Command {
         after_help = "Examples:\n  lifeboat token create ann --label grafana\n  lifeboat token list\n  lifeboat token revoke 3f2a"
     )]
     Token(TokenCommand),
+    /// Ask the daemon to run a restore into a protected target once other
+    /// people approve it. Everything after `--` is the lifeboat command
+    /// that will run, exactly as a refused restore printed it.
+    #[command(
+        after_help = "Examples:\n  LIFEBOAT_TOKEN=lbt_… lifeboat request -- restore postgres latest --logical --db service=prod --clean"
+    )]
+    Request(RequestArgs),
+    /// Requests for restores into protected targets: their plans, hashes,
+    /// approvals and outcomes.
+    #[command(after_help = "Examples:\n  LIFEBOAT_TOKEN=lbt_… lifeboat requests")]
+    Requests(DaemonArgs),
+    /// Approve a request. --plan is the hash `lifeboat requests` shows:
+    /// the approval holds for that plan only.
+    #[command(
+        after_help = "Examples:\n  LIFEBOAT_TOKEN=lbt_… lifeboat approve 3f2a9c0d11aa --plan 5e0c…"
+    )]
+    Approve(ApproveArgs),
     /// Every scheduled job with its schedule (time zone shown) and next runs.
     #[command(after_help = "Examples:\n  lifeboat schedule")]
     Schedule(ScheduleArgs),
@@ -396,6 +413,39 @@ pub enum UserCommand {
     Remove(UserNameArgs),
     /// Set a user's password (read like `user add`'s).
     Passwd(UserNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The daemon's address (default: LIFEBOAT_DAEMON, else
+    /// http://[serve] listen, else http://127.0.0.1:9187). The token is
+    /// read from LIFEBOAT_TOKEN.
+    #[arg(long, value_name = "URL")]
+    pub daemon: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Break glass (admins only): run now without approval, for this
+    /// reason; alerted in the audit log and marked for review.
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// The lifeboat command to run (`restore …` or `recover …`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The request's id.
+    pub id: String,
+    /// The plan hash being approved.
+    #[arg(long, value_name = "HASH")]
+    pub plan: String,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 #[derive(Debug, Args)]

@@ -151,6 +151,9 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Audit(a) => commands::audit::audit(g, a).await,
         Command::User(c) => commands::users::user(g, c).await,
         Command::Token(c) => commands::users::token(g, c).await,
+        Command::Request(a) => commands::requests::request(g, a).await,
+        Command::Requests(a) => commands::requests::list(g, a).await,
+        Command::Approve(a) => commands::requests::approve(g, a).await,
         Command::Schedule(a) => commands::runs::schedule(g, a).await,
         Command::Alert(AlertCommand::Test) => commands::runs::alert_test(g).await,
     }

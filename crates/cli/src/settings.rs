@@ -110,6 +110,9 @@ pub struct FileSettings {
     /// Alert rules and routes.
     #[serde(default)]
     pub alerts: lifeboat_ops::config::AlertsConfig,
+    /// Approval of restores into protected sources.
+    #[serde(default)]
+    pub approvals: lifeboat_ops::config::ApprovalsConfig,
     /// How data subjects are found, for `erase` and the erasure replay of restores.
     #[serde(default)]
     pub erasure: Vec<lifeboat_postgres::erasure::ErasureRule>,

@@ -1132,3 +1132,212 @@ fn the_api_asks_who_is_calling_once_there_are_users_and_records_what_they_did() 
     });
     env.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_it() {
+    let env = Env::fs();
+    env.init();
+    let c = app_cluster(&env);
+    let conn = c.conninfo_db("app");
+    let cfg = config(
+        &env,
+        &c,
+        "protected = true\n\n[[job]]\nrun = \"backup\"\nsource = \"app\"\nevery = \"1h\"\n",
+        "[approvals]\nrequired = 1\nexpire = \"1h\"\n",
+    );
+    let cf = cfg.to_str().unwrap();
+    env.ok(&["--config", cf, "--source", "app", "backup"]);
+    c.psql_db("app", "DELETE FROM t WHERE v > 500");
+
+    // A direct restore into the protected database is refused, naming the
+    // command that asks for it, and the refusal is recorded.
+    let direct = env.run(&[
+        "--config",
+        cf,
+        "restore",
+        "postgres",
+        "latest",
+        "--logical",
+        "--db",
+        &conn,
+        "--clean",
+    ]);
+    assert_eq!(direct.code, 2, "{}", direct.stderr);
+    assert!(
+        direct.stderr.contains("protected target of source \"app\"")
+            && direct
+                .stderr
+                .contains("lifeboat request -- restore postgres latest --logical --db"),
+        "{}",
+        direct.stderr
+    );
+    assert_eq!(c.psql_db("app", "SELECT count(*) FROM t").trim(), "500");
+    let audit = env.ok(&["--json", "audit"]).json();
+    let refused = audit[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "restore postgres")
+        .cloned()
+        .unwrap();
+    assert_eq!(refused["exit"], 2, "{refused}");
+    assert_eq!(refused["details"]["protected"], "app", "{refused}");
+
+    let state = env.path().join("state");
+    let s = state.to_str().unwrap();
+    let token_for = |name: &str, role: &str| {
+        let out = env.run_with(
+            &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
+            &[
+                "--config",
+                cf,
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--state-dir",
+                s,
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        env.ok(&["--config", cf, "token", "create", name, "--state-dir", s])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let rita = token_for("rita", "restorer");
+    let ann = token_for("ann", "approver");
+    let adam = token_for("adam", "admin");
+    let d = Daemon::start(&env, &cfg, &state);
+    let url = format!("http://127.0.0.1:{}", d.port);
+    let as_user = |token: &str, args: &[&str]| {
+        let mut all = vec!["--config", cf];
+        all.extend_from_slice(args);
+        env.run_with(
+            &[("LIFEBOAT_TOKEN", token), ("LIFEBOAT_DAEMON", url.as_str())],
+            &all,
+        )
+    };
+
+    // An admin's own request cannot be approved by that admin.
+    let own = as_user(
+        &adam,
+        &[
+            "--json",
+            "request",
+            "--",
+            "restore",
+            "postgres",
+            "latest",
+            "--logical",
+            "--db",
+            &conn,
+            "--clean",
+        ],
+    );
+    assert_eq!(own.code, 0, "{}", own.stderr);
+    let own = own.json();
+    let selfish = as_user(
+        &adam,
+        &[
+            "approve",
+            own["id"].as_str().unwrap(),
+            "--plan",
+            own["hash"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(selfish.code, 2, "{}", selfish.stderr);
+    assert!(
+        selfish.stderr.contains("person who made it"),
+        "{}",
+        selfish.stderr
+    );
+
+    // The restorer asks; a restorer cannot approve; a wrong plan hash approves nothing.
+    let asked = as_user(
+        &rita,
+        &[
+            "--json",
+            "request",
+            "--",
+            "restore",
+            "postgres",
+            "latest",
+            "--logical",
+            "--db",
+            &conn,
+            "--clean",
+        ],
+    );
+    assert_eq!(asked.code, 0, "{}", asked.stderr);
+    let asked = asked.json();
+    let (id, hash) = (
+        asked["id"].as_str().unwrap(),
+        asked["hash"].as_str().unwrap(),
+    );
+    assert_eq!(asked["state"], "pending");
+    let by_restorer = as_user(&rita, &["approve", id, "--plan", hash]);
+    assert_eq!(by_restorer.code, 2, "{}", by_restorer.stderr);
+    let other_plan = as_user(&ann, &["approve", id, "--plan", &"0".repeat(64)]);
+    assert_eq!(other_plan.code, 2, "{}", other_plan.stderr);
+    assert!(
+        other_plan.stderr.contains("plan changed"),
+        "{}",
+        other_plan.stderr
+    );
+    assert_eq!(
+        c.psql_db("app", "SELECT count(*) FROM t").trim(),
+        "500",
+        "nothing ran yet"
+    );
+
+    // The approver approves that plan; the daemon restores.
+    let approved = as_user(&ann, &["--json", "approve", id, "--plan", hash]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    d.wait("the approved restore to end", || {
+        let all = as_user(&ann, &["--json", "requests"]).json();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id && r["state"] == "done")
+    });
+    let all = as_user(&ann, &["--json", "requests"]).json();
+    let done = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        done["exit"],
+        0,
+        "{done}; log: {:?}",
+        std::fs::read_to_string(state.join("requests").join(format!("{id}.log")))
+    );
+    assert_eq!(c.psql_db("app", "SELECT count(*) FROM t").trim(), "1000");
+
+    // The audit log tells the whole story.
+    d.wait("the approval's audit entries", || {
+        let log = env.ok(&["--json", "audit"]).json();
+        let entries = log[0]["entries"].as_array().cloned().unwrap_or_default();
+        let has = |action: &str, actor: &str, outcome: &str| {
+            entries.iter().any(|e| {
+                e["action"] == action
+                    && e["actor"].as_str().unwrap_or("").starts_with(actor)
+                    && e["outcome"] == outcome
+            })
+        };
+        has("request", "rita (API)", "ok")
+            && has("approve", "adam (API)", "refused")
+            && has("approve", "ann (API)", "ok")
+            && has("run approved request", "lifeboat serve", "ok")
+            && entries.iter().any(|e| {
+                e["action"] == "restore postgres"
+                    && e["outcome"] == "ok"
+                    && e["details"]["request"] == id
+            })
+    });
+    env.ok(&["audit", "verify"]);
+}

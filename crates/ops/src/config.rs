@@ -105,6 +105,20 @@ pub struct SourceConfig {
     pub secret_access_key_file: Option<PathBuf>,
     /// How old its newest backup may be (default: `[targets] rpo`).
     pub rpo: Option<String>,
+    /// A production target: a restore into its data directory, database
+    /// or bucket needs other people's approval (`[approvals]`).
+    #[serde(default)]
+    pub protected: bool,
+}
+
+/// `[approvals]`: two-person approval of restores into protected targets.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Distinct approvers a request needs, never its requester (default 1).
+    pub required: Option<u32>,
+    /// How long a request waits for its approvals (default `24h`).
+    pub expire: Option<String>,
 }
 
 /// A `[[set]]`: sources backed up back to back by `backup --set NAME`

@@ -23,6 +23,12 @@ pub struct Access {
     pub users: Option<UserStore>,
     /// Wrong passwords per user and address.
     pub limiter: LoginLimiter,
+    /// Requests for restores into protected targets; `None`: none taken.
+    pub requests: Option<lifeboat_ops::access::requests::RequestStore>,
+    /// Approvals a request needs.
+    pub approvals_required: u32,
+    /// How long a request waits for them.
+    pub approvals_expire: chrono::Duration,
 }
 
 /// Who made a request, once allowed.
@@ -71,7 +77,8 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn refuse(status: StatusCode, why: &str) -> Refusal {
+/// A refusal with `status` saying `why`.
+pub(crate) fn refuse(status: StatusCode, why: &str) -> Refusal {
     Refusal {
         status,
         message: why.to_string(),

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod requests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,10 +63,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/jobs/{name}/run", post(run_now))
+        .route("/api/requests", get(requests::list).post(requests::create))
+        .route("/api/requests/{id}/approve", post(requests::approve))
         .with_state(state)
 }
 
-type Peer = ConnectInfo<SocketAddr>;
+/// The caller's address.
+pub(crate) type Peer = ConnectInfo<SocketAddr>;
 
 /// Records an allowed API action in the audit log.
 fn record(state: &AppState, caller: &auth::Caller, action: &str, details: &[(&str, &str)]) {

@@ -287,6 +287,17 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
         },
         &args.conn,
     );
+    if !args.dry_run {
+        use lifeboat_ops::access::protect::Destination;
+        let into = match (&args.to, args.in_place) {
+            (_, true) => Some(origin.as_str()),
+            (Some(to), false) if to.starts_with("s3://") => Some(to.as_str()),
+            _ => None,
+        };
+        if let Some(b) = into {
+            crate::commands::protect::guard(g, Destination::Bucket(b), b).await?;
+        }
+    }
     let target = match (&args.to, args.in_place) {
         (_, true) => {
             BucketTarget::Bucket(Box::new(BucketClient::new(&elsewhere(&base, &origin)?)?))

@@ -61,7 +61,8 @@ pub fn tablespace_maps(maps: &[String]) -> Result<Vec<(u32, PathBuf)>> {
         .collect()
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` quoted for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
@@ -138,12 +139,26 @@ fn target(args: &RestorePostgresArgs, reporter: &Reporter) -> Result<Target> {
 
 /// Restores a base backup and recovers it.
 pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
+    use lifeboat_ops::access::protect::Destination;
     if args.logical {
+        if let Some(db) = &args.db
+            && !args.dry_run
+        {
+            crate::commands::protect::guard(g, Destination::Database(db), "this database").await?;
+        }
         return crate::commands::logical::restore(g, args).await;
     }
     let Some(target_dir) = args.target_dir.clone() else {
         bail!(UsageError("--target-dir is required".into()));
     };
+    if !args.dry_run {
+        crate::commands::protect::guard(
+            g,
+            Destination::Directory(&target_dir),
+            &format!("{}", target_dir.display()),
+        )
+        .await?;
+    }
     let settings = Settings::resolve(g)?;
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);

@@ -85,6 +85,11 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
         &file.serve.refresh,
         Duration::from_secs(60),
     )?;
+    let approvals_expire = duration(
+        "[approvals] expire",
+        &file.approvals.expire,
+        Duration::from_secs(24 * 3600),
+    )?;
     let listen = args
         .listen
         .clone()
@@ -181,6 +186,12 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
         access: Arc::new(lifeboat_server::Access {
             users: Some(users),
             limiter: Default::default(),
+            requests: Some(lifeboat_ops::access::requests::RequestStore::new(
+                &state_dir,
+            )),
+            approvals_required: file.approvals.required.unwrap_or(1).max(1),
+            approvals_expire: chrono::Duration::from_std(approvals_expire)
+                .unwrap_or(chrono::Duration::hours(24)),
         }),
     };
     let server = tokio::spawn(lifeboat_server::serve(

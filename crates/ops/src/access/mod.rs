@@ -2,7 +2,9 @@
 //! (Argon2id) and API tokens (stored hashed, revocable), kept in the
 //! daemon's state directory; and the limit on wrong passwords.
 
+pub mod protect;
 pub mod ratelimit;
+pub mod requests;
 pub mod roles;
 pub mod users;
 

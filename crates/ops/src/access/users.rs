@@ -183,6 +183,48 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
+/// Reads a JSON file of the state directory; `None` when it does not exist.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| AccessError::Damaged {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(AccessError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Replaces a JSON file of the state directory atomically, readable by its
+/// owner only.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source: std::io::Error| AccessError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| AccessError::Damaged {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    tmp.write_all(&json).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
 impl UserStore {
     /// The store in `state_dir` (created on the first write).
     pub fn new(state_dir: &Path) -> Self {
@@ -196,41 +238,12 @@ impl UserStore {
         &self.path
     }
 
-    fn io(&self, source: std::io::Error) -> AccessError {
-        AccessError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
     fn load(&self) -> Result<StoreFile> {
-        match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| AccessError::Damaged {
-                path: self.path.clone(),
-                detail: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoreFile::default()),
-            Err(e) => Err(self.io(e)),
-        }
+        Ok(read_json(&self.path)?.unwrap_or_default())
     }
 
     fn save(&self, f: &StoreFile) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::PermissionsExt;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.io(e))?;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| self.io(e))?;
-        let json = serde_json::to_vec_pretty(f).map_err(|e| AccessError::Damaged {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })?;
-        tmp.write_all(&json).map_err(|e| self.io(e))?;
-        tmp.as_file().sync_all().map_err(|e| self.io(e))?;
-        tmp.persist(&self.path).map_err(|e| self.io(e.error))?;
-        Ok(())
+        write_json(&self.path, f)
     }
 
     /// Whether any user exists (without users the API is open to whoever

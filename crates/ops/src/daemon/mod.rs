@@ -20,6 +20,7 @@
 //! metrics, status and alerts read are cached here and refreshed after each
 //! run and every `refresh`, so nothing that reads them lists the repository.
 
+mod approved;
 mod children;
 pub mod plan;
 pub mod state;
@@ -316,6 +317,7 @@ impl Daemon {
             let now = Utc::now();
             self.handle_requests(&mut next, &mut pending, &active, now);
             self.flush_audit().await;
+            self.run_approved();
             // Fires.
             for i in 0..self.jobs.len() {
                 let Some(fire) = next.get(&i).copied().filter(|f| *f <= now) else {

@@ -1,0 +1,63 @@
+//! The guard in front of restores into protected targets: refused (exit 2)
+//! with the command that asks for approval, unless this process is the
+//! daemon running that approved request.
+
+use anyhow::{Result, bail};
+use lifeboat_ops::access::protect::{Destination, protected_by};
+use lifeboat_ops::access::requests::RequestStore;
+
+use crate::cli::Global;
+use crate::commands::restore_postgres::shell_quote;
+use crate::exit::UsageError;
+use crate::settings::FileSettings;
+
+/// This command's arguments from its verb (`restore` or `recover`) on.
+fn plan_command() -> Vec<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let from = args
+        .iter()
+        .position(|a| a == "restore" || a == "recover")
+        .unwrap_or(0);
+    args[from..].to_vec()
+}
+
+/// Refuses a restore into `dest` when a protected source owns it.
+pub async fn guard(g: &Global, dest: Destination<'_>, what: &str) -> Result<()> {
+    let file = FileSettings::load(g)?;
+    let Some(source) = protected_by(&file.source, dest) else {
+        return Ok(());
+    };
+    let name = source.name.get_ref().clone();
+    if let (Ok(id), Some(dir)) = (
+        std::env::var("LIFEBOAT_APPROVED_REQUEST"),
+        std::env::var_os("LIFEBOAT_STATE_DIR"),
+    ) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if RequestStore::new(std::path::Path::new(&dir)).authorizes(&id, &args)? {
+            crate::audit::detail("request", id);
+            return Ok(());
+        }
+        bail!(UsageError(format!(
+            "request {id} does not authorize this command: it is not running, or its plan is another"
+        )));
+    }
+    // Unlock the repository so that the refusal is recorded.
+    let _ = crate::commands::open_repo(g).await;
+    crate::audit::detail("protected", name.clone());
+    let quoted: Vec<String> = plan_command().iter().map(|a| quote_if_needed(a)).collect();
+    let required = file.approvals.required.unwrap_or(1);
+    bail!(UsageError(format!(
+        "{what} is the protected target of source {name:?}: a restore into it needs {required} \
+         other person's approval. Ask for it through the daemon:\n  lifeboat request -- {}\n\
+         An approver then runs `lifeboat requests` and `lifeboat approve ID --plan HASH`, and the daemon restores.",
+        quoted.join(" ")
+    )))
+}
+
+/// `s` as a shell word: unchanged when it has nothing a shell would read.
+fn quote_if_needed(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c));
+    if plain { s.to_string() } else { shell_quote(s) }
+}

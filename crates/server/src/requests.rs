@@ -1,0 +1,225 @@
+//! The approval API: restorers ask for a restore into a protected target,
+//! approvers approve it bound to its plan's hash, and the daemon runs it.
+//! `GET /api/requests`, `POST /api/requests`, `POST /api/requests/{id}/approve`.
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use lifeboat_ops::access::Permission;
+use lifeboat_ops::access::requests::{Plan, RequestError, RequestStore};
+use lifeboat_repo::audit::AuditRecord;
+use serde::Deserialize;
+
+use crate::{AppState, Peer, auth};
+
+/// `POST /api/requests`.
+#[derive(Debug, Deserialize)]
+pub struct NewRequest {
+    /// The `lifeboat` arguments from the verb on.
+    pub command: Vec<String>,
+    /// The protected source it reaches.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Break glass (admins only): run without approval, for this reason.
+    #[serde(default)]
+    pub break_glass: Option<String>,
+}
+
+/// `POST /api/requests/{id}/approve`.
+#[derive(Debug, Deserialize)]
+pub struct ApproveBody {
+    /// The plan hash the approver read.
+    pub hash: String,
+}
+
+fn store(state: &AppState) -> Result<&RequestStore, auth::Refusal> {
+    state
+        .access
+        .requests
+        .as_ref()
+        .ok_or_else(|| auth::refuse(StatusCode::NOT_FOUND, "this daemon takes no requests"))
+}
+
+fn status_of(e: &RequestError) -> StatusCode {
+    match e {
+        RequestError::Unknown(_) => StatusCode::NOT_FOUND,
+        RequestError::SelfApproval => StatusCode::FORBIDDEN,
+        RequestError::Expired(_) => StatusCode::GONE,
+        RequestError::PlanChanged { .. }
+        | RequestError::AlreadyApproved(_)
+        | RequestError::NotPending(_) => StatusCode::CONFLICT,
+        RequestError::BadPlan(_) => StatusCode::BAD_REQUEST,
+        RequestError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn audit(
+    state: &AppState,
+    caller: &auth::Caller,
+    action: &str,
+    outcome: Result<&str, String>,
+    details: Vec<(&str, String)>,
+) {
+    let (outcome, error) = match outcome {
+        Ok(o) => (o.to_string(), None),
+        Err(e) => ("refused".to_string(), Some(e)),
+    };
+    state.shared.audit(AuditRecord {
+        actor: caller.actor(),
+        from: caller.address.clone(),
+        action: action.into(),
+        outcome,
+        error,
+        details: details
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ..Default::default()
+    });
+}
+
+/// Lists the requests.
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = auth::authorize(
+        &state.shared,
+        &state.access,
+        &headers,
+        peer,
+        Permission::View,
+        "requests",
+    ) {
+        return r.into_response();
+    }
+    let store = match store(&state) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.list(Utc::now()) {
+        Ok(all) => Json(all).into_response(),
+        Err(e) => (status_of(&e), format!("{e}\n")).into_response(),
+    }
+}
+
+/// Makes a request (or, for an admin with a reason, breaks glass).
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Json(body): Json<NewRequest>,
+) -> Response {
+    let need = if body.break_glass.is_some() {
+        Permission::Administer
+    } else {
+        Permission::Restore
+    };
+    let action = if body.break_glass.is_some() {
+        "break glass"
+    } else {
+        "request"
+    };
+    let caller = match auth::authorize(&state.shared, &state.access, &headers, peer, need, action) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let store = match store(&state) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if body
+        .break_glass
+        .as_deref()
+        .is_some_and(|r| r.trim().is_empty())
+    {
+        return (StatusCode::BAD_REQUEST, "break glass needs a reason\n").into_response();
+    }
+    let requester = caller
+        .user
+        .as_ref()
+        .map_or("anonymous".to_string(), |u| u.name.clone());
+    let plan = Plan {
+        command: body.command,
+        source: body.source,
+    };
+    let command = plan.command.join(" ");
+    match store.create(
+        plan,
+        &requester,
+        state.access.approvals_required,
+        state.access.approvals_expire,
+        body.break_glass.clone(),
+        Utc::now(),
+    ) {
+        Ok(r) => {
+            let mut details = vec![
+                ("request", r.id.clone()),
+                ("plan", r.hash.clone()),
+                ("command", command),
+            ];
+            if let Some(why) = &r.break_glass {
+                details.push(("reason", why.clone()));
+                details.push(("review", "needed".into()));
+            }
+            audit(&state, &caller, action, Ok("ok"), details);
+            (StatusCode::CREATED, Json(r)).into_response()
+        }
+        Err(e) => {
+            audit(
+                &state,
+                &caller,
+                action,
+                Err(e.to_string()),
+                vec![("command", command)],
+            );
+            (status_of(&e), format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// Approves a request, bound to the plan hash given.
+pub async fn approve(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<ApproveBody>,
+) -> Response {
+    let caller = match auth::authorize(
+        &state.shared,
+        &state.access,
+        &headers,
+        peer,
+        Permission::Approve,
+        "approve",
+    ) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let store = match store(&state) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let Some(user) = caller.user.clone() else {
+        return (
+            StatusCode::FORBIDDEN,
+            "approvals need users: an anonymous caller cannot be told apart from the requester\n",
+        )
+            .into_response();
+    };
+    let details = vec![("request", id.clone()), ("plan", body.hash.clone())];
+    match store.approve(&id, &user, &body.hash, Utc::now()) {
+        Ok(r) => {
+            audit(&state, &caller, "approve", Ok("ok"), details);
+            Json(r).into_response()
+        }
+        Err(e) => {
+            audit(&state, &caller, "approve", Err(e.to_string()), details);
+            (status_of(&e), format!("{e}\n")).into_response()
+        }
+    }
+}
