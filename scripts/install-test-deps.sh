@@ -47,6 +47,8 @@ EXTRA=()
 [ -f "/usr/share/postgresql/$MAJOR/extension/pg_cron.control" ] || EXTRA+=("postgresql-$MAJOR-cron")
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || EXTRA+=(pgbouncer)
 command -v promtool >/dev/null 2>&1 || EXTRA+=(prometheus)
+# Browser tests of the dashboard: Chromium driven over WebDriver.
+command -v chromedriver >/dev/null 2>&1 || EXTRA+=(chromium chromium-driver)
 if [ ${#EXTRA[@]} -gt 0 ]; then
   echo "installing ${EXTRA[*]} from Debian's packages" >&2
   sudo_cmd=""

@@ -29,6 +29,8 @@ pub struct Access {
     pub approvals_required: u32,
     /// How long a request waits for them.
     pub approvals_expire: chrono::Duration,
+    /// Dashboard sessions.
+    pub sessions: crate::dashboard::session::Sessions,
 }
 
 /// Who made a request, once allowed.

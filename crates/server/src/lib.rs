@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod dashboard;
 pub mod requests;
 
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     /// Users, tokens and the login limit.
     pub access: Arc<Access>,
+    /// The repository, for the audit log page.
+    pub repo: Option<lifeboat_repo::Repository>,
 }
 
 /// What can go wrong starting the server.
@@ -65,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{name}/run", post(run_now))
         .route("/api/requests", get(requests::list).post(requests::create))
         .route("/api/requests/{id}/approve", post(requests::approve))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

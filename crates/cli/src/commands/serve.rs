@@ -143,6 +143,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
             .to_std()
             .unwrap_or(Duration::from_secs(30 * 86400)),
     };
+    let audit_repo = repo.clone();
     let daemon = Daemon::new(
         repo,
         jobs,
@@ -192,7 +193,9 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
             approvals_required: file.approvals.required.unwrap_or(1).max(1),
             approvals_expire: chrono::Duration::from_std(approvals_expire)
                 .unwrap_or(chrono::Duration::hours(24)),
+            sessions: Default::default(),
         }),
+        repo: Some(audit_repo),
     };
     let server = tokio::spawn(lifeboat_server::serve(
         listener,

@@ -102,6 +102,23 @@ pub struct JobView {
     pub last: Option<RunRecord>,
 }
 
+/// A backed-up source as the dashboard shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceView {
+    /// Its name.
+    pub name: String,
+    /// Its kind (`postgres`, `postgres-logical`, `files`, `bucket`).
+    pub kind: String,
+    /// Whether restores into it need approval.
+    pub protected: bool,
+    /// How old its newest backup may be, in seconds.
+    pub rpo_seconds: i64,
+    /// Its newest successful backup.
+    pub last_success: Option<DateTime<Utc>>,
+    /// When its snapshots of the last 30 days were taken, oldest first.
+    pub snapshots: Vec<DateTime<Utc>>,
+}
+
 /// What the daemon shows.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct View {
@@ -113,6 +130,10 @@ pub struct View {
     pub jobs: Vec<JobView>,
     /// Alerts that hold.
     pub alerts: Vec<Alert>,
+    /// Every backed-up source.
+    pub sources: Vec<SourceView>,
+    /// The newest runs (at most 500), oldest first.
+    pub runs: Vec<RunRecord>,
 }
 
 /// What the daemon shares with its HTTP side.
@@ -185,6 +206,8 @@ pub struct Daemon {
     state: DaemonState,
     runs: Vec<RunRecord>,
     snapshots_of: BTreeMap<String, DateTime<Utc>>,
+    /// Per source, when its snapshots of the last 30 days were taken.
+    snapshot_times: BTreeMap<String, Vec<DateTime<Utc>>>,
     /// The snapshots read so far (each is read once).
     snapshot_cache: lifeboat_repo::SnapshotCache,
     archive_lag: Vec<(String, i64)>,
@@ -246,6 +269,7 @@ impl Daemon {
             state,
             runs: Vec::new(),
             snapshots_of: BTreeMap::new(),
+            snapshot_times: BTreeMap::new(),
             snapshot_cache: Default::default(),
             archive_lag: Vec::new(),
             stored_bytes: None,

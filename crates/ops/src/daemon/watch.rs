@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{Active, Daemon, JobView};
+use super::{Active, Daemon, JobView, SourceView};
 use crate::alerts::{self, Notification, rules};
 use crate::config::{JobKind, SourceConfig, SourceKind};
 use crate::metrics::{ClusterLabels, Metrics};
@@ -104,6 +104,8 @@ impl Daemon {
                 // Backups made without the daemon count too (tagged with
                 // their source).
                 self.snapshots_of.clear();
+                self.snapshot_times.clear();
+                let since = Utc::now() - chrono::Duration::days(30);
                 for e in &s {
                     for src in e
                         .snapshot
@@ -116,6 +118,12 @@ impl Daemon {
                             .entry(src.to_string())
                             .or_insert(e.snapshot.time);
                         *t = (*t).max(e.snapshot.time);
+                        if e.snapshot.time >= since {
+                            self.snapshot_times
+                                .entry(src.to_string())
+                                .or_default()
+                                .push(e.snapshot.time);
+                        }
                     }
                 }
                 s
@@ -293,10 +301,35 @@ impl Daemon {
                 last: self.runs.iter().rev().find(|r| r.job == j.name).cloned(),
             })
             .collect();
+        let sources = self
+            .backed_up_sources()
+            .iter()
+            .map(|s| {
+                let name = s.name.get_ref().clone();
+                let mut snapshots = self.snapshot_times.get(&name).cloned().unwrap_or_default();
+                snapshots.sort();
+                SourceView {
+                    kind: s.kind.as_str().to_string(),
+                    protected: s.protected,
+                    rpo_seconds: s
+                        .rpo
+                        .as_deref()
+                        .and_then(|r| crate::duration::parse("rpo", r).ok())
+                        .unwrap_or(self.opts.default_rpo)
+                        .as_secs() as i64,
+                    last_success: self.last_success(&name),
+                    snapshots,
+                    name,
+                }
+            })
+            .collect();
+        let runs = self.runs[self.runs.len().saturating_sub(500)..].to_vec();
         if let Ok(mut v) = self.shared.view.lock() {
             v.started.get_or_insert_with(Utc::now);
             v.paused = self.state.paused;
             v.jobs = jobs;
+            v.sources = sources;
+            v.runs = runs;
         }
         // Ages move with the clock.
         let now = Utc::now();

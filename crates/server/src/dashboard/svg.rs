@@ -1,0 +1,114 @@
+//! Charts as inline SVG, readable without JavaScript: a source's backups on
+//! a 30-day line with its recoverable window, and drills' recovery times.
+
+use chrono::{DateTime, Duration, Utc};
+
+const WIDTH: f64 = 720.0;
+
+fn x_of(t: DateTime<Utc>, from: DateTime<Utc>, span: f64) -> f64 {
+    let s = (t - from).num_seconds() as f64;
+    (s / span * WIDTH).clamp(0.0, WIDTH)
+}
+
+/// The last 30 days: each snapshot a tick; for continuously archived
+/// sources (`pitr`), the window from the oldest snapshot to now as a band.
+pub fn timeline(snapshots: &[DateTime<Utc>], pitr: bool, now: DateTime<Utc>) -> String {
+    let from = now - Duration::days(30);
+    let span = (now - from).num_seconds() as f64;
+    let mut out = format!(
+        "<svg class=\"timeline\" viewBox=\"0 0 {WIDTH} 48\" role=\"img\" aria-label=\"backups of the last 30 days\" preserveAspectRatio=\"none\">\
+         <rect x=\"0\" y=\"16\" width=\"{WIDTH}\" height=\"16\" class=\"track\"/>"
+    );
+    if pitr && let Some(first) = snapshots.first() {
+        let x = x_of(*first, from, span);
+        out.push_str(&format!(
+            "<rect x=\"{x:.1}\" y=\"16\" width=\"{:.1}\" height=\"16\" class=\"window\"><title>recoverable to any second from {}</title></rect>",
+            WIDTH - x,
+            first.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    for t in snapshots {
+        let x = x_of(*t, from, span);
+        out.push_str(&format!(
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"8\" y2=\"40\" class=\"snap\"><title>{}</title></line>",
+            t.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    // The dates are HTML under the drawing, which stretches to its box.
+    out.push_str(&format!(
+        "</svg><div class=\"axis\"><span>{}</span><span>now</span></div>",
+        from.format("%b %d")
+    ));
+    out
+}
+
+/// Bars of drills' measured recovery times, oldest left, with the target
+/// as a line when there is one.
+pub fn rto_chart(drills: &[(DateTime<Utc>, f64, bool)], target: Option<f64>) -> String {
+    let height = 140.0;
+    let max = drills
+        .iter()
+        .map(|(_, s, _)| *s)
+        .chain(target)
+        .fold(1.0_f64, f64::max)
+        * 1.15;
+    let n = drills.len().max(1) as f64;
+    let bar = (WIDTH / n).min(48.0);
+    let mut out = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {}\" role=\"img\" aria-label=\"recovery time of each drill\">",
+        height + 20.0
+    );
+    for (i, (t, secs, ok)) in drills.iter().enumerate() {
+        let h = secs / max * height;
+        let x = i as f64 * bar;
+        out.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" class=\"{}\"><title>{}: {secs:.0} s</title></rect>",
+            x + 2.0,
+            height - h,
+            bar - 4.0,
+            if *ok { "bar ok" } else { "bar bad" },
+            t.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    if let Some(t) = target {
+        let y = height - t / max * height;
+        out.push_str(&format!(
+            "<line x1=\"0\" x2=\"{WIDTH}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"target\"/><text x=\"{WIDTH}\" y=\"{:.1}\" text-anchor=\"end\" class=\"axis\">RTO target {t:.0} s</text>",
+            y - 4.0
+        ));
+    }
+    out.push_str(&format!(
+        "<text x=\"0\" y=\"{}\" class=\"axis\">{} drill(s)</text></svg>",
+        height + 16.0,
+        drills.len()
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_inside_the_window_are_drawn_and_older_ones_pinned_to_its_start() {
+        let now = Utc::now();
+        let svg = timeline(
+            &[now - Duration::days(40), now - Duration::days(1)],
+            true,
+            now,
+        );
+        assert_eq!(svg.matches("class=\"snap\"").count(), 2);
+        assert!(svg.contains("x1=\"0.0\""), "{svg}");
+        assert!(svg.contains("class=\"window\""));
+        assert!(!timeline(&[], true, now).contains("class=\"window\""));
+    }
+
+    #[test]
+    fn failed_drills_are_marked_and_the_target_drawn() {
+        let now = Utc::now();
+        let svg = rto_chart(&[(now, 30.0, true), (now, 90.0, false)], Some(60.0));
+        assert!(
+            svg.contains("bar ok") && svg.contains("bar bad") && svg.contains("RTO target 60 s")
+        );
+    }
+}
