@@ -5,8 +5,9 @@
 # Builds a local repository holding SNAPS snapshots of one declared source
 # and RUNS run records (crates/ops/examples/fill_history.rs), starts the
 # daemon on it with a job that does not fire during the run, then:
-#   - latency: N requests each of GET /metrics and GET /api/status (curl's
-#     time_total; median and 95th percentile), and `lifeboat status` and
+#   - latency: N requests each of GET /metrics, GET /api/status and the
+#     dashboard's overview and audit pages, signed in (curl's time_total;
+#     median, 95th and 99th percentile), and `lifeboat status` and
 #     `lifeboat runs` on the same repository (median of 3), for scale;
 #   - idle: resident memory (VmRSS, sampled every 10 s; the peak) and CPU
 #     time (utime + stime from /proc) over IDLE seconds.
@@ -50,6 +51,8 @@ EOF
 export LIFEBOAT_CONFIG=$OUT/lifeboat.toml
 "$LB" -q init
 "$LB" -q --source app backup
+LIFEBOAT_NEW_PASSWORD="bench user password" "$LB" -q user add bench --role admin --state-dir "$OUT/state"
+TOKEN=$("$LB" -q token create bench --state-dir "$OUT/state")
 echo "filling the history: $SNAPS snapshots, $RUNS run records" >&2
 t0=$(date +%s.%N)
 "$FILL" "$REPO" "$SNAPS" "$RUNS"
@@ -66,13 +69,21 @@ START=$(python3 -c "print(round($(date +%s.%N) - $t0, 2))")
 stats() { python3 -c '
 import statistics, sys
 v = sorted(float(x) * 1000 for x in sys.stdin.read().split())
-p95 = v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]
-print(f"median {statistics.median(v):.2f} ms, p95 {p95:.2f} ms ({len(v)} requests)")'; }
-timed() { for _ in $(seq 1 "$N"); do curl -fs -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$PORT$1"; done; }
+p = lambda q: v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+print(f"median {statistics.median(v):.2f} ms, p95 {p(0.95):.2f} ms, p99 {p(0.99):.2f} ms ({len(v)} requests)")'; }
+timed() { for _ in $(seq 1 "$N"); do curl -fs -o /dev/null -H "Cookie: lb_session=${SESSION:-}" -H "Authorization: Bearer $TOKEN" -w '%{time_total}\n' "http://127.0.0.1:$PORT$1"; done; }
 cli3() { for _ in 1 2 3; do /usr/bin/env time -f %e "$LB" "$@" >/dev/null 2>>"$OUT/cli.time" || true; tail -n1 "$OUT/cli.time"; done; }
 
 METRICS=$(timed /metrics | stats)
+# Signed in to the dashboard: the login form's CSRF cookie, then the session.
+LOGIN=$(curl -fs -D - "http://127.0.0.1:$PORT/login")
+CSRF=$(sed -n 's/.*lb_login=\([0-9a-f]*\).*/\1/p' <<<"$LOGIN" | head -1)
+SESSION=$(curl -fs -D - -o /dev/null -H "Cookie: lb_login=$CSRF" \
+  --data "user=bench&password=bench+user+password&csrf=$CSRF" "http://127.0.0.1:$PORT/login" |
+  sed -n 's/.*lb_session=\([0-9a-f]*\).*/\1/p' | head -1)
 STATUS=$(timed /api/status | stats)
+OVERVIEW=$(timed / | stats)
+AUDIT=$(timed /audit | stats)
 : >"$OUT/cli.time"
 CLI_STATUS=$(cli3 status | python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.stdin.read().split()):.2f} s")')
 CLI_RUNS=$(cli3 runs | python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.stdin.read().split()):.2f} s")')
@@ -97,6 +108,8 @@ echo "lifeboat serve, $SNAPS snapshots and $RUNS run records in a local reposito
 echo "  start-up to healthy:     $START s"
 echo "  GET /metrics:            $METRICS"
 echo "  GET /api/status:         $STATUS"
+echo "  dashboard overview:      $OVERVIEW"
+echo "  dashboard audit log:     $AUDIT"
 echo "  lifeboat status (CLI):   $CLI_STATUS (median of 3; lists the repository)"
 echo "  lifeboat runs (CLI):     $CLI_RUNS (median of 3)"
 python3 - "$c0" "$c1" "$HZ" "$IDLE" "$first" "$last" "$peak" <<'EOF'

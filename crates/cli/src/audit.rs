@@ -116,15 +116,6 @@ pub async fn record(action: &str, result: &anyhow::Result<u8>) {
 fn arguments() -> Vec<String> {
     std::env::args()
         .skip(1)
-        .map(|a| {
-            let value = a.split_once('=').map_or(a.as_str(), |(_, v)| v);
-            if lifeboat_postgres::sql::has_password(&a)
-                || lifeboat_postgres::sql::has_password(value)
-            {
-                "(a connection string with a password, left out)".to_string()
-            } else {
-                a
-            }
-        })
+        .map(|a| lifeboat_postgres::sql::loggable_argument(&a))
         .collect()
 }

@@ -1139,11 +1139,15 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
     env.init();
     let c = app_cluster(&env);
     let conn = c.conninfo_db("app");
+    let hook = Receiver::start();
     let cfg = config(
         &env,
         &c,
         "protected = true\n\n[[job]]\nrun = \"backup\"\nsource = \"app\"\nevery = \"1h\"\n",
-        "[approvals]\nrequired = 1\nexpire = \"1h\"\n",
+        &format!(
+            "[approvals]\nrequired = 1\nexpire = \"1h\"\n[alerts]\ndisk_full = \"100%\"\n[[alerts.route]]\nwebhook = \"http://127.0.0.1:{}/hook\"\n",
+            hook.port
+        ),
     );
     let cf = cfg.to_str().unwrap();
     env.ok(&["--config", cf, "--source", "app", "backup"]);
@@ -1291,6 +1295,17 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
         "500",
         "nothing ran yet"
     );
+    // Approvers are told through the alert routes.
+    let said = |words: &str| {
+        hook.bodies()
+            .iter()
+            .any(|b| b["summary"].as_str().is_some_and(|s| s.contains(words)))
+    };
+    d.wait("the request's notification", || {
+        said(&format!(
+            "restore request {id} by rita (API) waits for approval"
+        ))
+    });
 
     // The approver approves that plan; the daemon restores.
     let approved = as_user(&ann, &["--json", "approve", id, "--plan", hash]);
@@ -1317,6 +1332,9 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
         std::fs::read_to_string(state.join("requests").join(format!("{id}.log")))
     );
     assert_eq!(c.psql_db("app", "SELECT count(*) FROM t").trim(), "1000");
+    d.wait("the outcome's notification", || {
+        said(&format!("approved restore {id} ended: ok"))
+    });
 
     // The audit log tells the whole story.
     d.wait("the approval's audit entries", || {

@@ -121,6 +121,27 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
         let raw = std::fs::read(f).unwrap();
         assert!(!raw.windows(SUBJECT.len()).any(|w| w == SUBJECT.as_bytes()));
     }
+    // The ledger travels with `copy`: a restore from the replica re-applies it too.
+    let replica = Env::fs();
+    let out = env.run_with(
+        &[("LIFEBOAT_TO_PASSWORD", "replica passphrase")],
+        &[
+            "--json",
+            "copy",
+            "--to",
+            &replica.repo,
+            "--init",
+            "--kdf-memory",
+            "19",
+            "--kdf-iterations",
+            "2",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["erasures_copied"], 1, "{}", out.stdout);
+    let replica = replica.with_var("LIFEBOAT_PASSWORD", "replica passphrase");
+    let copied = replica.ok(&["--json", "erasures"]).json();
+    assert_eq!(copied["entries"], ledger["entries"], "{copied}");
 
     // A restore of the backup taken before the erasure: the subject is gone.
     c.psql("CREATE DATABASE restored");

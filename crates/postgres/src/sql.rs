@@ -149,6 +149,17 @@ pub fn has_password(conninfo: &str) -> bool {
         .is_some_and(|c| c.get_password().is_some())
 }
 
+/// A command-line argument fit to be logged: unchanged, unless it is (or,
+/// as `--flag=VALUE`, holds) a connection string carrying a password.
+pub fn loggable_argument(arg: &str) -> String {
+    let value = arg.split_once('=').map_or(arg, |(_, v)| v);
+    if has_password(arg) || has_password(value) {
+        "(a connection string with a password, left out)".to_string()
+    } else {
+        arg.to_string()
+    }
+}
+
 /// Connects; the connection is driven by a background task. Unix sockets
 /// never use TLS; TCP connections use it as `sslmode` says.
 pub async fn connect(config: &PgConfig) -> Result<Client> {

@@ -146,7 +146,7 @@ pub async fn create(
         command: body.command,
         source: body.source,
     };
-    let command = plan.command.join(" ");
+    let command = plan.shown();
     match store.create(
         plan,
         &requester,

@@ -62,7 +62,7 @@ async fn call(
 
 fn print_request(r: &Request) -> Result<()> {
     outln!("request {} ({}) by {}", r.id, r.state.name(), r.requester);
-    outln!("  runs:     lifeboat {}", r.plan.command.join(" "));
+    outln!("  runs:     lifeboat {}", r.plan.shown());
     outln!("  plan:     {}", r.hash);
     outln!(
         "  approved: {}/{}{}",

@@ -61,6 +61,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The command as it may be logged and shown (passwords left out).
+    pub fn shown(&self) -> String {
+        self.command
+            .iter()
+            .map(|a| lifeboat_postgres::sql::loggable_argument(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// BLAKE3 of the plan's JSON, hex: what approvals are bound to.
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();

@@ -38,7 +38,7 @@ impl Daemon {
             (self.log)(&format!(
                 "request {}: approved; running {}",
                 r.id,
-                r.plan.command.join(" ")
+                r.plan.shown()
             ));
             let logs = self.opts.state_dir.join("requests");
             let program = self.opts.program.clone();
@@ -104,7 +104,7 @@ fn record(r: &Request, outcome: &str, error: Option<&str>, host: &str) -> AuditR
         actor: format!("lifeboat serve@{host}"),
         from: host.to_string(),
         action: "run approved request".into(),
-        args: r.plan.command.clone(),
+        args: vec![r.plan.shown()],
         outcome: outcome.into(),
         exit: 0,
         error: error.map(String::from),

@@ -472,6 +472,9 @@ impl Daemon {
             .map(|mut q| std::mem::take(&mut *q))
             .unwrap_or_default();
         for r in records {
+            if let Some(n) = approval_notice(&r, &self.opts.host) {
+                self.deliver(n);
+            }
             if let Err(e) = self.repo.append_audit(r).await {
                 (self.log)(&format!(
                     "warning: an audit entry could not be written: {e}"
@@ -528,6 +531,65 @@ impl Daemon {
             self.save_state();
         }
     }
+}
+
+/// What the alert routes are told about restore requests: a new request
+/// (approvers act on it), a break-glass restore (to be reviewed), and how
+/// an approved restore ended (the requester and approvers learn it).
+fn approval_notice(
+    r: &lifeboat_repo::audit::AuditRecord,
+    host: &str,
+) -> Option<alerts::Notification> {
+    let id = r.details.get("request")?.clone();
+    let command = r
+        .details
+        .get("command")
+        .cloned()
+        .unwrap_or_else(|| r.args.join(" "));
+    let (status, summary, detail) = match (r.action.as_str(), r.outcome.as_str()) {
+        ("request", "ok") => (
+            alerts::Status::Firing,
+            format!("restore request {id} by {} waits for approval", r.actor),
+            format!(
+                "lifeboat {command}; approve with `lifeboat approve {id} --plan {}` or on the dashboard's approvals page",
+                r.details.get("plan").map(String::as_str).unwrap_or("?")
+            ),
+        ),
+        ("break glass", "ok") => (
+            alerts::Status::Firing,
+            format!(
+                "BREAK GLASS: {} restores without approval (request {id})",
+                r.actor
+            ),
+            format!(
+                "lifeboat {command}; reason: {}; review it",
+                r.details.get("reason").map(String::as_str).unwrap_or("?")
+            ),
+        ),
+        ("run approved request", outcome) => (
+            alerts::Status::Resolved,
+            format!("approved restore {id} ended: {outcome}"),
+            format!(
+                "lifeboat {command}{}",
+                r.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => return None,
+    };
+    Some(alerts::Notification {
+        status,
+        alert: Alert {
+            key: format!("request:{id}"),
+            summary,
+            detail,
+        },
+        since: Utc::now(),
+        host: host.to_string(),
+        repeat: false,
+    })
 }
 
 /// A percentage setting (`90%`) as a fraction.

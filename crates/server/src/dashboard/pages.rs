@@ -346,7 +346,7 @@ fn request_row(r: &ApprovalRequest, s: &Session) -> RequestRow {
         id: r.id.clone(),
         state: r.state.name().to_string(),
         requester: r.requester.clone(),
-        command: format!("lifeboat {}", r.plan.command.join(" ")),
+        command: format!("lifeboat {}", r.plan.shown()),
         hash: r.hash.clone(),
         approvals: format!(
             "{}/{}{}",
