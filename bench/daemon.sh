@@ -81,6 +81,8 @@ CSRF=$(sed -n 's/.*lb_login=\([0-9a-f]*\).*/\1/p' <<<"$LOGIN" | head -1)
 SESSION=$(curl -fs -D - -o /dev/null -H "Cookie: lb_login=$CSRF" \
   --data "user=bench&password=bench+user+password&csrf=$CSRF" "http://127.0.0.1:$PORT/login" |
   sed -n 's/.*lb_session=\([0-9a-f]*\).*/\1/p' | head -1)
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: lb_session=$SESSION" "http://127.0.0.1:$PORT/")
+[ "$code" = 200 ] || { echo "the dashboard did not sign in (GET / answered $code)" >&2; exit 1; }
 STATUS=$(timed /api/status | stats)
 OVERVIEW=$(timed / | stats)
 AUDIT=$(timed /audit | stats)
