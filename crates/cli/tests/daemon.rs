@@ -1013,39 +1013,9 @@ fn the_api_asks_who_is_calling_once_there_are_users_and_records_what_they_did() 
     let (code, _) = http_as(d.port, "GET", "/api/status", &[]).unwrap();
     assert_eq!(code, 200, "no users yet: open on loopback");
 
-    let add = |name: &str, role: &str| {
-        let out = env.run_with(
-            &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
-            &[
-                "--config",
-                c,
-                "user",
-                "add",
-                name,
-                "--role",
-                role,
-                "--state-dir",
-                s,
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.stderr);
-    };
-    add("vera", "viewer");
-    add("otto", "operator");
-    let bad_role = env.run_with(
-        &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
-        &[
-            "--config",
-            c,
-            "user",
-            "add",
-            "x",
-            "--role",
-            "root",
-            "--state-dir",
-            s,
-        ],
-    );
+    env.add_user(c, s, "vera", "viewer");
+    env.add_user(c, s, "otto", "operator");
+    let bad_role = env.try_add_user(c, s, "x", "root");
     assert_eq!(bad_role.code, 2, "{}", bad_role.stderr);
     let token = env.ok(&[
         "--config",
@@ -1190,25 +1160,8 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
     let state = env.path().join("state");
     let s = state.to_str().unwrap();
     let token_for = |name: &str, role: &str| {
-        let out = env.run_with(
-            &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
-            &[
-                "--config",
-                cf,
-                "user",
-                "add",
-                name,
-                "--role",
-                role,
-                "--state-dir",
-                s,
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        env.ok(&["--config", cf, "token", "create", name, "--state-dir", s])
-            .stdout
-            .trim()
-            .to_string()
+        env.add_user(cf, s, name, role);
+        env.token(cf, s, name)
     };
     let rita = token_for("rita", "restorer");
     let ann = token_for("ann", "approver");

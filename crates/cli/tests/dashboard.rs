@@ -140,27 +140,9 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
         ("ann", "approver"),
         ("vera", "viewer"),
     ] {
-        let out = env.run_with(
-            &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
-            &[
-                "--config",
-                cf,
-                "user",
-                "add",
-                name,
-                "--role",
-                role,
-                "--state-dir",
-                s,
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        env.add_user(cf, s, name, role);
     }
-    let rita = env
-        .ok(&["--config", cf, "token", "create", "rita", "--state-dir", s])
-        .stdout
-        .trim()
-        .to_string();
+    let rita = env.token(cf, s, "rita");
 
     // The daemon.
     let port = free_port();

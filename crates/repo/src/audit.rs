@@ -409,6 +409,27 @@ mod tests {
             .next()
     }
 
+    /// Rewrites entry `seq` as an insider with the key would.
+    async fn rewrite(r: &Repository, seq: u64, edit: impl FnOnce(&mut AuditEntry)) {
+        let key = entry_key(&own_prefix(r).await, seq);
+        let payload = r.get_named(&key, ObjectKind::Audit).await.unwrap().unwrap();
+        let mut e = AuditEntry::from_json(&payload).unwrap();
+        edit(&mut e);
+        r.storage()
+            .delete(&key, lifeboat_storage::IfMissing::Ignore)
+            .await
+            .unwrap();
+        r.put_named(
+            &key,
+            ObjectKind::Audit,
+            e.to_json().unwrap(),
+            PutMode::CreateOnly,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+
     async fn own_prefix(r: &Repository) -> String {
         layout::audit_log(&r.audit_log_id(false).await.unwrap().unwrap())
     }
@@ -431,24 +452,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_rewritten_with_the_key_is_named() {
         let r = repo_with(5).await;
-        let prefix = own_prefix(&r).await;
-        let key = entry_key(&prefix, 3);
-        let payload = r.get_named(&key, ObjectKind::Audit).await.unwrap().unwrap();
-        let mut e = AuditEntry::from_json(&payload).unwrap();
-        e.outcome = "failed".into();
-        r.storage()
-            .delete(&key, lifeboat_storage::IfMissing::Ignore)
-            .await
-            .unwrap();
-        r.put_named(
-            &key,
-            ObjectKind::Audit,
-            e.to_json().unwrap(),
-            PutMode::CreateOnly,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        rewrite(&r, 3, |e| e.outcome = "failed".into()).await;
         let p = first_problem(&r).await.unwrap();
         assert_eq!(p.seq, 3, "{p:?}");
         assert!(
@@ -460,24 +464,7 @@ mod tests {
     #[tokio::test]
     async fn the_last_entry_rewritten_with_the_key_is_caught_by_the_head() {
         let r = repo_with(4).await;
-        let prefix = own_prefix(&r).await;
-        let key = entry_key(&prefix, 4);
-        let payload = r.get_named(&key, ObjectKind::Audit).await.unwrap().unwrap();
-        let mut e = AuditEntry::from_json(&payload).unwrap();
-        e.actor = "mallory@db1".into();
-        r.storage()
-            .delete(&key, lifeboat_storage::IfMissing::Ignore)
-            .await
-            .unwrap();
-        r.put_named(
-            &key,
-            ObjectKind::Audit,
-            e.to_json().unwrap(),
-            PutMode::CreateOnly,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        rewrite(&r, 4, |e| e.actor = "mallory@db1".into()).await;
         let p = first_problem(&r).await.unwrap();
         assert_eq!(p.seq, 4, "{p:?}");
         assert!(p.problem.contains("it was changed"), "{p:?}");

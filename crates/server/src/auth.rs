@@ -14,7 +14,6 @@ use base64::Engine;
 use lifeboat_ops::access::ratelimit::LoginLimiter;
 use lifeboat_ops::access::{AccessError, Authenticated, Permission, UserStore};
 use lifeboat_ops::daemon::Shared;
-use lifeboat_repo::audit::AuditRecord;
 
 /// The access side of the server.
 #[derive(Debug)]
@@ -89,15 +88,14 @@ pub(crate) fn refuse(status: StatusCode, why: &str) -> Refusal {
 }
 
 fn record_failure(shared: &Shared, who: &str, address: &str, action: &str, why: &str) {
-    shared.audit(AuditRecord {
-        actor: who.to_string(),
-        from: address.to_string(),
-        action: action.to_string(),
-        outcome: "refused".into(),
-        exit: 0,
-        error: Some(why.to_string()),
-        ..Default::default()
-    });
+    crate::audit_action(
+        shared,
+        who.to_string(),
+        address.to_string(),
+        action,
+        Err(why.to_string()),
+        Vec::new(),
+    );
 }
 
 /// Checks the request's credentials and that they allow `need`.

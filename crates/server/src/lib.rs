@@ -77,14 +77,39 @@ pub(crate) type Peer = ConnectInfo<SocketAddr>;
 
 /// Records an allowed API action in the audit log.
 fn record(state: &AppState, caller: &auth::Caller, action: &str, details: &[(&str, &str)]) {
-    state.shared.audit(AuditRecord {
-        actor: caller.actor(),
-        from: caller.address.clone(),
+    audit_action(
+        &state.shared,
+        caller.actor(),
+        caller.address.clone(),
+        action,
+        Ok(()),
+        details.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+    );
+}
+
+/// Queues an audit entry for something done (or refused) through the HTTP
+/// side; the daemon appends it to the repository's log.
+pub(crate) fn audit_action(
+    shared: &Shared,
+    actor: String,
+    from: String,
+    action: &str,
+    outcome: Result<(), String>,
+    details: Vec<(&str, String)>,
+) {
+    let (outcome, error) = match outcome {
+        Ok(()) => ("ok".to_string(), None),
+        Err(e) => ("refused".to_string(), Some(e)),
+    };
+    shared.audit(AuditRecord {
+        actor,
+        from,
         action: action.to_string(),
-        outcome: "ok".into(),
+        outcome,
+        error,
         details: details
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
             .collect(),
         ..Default::default()
     });
@@ -146,25 +171,38 @@ async fn status(
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// An operator's request to the loop (pause, resume), recorded.
+fn operate(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    action: &str,
+    request: Request,
+    answer: &'static str,
+) -> Response {
+    match auth::authorize(
+        &state.shared,
+        &state.access,
+        headers,
+        peer,
+        Permission::Operate,
+        action,
+    ) {
+        Ok(caller) => {
+            state.shared.request(request);
+            record(state, &caller, action, &[]);
+            (StatusCode::ACCEPTED, answer).into_response()
+        }
+        Err(r) => r.into_response(),
+    }
+}
+
 async fn pause(
     State(state): State<AppState>,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match auth::authorize(
-        &state.shared,
-        &state.access,
-        &headers,
-        peer,
-        Permission::Operate,
-        "pause",
-    ) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    state.shared.request(Request::Pause);
-    record(&state, &caller, "pause", &[]);
-    (StatusCode::ACCEPTED, "pausing\n").into_response()
+    operate(&state, peer, &headers, "pause", Request::Pause, "pausing\n")
 }
 
 async fn resume(
@@ -172,20 +210,14 @@ async fn resume(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match auth::authorize(
-        &state.shared,
-        &state.access,
-        &headers,
+    operate(
+        &state,
         peer,
-        Permission::Operate,
+        &headers,
         "resume",
-    ) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    state.shared.request(Request::Resume);
-    record(&state, &caller, "resume", &[]);
-    (StatusCode::ACCEPTED, "resuming\n").into_response()
+        Request::Resume,
+        "resuming\n",
+    )
 }
 
 async fn run_now(

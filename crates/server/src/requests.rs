@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use lifeboat_ops::access::Permission;
 use lifeboat_ops::access::requests::{Plan, RequestError, RequestStore};
-use lifeboat_repo::audit::AuditRecord;
 use serde::Deserialize;
 
 use crate::{AppState, Peer, auth};
@@ -59,25 +58,17 @@ fn audit(
     state: &AppState,
     caller: &auth::Caller,
     action: &str,
-    outcome: Result<&str, String>,
+    outcome: Result<(), String>,
     details: Vec<(&str, String)>,
 ) {
-    let (outcome, error) = match outcome {
-        Ok(o) => (o.to_string(), None),
-        Err(e) => ("refused".to_string(), Some(e)),
-    };
-    state.shared.audit(AuditRecord {
-        actor: caller.actor(),
-        from: caller.address.clone(),
-        action: action.into(),
+    crate::audit_action(
+        &state.shared,
+        caller.actor(),
+        caller.address.clone(),
+        action,
         outcome,
-        error,
-        details: details
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        ..Default::default()
-    });
+        details,
+    );
 }
 
 /// Lists the requests.
@@ -165,7 +156,7 @@ pub async fn create(
                 details.push(("reason", why.clone()));
                 details.push(("review", "needed".into()));
             }
-            audit(&state, &caller, action, Ok("ok"), details);
+            audit(&state, &caller, action, Ok(()), details);
             (StatusCode::CREATED, Json(r)).into_response()
         }
         Err(e) => {
@@ -214,7 +205,7 @@ pub async fn approve(
     let details = vec![("request", id.clone()), ("plan", body.hash.clone())];
     match store.approve(&id, &user, &body.hash, Utc::now()) {
         Ok(r) => {
-            audit(&state, &caller, "approve", Ok("ok"), details);
+            audit(&state, &caller, "approve", Ok(()), details);
             Json(r).into_response()
         }
         Err(e) => {

@@ -64,23 +64,7 @@ fn print_request(r: &Request) -> Result<()> {
     outln!("request {} ({}) by {}", r.id, r.state.name(), r.requester);
     outln!("  runs:     lifeboat {}", r.plan.shown());
     outln!("  plan:     {}", r.hash);
-    outln!(
-        "  approved: {}/{}{}",
-        r.valid_approvals(),
-        r.required,
-        if r.approvals.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " by {}",
-                r.approvals
-                    .iter()
-                    .map(|a| a.by.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-    );
+    outln!("  approved: {}", r.approvals_text());
     outln!("  expires:  {}", r.expires.format("%Y-%m-%d %H:%M:%S UTC"));
     if let Some(why) = &r.break_glass {
         outln!("  BREAK GLASS: {why} (marked for review)");

@@ -204,6 +204,45 @@ impl Env {
         )
     }
 
+    /// `user add NAME --role ROLE` for the daemon of `config` keeping its
+    /// state in `state`, with the password "a long passphrase".
+    pub fn try_add_user(&self, config: &str, state: &str, name: &str, role: &str) -> Out {
+        self.run_with(
+            &[("LIFEBOAT_NEW_PASSWORD", "a long passphrase")],
+            &[
+                "--config",
+                config,
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--state-dir",
+                state,
+            ],
+        )
+    }
+
+    /// [`Env::try_add_user`], which must succeed.
+    pub fn add_user(&self, config: &str, state: &str, name: &str, role: &str) {
+        let out = self.try_add_user(config, state, name, role);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+
+    /// A new API token for `name`.
+    pub fn token(&self, config: &str, state: &str, name: &str) -> String {
+        let out = self.ok(&[
+            "--config",
+            config,
+            "token",
+            "create",
+            name,
+            "--state-dir",
+            state,
+        ]);
+        out.stdout.trim().to_string()
+    }
+
     /// Initialises the repository with a cheap KDF (tests only).
     pub fn init(&self) {
         self.ok(&["init", "--kdf-memory", "19", "--kdf-iterations", "2"]);

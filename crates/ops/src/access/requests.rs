@@ -151,6 +151,17 @@ pub struct Request {
 }
 
 impl Request {
+    /// The approvals in words: `1/2 (ann)`.
+    pub fn approvals_text(&self) -> String {
+        let by: Vec<&str> = self.approvals.iter().map(|a| a.by.as_str()).collect();
+        let names = if by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by.join(", "))
+        };
+        format!("{}/{}{names}", self.valid_approvals(), self.required)
+    }
+
     /// Approvals that still match the plan.
     pub fn valid_approvals(&self) -> usize {
         let h = self.plan.hash();

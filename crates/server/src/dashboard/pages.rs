@@ -13,7 +13,7 @@ use lifeboat_ops::access::Permission;
 use lifeboat_ops::access::requests::Request as ApprovalRequest;
 use lifeboat_ops::daemon::{JobView, SourceView};
 use lifeboat_ops::runs::{Outcome, RunRecord};
-use lifeboat_repo::audit::{AuditLog, AuditRecord};
+use lifeboat_repo::audit::AuditLog;
 use serde::Deserialize;
 
 use super::session::{self, Session};
@@ -348,23 +348,7 @@ fn request_row(r: &ApprovalRequest, s: &Session) -> RequestRow {
         requester: r.requester.clone(),
         command: format!("lifeboat {}", r.plan.shown()),
         hash: r.hash.clone(),
-        approvals: format!(
-            "{}/{}{}",
-            r.valid_approvals(),
-            r.required,
-            if r.approvals.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({})",
-                    r.approvals
-                        .iter()
-                        .map(|a| a.by.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        ),
+        approvals: r.approvals_text(),
         expires: when(r.expires),
         can_approve: pending
             && s.user.role.allows(Permission::Approve)
@@ -443,22 +427,14 @@ fn record(
     outcome: Result<(), String>,
     details: Vec<(&str, String)>,
 ) {
-    let (outcome, error) = match outcome {
-        Ok(()) => ("ok".to_string(), None),
-        Err(e) => ("refused".to_string(), Some(e)),
-    };
-    state.shared.audit(AuditRecord {
-        actor: format!("{} (dashboard)", s.user.name),
-        from: peer.ip().to_string(),
-        action: action.into(),
+    crate::audit_action(
+        &state.shared,
+        format!("{} (dashboard)", s.user.name),
+        peer.ip().to_string(),
+        action,
         outcome,
-        error,
-        details: details
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        ..Default::default()
-    });
+        details,
+    );
 }
 
 /// `POST /approvals/ID/approve`.
@@ -693,15 +669,14 @@ pub async fn login(
     let address = peer.ip().to_string();
     let now = Instant::now();
     let failed = |why: &str| {
-        state.shared.audit(AuditRecord {
-            actor: form.user.clone(),
-            from: address.clone(),
-            action: "login".into(),
-            outcome: "refused".into(),
-            error: Some(why.into()),
-            details: [("via".to_string(), "dashboard".to_string())].into(),
-            ..Default::default()
-        });
+        crate::audit_action(
+            &state.shared,
+            form.user.clone(),
+            address.clone(),
+            "login",
+            Err(why.into()),
+            vec![("via", "dashboard".into())],
+        );
     };
     if state
         .access
@@ -725,13 +700,14 @@ pub async fn login(
                 )
                     .into_response();
             };
-            state.shared.audit(AuditRecord {
-                actor: format!("{} (dashboard)", user.name),
-                from: address,
-                action: "login".into(),
-                outcome: "ok".into(),
-                ..Default::default()
-            });
+            crate::audit_action(
+                &state.shared,
+                format!("{} (dashboard)", user.name),
+                address,
+                "login",
+                Ok(()),
+                Vec::new(),
+            );
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) =
                 header::HeaderValue::from_str(&session::set_cookie(session::COOKIE, &id, 8 * 3600))
