@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Env;
-use common::pg::{Cluster, free_port};
+use common::pg::{Cluster, clean_restore_args, free_port};
+use common::{Env, audited};
 
 /// A running `lifeboat serve`.
 struct Daemon {
@@ -1082,15 +1082,9 @@ fn the_api_asks_who_is_calling_once_there_are_users_and_records_what_they_did() 
 
     // All of it is in the audit log, with the API user as the actor.
     d.wait("the API's audit entries", || {
-        let log = env.ok(&["--json", "audit"]).json();
-        let entries = log[0]["entries"].as_array().cloned().unwrap_or_default();
-        let has = |action: &str, actor: &str, outcome: &str| {
-            entries.iter().any(|e| {
-                e["action"] == action
-                    && e["actor"].as_str().unwrap_or("").starts_with(actor)
-                    && e["outcome"] == outcome
-            })
-        };
+        let entries = env.audit_entries();
+        let has =
+            |action: &str, actor: &str, outcome: &str| audited(&entries, action, actor, outcome);
         has("user add", "", "ok")
             && has("token create", "", "ok")
             && has("token revoke", "", "ok")
@@ -1125,17 +1119,7 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
 
     // A direct restore into the protected database is refused, naming the
     // command that asks for it, and the refusal is recorded.
-    let direct = env.run(&[
-        "--config",
-        cf,
-        "restore",
-        "postgres",
-        "latest",
-        "--logical",
-        "--db",
-        &conn,
-        "--clean",
-    ]);
+    let direct = env.run(&[&["--config", cf][..], &clean_restore_args(&conn)].concat());
     assert_eq!(direct.code, 2, "{}", direct.stderr);
     assert!(
         direct.stderr.contains("protected target of source \"app\"")
@@ -1180,18 +1164,7 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
     // An admin's own request cannot be approved by that admin.
     let own = as_user(
         &adam,
-        &[
-            "--json",
-            "request",
-            "--",
-            "restore",
-            "postgres",
-            "latest",
-            "--logical",
-            "--db",
-            &conn,
-            "--clean",
-        ],
+        &[&["--json", "request", "--"][..], &clean_restore_args(&conn)].concat(),
     );
     assert_eq!(own.code, 0, "{}", own.stderr);
     let own = own.json();
@@ -1214,18 +1187,7 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
     // The restorer asks; a restorer cannot approve; a wrong plan hash approves nothing.
     let asked = as_user(
         &rita,
-        &[
-            "--json",
-            "request",
-            "--",
-            "restore",
-            "postgres",
-            "latest",
-            "--logical",
-            "--db",
-            &conn,
-            "--clean",
-        ],
+        &[&["--json", "request", "--"][..], &clean_restore_args(&conn)].concat(),
     );
     assert_eq!(asked.code, 0, "{}", asked.stderr);
     let asked = asked.json();
@@ -1291,15 +1253,9 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
 
     // The audit log tells the whole story.
     d.wait("the approval's audit entries", || {
-        let log = env.ok(&["--json", "audit"]).json();
-        let entries = log[0]["entries"].as_array().cloned().unwrap_or_default();
-        let has = |action: &str, actor: &str, outcome: &str| {
-            entries.iter().any(|e| {
-                e["action"] == action
-                    && e["actor"].as_str().unwrap_or("").starts_with(actor)
-                    && e["outcome"] == outcome
-            })
-        };
+        let entries = env.audit_entries();
+        let has =
+            |action: &str, actor: &str, outcome: &str| audited(&entries, action, actor, outcome);
         has("request", "rita (API)", "ok")
             && has("approve", "adam (API)", "refused")
             && has("approve", "ann (API)", "ok")

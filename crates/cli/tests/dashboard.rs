@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use common::pg::{Cluster, free_port};
+use common::pg::{Cluster, clean_restore_args, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 struct Killed(Child);
@@ -177,19 +177,10 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
             ("LIFEBOAT_DAEMON", url.as_str()),
         ],
         &[
-            "--config",
-            cf,
-            "--json",
-            "request",
-            "--",
-            "restore",
-            "postgres",
-            "latest",
-            "--logical",
-            "--db",
-            &conn,
-            "--clean",
-        ],
+            &["--config", cf, "--json", "request", "--"][..],
+            &clean_restore_args(&conn),
+        ]
+        .concat(),
     );
     assert_eq!(asked.code, 0, "{}", asked.stderr);
     let id = asked.json()["id"].as_str().unwrap().to_string();

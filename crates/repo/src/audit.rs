@@ -14,7 +14,7 @@ use lifeboat_format::object::ObjectKind;
 use lifeboat_storage::{PutMode, StorageError};
 use serde::Serialize;
 
-use crate::chains::entry_key;
+use crate::chains::{entry_key, entry_number};
 use crate::error::{RepoError, Result};
 use crate::layout;
 use crate::repository::Repository;
@@ -212,12 +212,7 @@ impl Repository {
             .list(prefix)
             .await?
             .into_iter()
-            .filter_map(|m| {
-                let rest = m.key.strip_prefix(prefix)?;
-                (rest.len() == 12)
-                    .then(|| rest.parse::<u64>().ok())
-                    .flatten()
-            })
+            .filter_map(|m| entry_number(prefix, &m.key))
             .max()
             .unwrap_or(0))
     }
@@ -289,7 +284,7 @@ impl Repository {
             .map(|(e, p)| (e.seq, chain_hash(p)))
             .collect();
         let last = hashes.keys().next_back().copied().unwrap_or(0);
-        let highest_key = self.last_audit_number(&prefix).await?;
+        let highest_key = chain.highest;
         let mut checks: Vec<(String, AuditCheckpoint)> = Vec::new();
         let head_key = layout::audit_head(log);
         let head = match self.audit_head(log).await {

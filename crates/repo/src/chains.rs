@@ -21,6 +21,17 @@ pub(crate) struct StoredChain<E> {
     pub entries: Vec<(E, Vec<u8>)>,
     /// Damage: `(key, entry number, problem)`, in number order.
     pub problems: Vec<(String, u64, String)>,
+    /// The highest entry number listed, readable or not (0 for none).
+    pub highest: u64,
+}
+
+/// The entry number of `key` under `prefix`: exactly 12 digits after it
+/// (anything else, deeper keys included, is not an entry).
+pub(crate) fn entry_number(prefix: &str, key: &str) -> Option<u64> {
+    let rest = key.strip_prefix(prefix)?;
+    (rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| rest.parse().ok())
+        .flatten()
 }
 
 /// The key of entry `seq` under `prefix` (the fixed width keeps listings in
@@ -43,15 +54,10 @@ impl Repository {
             .list(prefix)
             .await?
             .into_iter()
-            .filter_map(|m| {
-                let rest = m.key.strip_prefix(prefix)?;
-                let seq = (rest.len() == 12)
-                    .then(|| rest.parse::<u64>().ok())
-                    .flatten()?;
-                Some((seq, m.key))
-            })
+            .filter_map(|m| Some((entry_number(prefix, &m.key)?, m.key)))
             .collect();
         numbered.sort();
+        let highest = numbered.last().map_or(0, |(seq, _)| *seq);
         let mut problems = Vec::new();
         let mut entries = Vec::new();
         for (seq, key) in numbered {
@@ -91,7 +97,11 @@ impl Repository {
             problems.push((entry_key(prefix, b.seq), b.seq, b.problem));
         }
         problems.sort_by_key(|(_, seq, _)| *seq);
-        Ok(StoredChain { entries, problems })
+        Ok(StoredChain {
+            entries,
+            problems,
+            highest,
+        })
     }
 
     /// Seals `payload` as a `kind` object named `key` (bound to the name)

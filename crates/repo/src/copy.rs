@@ -194,13 +194,7 @@ impl Repository {
     /// Copies the catalog reports the replica lacks, so what was proven
     /// travels with the backups.
     async fn copy_reports(&self, target: &Repository, report: &mut CopyReport) -> Result<()> {
-        let theirs: HashSet<String> = target
-            .storage()
-            .list(layout::REPORTS)
-            .await?
-            .into_iter()
-            .map(|m| m.key)
-            .collect();
+        let theirs = target.keys_under(layout::REPORTS).await?;
         for m in self.storage().list(layout::REPORTS).await? {
             let Some(id) = layout::id_from_key(&m.key, layout::REPORTS) else {
                 continue;
@@ -226,13 +220,7 @@ impl Repository {
             .await?
             .map(|log| layout::audit_log(&log));
         for prefix in [layout::ERASURES, layout::AUDIT] {
-            let theirs: HashSet<String> = target
-                .storage()
-                .list(prefix)
-                .await?
-                .into_iter()
-                .map(|m| m.key)
-                .collect();
+            let theirs = target.keys_under(prefix).await?;
             for m in self.storage().list(prefix).await? {
                 let key = m.key;
                 if key == layout::AUDIT_SELF
@@ -277,6 +265,17 @@ impl Repository {
             }
         }
         Ok(())
+    }
+
+    /// The keys of every object under `prefix`.
+    async fn keys_under(&self, prefix: &str) -> Result<HashSet<String>> {
+        Ok(self
+            .storage()
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect())
     }
 
     /// Copies whole packs (verified by their hash), then indexes them.
@@ -370,13 +369,7 @@ impl Repository {
     ) -> Result<()> {
         progress.event(Event::Phase("copying archived WAL"));
         for prefix in [layout::WAL, layout::RESTORE_POINTS] {
-            let theirs: HashSet<String> = target
-                .storage()
-                .list(prefix)
-                .await?
-                .into_iter()
-                .map(|m| m.key)
-                .collect();
+            let theirs = target.keys_under(prefix).await?;
             let mine = self.storage().list(prefix).await?;
             let (have, todo): (Vec<_>, Vec<_>) =
                 mine.into_iter().partition(|m| theirs.contains(&m.key));

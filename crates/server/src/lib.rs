@@ -57,6 +57,19 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
 }
 
+impl AppState {
+    /// Who is calling, if their credentials allow `need` (see [`auth::authorize`]).
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        need: Permission,
+        action: &str,
+    ) -> Result<auth::Caller, auth::Refusal> {
+        auth::authorize(&self.shared, &self.access, headers, peer, need, action)
+    }
+}
+
 /// The routes over the daemon's shared state.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -157,14 +170,7 @@ async fn status(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = auth::authorize(
-        &state.shared,
-        &state.access,
-        &headers,
-        peer,
-        Permission::View,
-        "status",
-    ) {
+    if let Err(r) = state.authorize(&headers, peer, Permission::View, "status") {
         return r.into_response();
     }
     let body = serde_json::to_string(&state.shared.view()).unwrap_or_else(|_| "{}".into());
@@ -180,14 +186,7 @@ fn operate(
     request: Request,
     answer: &'static str,
 ) -> Response {
-    match auth::authorize(
-        &state.shared,
-        &state.access,
-        headers,
-        peer,
-        Permission::Operate,
-        action,
-    ) {
+    match state.authorize(headers, peer, Permission::Operate, action) {
         Ok(caller) => {
             state.shared.request(request);
             record(state, &caller, action, &[]);
@@ -226,14 +225,7 @@ async fn run_now(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let caller = match auth::authorize(
-        &state.shared,
-        &state.access,
-        &headers,
-        peer,
-        Permission::Operate,
-        "run now",
-    ) {
+    let caller = match state.authorize(&headers, peer, Permission::Operate, "run now") {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };

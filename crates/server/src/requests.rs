@@ -77,14 +77,7 @@ pub async fn list(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = auth::authorize(
-        &state.shared,
-        &state.access,
-        &headers,
-        peer,
-        Permission::View,
-        "requests",
-    ) {
+    if let Err(r) = state.authorize(&headers, peer, Permission::View, "requests") {
         return r.into_response();
     }
     let store = match store(&state) {
@@ -114,7 +107,7 @@ pub async fn create(
     } else {
         "request"
     };
-    let caller = match auth::authorize(&state.shared, &state.access, &headers, peer, need, action) {
+    let caller = match state.authorize(&headers, peer, need, action) {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
@@ -180,14 +173,7 @@ pub async fn approve(
     Path(id): Path<String>,
     Json(body): Json<ApproveBody>,
 ) -> Response {
-    let caller = match auth::authorize(
-        &state.shared,
-        &state.access,
-        &headers,
-        peer,
-        Permission::Approve,
-        "approve",
-    ) {
+    let caller = match state.authorize(&headers, peer, Permission::Approve, "approve") {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };

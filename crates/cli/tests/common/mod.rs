@@ -243,6 +243,12 @@ impl Env {
         out.stdout.trim().to_string()
     }
 
+    /// The entries of the repository's own audit log.
+    pub fn audit_entries(&self) -> Vec<serde_json::Value> {
+        let logs = self.ok(&["--json", "audit"]).json();
+        logs[0]["entries"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Initialises the repository with a cheap KDF (tests only).
     pub fn init(&self) {
         self.ok(&["init", "--kdf-memory", "19", "--kdf-iterations", "2"]);
@@ -255,6 +261,16 @@ impl Env {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ok(&a).json()
     }
+}
+
+/// Whether an audit entry records `action` by an actor whose name starts
+/// with `actor`, ending in `outcome`.
+pub fn audited(entries: &[serde_json::Value], action: &str, actor: &str, outcome: &str) -> bool {
+    entries.iter().any(|e| {
+        e["action"] == action
+            && e["actor"].as_str().unwrap_or("").starts_with(actor)
+            && e["outcome"] == outcome
+    })
 }
 
 /// Deterministic pseudo-random bytes.

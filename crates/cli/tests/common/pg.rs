@@ -442,6 +442,20 @@ pub fn logical_backup(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> serde
     env.ok(&args).json()
 }
 
+/// The arguments of a `--clean` logical restore of the latest backup into
+/// the database `conn` names.
+pub fn clean_restore_args(conn: &str) -> [&str; 7] {
+    [
+        "restore",
+        "postgres",
+        "latest",
+        "--logical",
+        "--db",
+        conn,
+        "--clean",
+    ]
+}
+
 /// `restore postgres --logical latest` into database `db` of `c`.
 pub fn logical_restore(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> super::Out {
     let ci = c.conninfo_db(db);
