@@ -344,8 +344,22 @@ fn prune_killed_at_random_points_leaves_a_consistent_repository_and_resumes() {
         })
         .collect();
     assert!(plans.is_empty(), "{plans:?}");
+    // Likewise any write the kill cut short (a plan, an audit entry) may
+    // leave a fresh temporary file, which check reports as a warning; any
+    // other finding is a defect.
     let report = check_clean(&env, true);
-    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+    let others: Vec<_> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            !f["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("temporary file of an interrupted write")
+        })
+        .collect();
+    assert!(others.is_empty(), "{report}");
     assert_restores(&env, "latest", &src, &src);
 }
 
