@@ -20,6 +20,17 @@ static OPENED: Mutex<Option<Repository>> = Mutex::new(None);
 /// Facts a command adds to its entry (the snapshot it made, …).
 static DETAILS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
+/// Arguments recorded as something else (an erased subject's key as its hash).
+static CONCEALED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Records `argument` in this command's entry as `instead` (for values the
+/// repository must never hold in the clear, like an erased subject's key).
+pub fn conceal(argument: &str, instead: String) {
+    if let Ok(mut c) = CONCEALED.lock() {
+        c.push((argument.to_string(), instead));
+    }
+}
+
 /// Remembers the repository a command opened (the first one counts: `copy`
 /// records in the repository it copies from).
 pub fn opened(repo: &Repository) {
@@ -114,8 +125,12 @@ pub async fn record(action: &str, result: &anyhow::Result<u8>) {
 /// The command line after the program name, with connection strings that
 /// carry a password replaced.
 fn arguments() -> Vec<String> {
+    let concealed = CONCEALED.lock().map(|c| c.clone()).unwrap_or_default();
     std::env::args()
         .skip(1)
-        .map(|a| lifeboat_postgres::sql::loggable_argument(&a))
+        .map(|a| match concealed.iter().find(|(arg, _)| *arg == a) {
+            Some((_, instead)) => instead.clone(),
+            None => lifeboat_postgres::sql::loggable_argument(&a),
+        })
         .collect()
 }

@@ -205,8 +205,9 @@ pub enum Command {
     Unpin(UnpinArgs),
     /// Erase a data subject (GDPR): the [[erasure]] rules of lifeboat.toml
     /// find its rows; an entry in the repository's erasure ledger (the
-    /// subject only as a keyed hash) is written first, then the rows are
-    /// deleted in one transaction. Every later restore re-applies the ledger.
+    /// subject only as a keyed hash) is written first, then the objects the
+    /// [[bucket_erasure]] rules find are deleted, then the rows, in one
+    /// transaction. Every later restore re-applies the ledger.
     #[command(after_help = "Examples:\n  \
         lifeboat erase 4711 --reason \"request 2026-118\" --db postgresql://app@db/app\n  \
         lifeboat erase 4711 --reason \"request 2026-118\" --source app --dry-run\n  \
@@ -217,13 +218,22 @@ pub enum Command {
         subject = \"customer_id\"\n  \
         [[erasure]]\n  \
         table = \"public.customers\"\n  \
-        subject = \"id\"")]
+        subject = \"id\"\n  \
+        [[bucket_erasure]]              # objects, in a declared bucket source\n  \
+        source = \"media\"\n  \
+        key = \"users/{subject}/**\"\n  \
+        [[bucket_erasure]]              # objects a table names (Supabase)\n  \
+        source = \"media\"\n  \
+        query = \"SELECT name FROM storage.objects WHERE bucket_id = 'media' AND owner_id::text = $1\"")]
     Erase(EraseArgs),
     /// List the erasure ledger and verify its chain (exits 1 if an entry
     /// was removed, replaced or cannot be read); with --replay, re-apply it
-    /// to a database restored without lifeboat starting it.
+    /// to a database restored without lifeboat starting it; with --subject,
+    /// say which backups still hold a subject's data and until when; with
+    /// --compliance, the compliance report.
     #[command(
         after_help = "Examples:\n  lifeboat erasures\n  lifeboat erasures --json\n  \
+        lifeboat erasures --subject 4711\n  lifeboat erasures --compliance\n  \
         lifeboat erasures --replay --db \"host=/tmp port=5433 dbname=app\""
     )]
     Erasures(ErasuresArgs),
@@ -751,6 +761,16 @@ pub struct ErasuresArgs {
     /// for a copy restored under another name (default: --db's database).
     #[arg(long, value_name = "NAME", requires = "replay")]
     pub database: Option<String>,
+    /// Report on one data subject: its ledger entries, which retained
+    /// backups still hold its data and when the last expires under the
+    /// current retention policy. The key is hashed, never stored or logged.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["replay", "compliance"])]
+    pub subject: Option<String>,
+    /// The compliance report: where the repository and its replicas live,
+    /// their encryption, retention and Object Lock, and each erasure with
+    /// the restores that re-applied it (from the audit log).
+    #[arg(long, conflicts_with = "replay")]
+    pub compliance: bool,
 }
 
 #[derive(Debug, Args)]
@@ -1141,6 +1161,10 @@ pub struct RestoreBucketArgs {
     /// With --check-rows: the bucket id in the rows (default: the bucket's name).
     #[arg(long, value_name = "ID")]
     pub bucket_id: Option<String>,
+    /// Restore the objects of erased subjects too (the erasure ledger is not
+    /// applied: for a repository whose ledger is damaged; they come back).
+    #[arg(long)]
+    pub skip_erasures: bool,
     #[command(flatten)]
     pub conn: BucketConnArgs,
 }

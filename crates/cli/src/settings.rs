@@ -116,6 +116,9 @@ pub struct FileSettings {
     /// How data subjects are found, for `erase` and the erasure replay of restores.
     #[serde(default)]
     pub erasure: Vec<lifeboat_postgres::erasure::ErasureRule>,
+    /// How a data subject's objects are found in buckets.
+    #[serde(default)]
+    pub bucket_erasure: Vec<lifeboat_sources::bucket::erasure::BucketErasureRule>,
     /// Where the file was read from, and its text (for messages naming lines).
     #[serde(skip)]
     pub origin: Option<(PathBuf, String)>,

@@ -586,3 +586,223 @@ fn a_set_pairs_a_database_with_its_bucket_and_rows_are_checked_against_objects()
         unpaired.stderr
     );
 }
+
+/// A data subject's objects, found by a key pattern and by the rows of a
+/// Supabase-shaped `storage.objects`, are erased from the live bucket and
+/// left out of every later restore and drill of an older bucket snapshot;
+/// neither the ledger nor the audit log holds the subject's key.
+#[test]
+fn an_erased_subjects_objects_never_come_back_from_a_bucket_restore_or_drill() {
+    const SUBJECT: &str = "cust-7f3e9a";
+    let env = Env::fs();
+    env.init();
+    let bucket = fresh_bucket(&env, "erasure");
+    let mine = [
+        format!("users/{SUBJECT}/avatar.png"),
+        format!("users/{SUBJECT}/docs/id.pdf"),
+        format!("users/{SUBJECT}/old.png"),
+        "uploads/a1.png".to_string(),
+    ];
+    let others = ["users/other/avatar.png", "uploads/b2.png"];
+    for key in mine.iter().map(String::as_str).chain(others) {
+        boto(&["put", &bucket, key, "500"]);
+    }
+    let c = Cluster::new(&env, "app");
+    c.psql("CREATE DATABASE app");
+    c.script(
+        "app",
+        &format!(
+            "CREATE SCHEMA storage;
+             CREATE TABLE storage.objects (id bigserial PRIMARY KEY, bucket_id text, name text, owner_id text);
+             INSERT INTO storage.objects (bucket_id, name, owner_id) VALUES
+                 ('{bucket}', 'uploads/a1.png', '{SUBJECT}'), ('{bucket}', 'uploads/b2.png', 'other');"
+        ),
+    );
+    let secret = env.path().join("media.secret");
+    std::fs::write(&secret, "test\n").unwrap();
+    let config = env.path().join("lifeboat.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nname = \"media\"\nkind = \"bucket\"\nbucket = \"s3://{bucket}\"\n\
+             endpoint = \"{}\"\naccess_key_id = \"test\"\nsecret_access_key_file = \"{}\"\n\n\
+             [[erasure]]\ntable = \"storage.objects\"\nsubject = \"owner_id\"\n\n\
+             [[bucket_erasure]]\nsource = \"media\"\nkey = \"users/{{subject}}/**\"\n\n\
+             [[bucket_erasure]]\nsource = \"media\"\n\
+             query = \"SELECT name FROM storage.objects WHERE bucket_id = '{bucket}' AND owner_id = $1\"\n",
+            s3_endpoint(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let lb_cfg = |args: &[&str]| {
+        let mut full = vec!["--config", cfg, "--json"];
+        full.extend_from_slice(args);
+        env.run(&full)
+    };
+    let before = lb_cfg(&["--source", "media", "backup"]);
+    assert_eq!(before.code, 0, "{}", before.stderr);
+    // Deleted by the user after the backup: only the pattern finds it later.
+    boto(&["delete", &bucket, &mine[2]]);
+
+    let app = c.conninfo_db("app");
+    let erase = |extra: &[&str]| {
+        let mut args = vec![
+            "erase",
+            SUBJECT,
+            "--reason",
+            "request 2026-119",
+            "--db",
+            &app,
+        ];
+        args.extend_from_slice(extra);
+        lb_cfg(&args)
+    };
+    let dry = erase(&["--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json()["objects"], 3, "{}", dry.stdout);
+    let keys = |b: &str| -> Vec<String> { serde_json::from_str(&boto(&["keys", b])).unwrap() };
+    assert_eq!(keys(&bucket).len(), 5, "a dry run deletes nothing");
+    let done = erase(&[]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let done = done.json();
+    assert_eq!(
+        (done["objects"].clone(), done["rows"].clone()),
+        (3.into(), 1.into()),
+        "{done}"
+    );
+    let mut live = keys(&bucket);
+    live.sort();
+    assert_eq!(
+        live,
+        others
+            .iter()
+            .rev()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    );
+
+    // A restore of the snapshot from before: the subject's objects stay out,
+    // the one the user had deleted too; everyone else's come back.
+    let restored = fresh_bucket(&env, "erasure-restored");
+    let to = format!("s3://{restored}");
+    let out = lb_cfg(&[
+        "--source", "media", "restore", "bucket", "latest", "--to", &to,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.json();
+    assert_eq!(report["erased"]["objects"], 4, "{report}");
+    assert_eq!(report["erased"]["found"], 1, "{report}");
+    assert_eq!(report["summary"]["written"], 2, "{report}");
+    let mut back = keys(&restored);
+    back.sort();
+    assert_eq!(back, live);
+    // Into a directory the same.
+    let dir = env.path().join("restored-dir");
+    let out = lb_cfg(&[
+        "--source",
+        "media",
+        "restore",
+        "bucket",
+        "latest",
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(dir_digest(&dir).len(), 2);
+    // A drill restores and compares without them.
+    let drill = lb_cfg(&["--source", "media", "drill"]);
+    assert_eq!(drill.code, 0, "{}\n{}", drill.stdout, drill.stderr);
+    let drill = drill.json();
+    assert_eq!(drill["ok"], true, "{drill}");
+    assert!(
+        drill
+            .to_string()
+            .contains("4 object(s) of 1 erased subject(s) left out"),
+        "{drill}"
+    );
+    // Skipping the ledger brings them back (and says so).
+    let skipped = fresh_bucket(&env, "erasure-skipped");
+    let to = format!("s3://{skipped}");
+    let out = lb_cfg(&[
+        "--source",
+        "media",
+        "restore",
+        "bucket",
+        "latest",
+        "--to",
+        &to,
+        "--skip-erasures",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("come back"), "{}", out.stderr);
+    assert_eq!(keys(&skipped).len(), 6);
+
+    // Decrypted, neither the ledger nor the audit log names the subject.
+    for what in [&["erasures"][..], &["audit"][..]] {
+        let out = lb_cfg(what);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(!out.stdout.contains(SUBJECT), "{what:?}: {}", out.stdout);
+    }
+    let ledger = lb_cfg(&["erasures"]).json();
+    assert_eq!(ledger["entries"][0]["buckets"][0]["objects"], 2, "{ledger}");
+    assert_eq!(
+        ledger["entries"][0]["buckets"][1]["hashes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The subject's report: the one backup from before the erasure still
+    // holds its objects, until a date the retention policy gives.
+    let report = lb_cfg(&["erasures", "--subject", SUBJECT]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let report = report.json();
+    assert_eq!(report["entries"], serde_json::json!([1]), "{report}");
+    assert_eq!(report["backups"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["backups"][0]["snapshot"], before.json()["id"]);
+    let last = report["last_expiry"].as_str().unwrap();
+    assert!(last > report["erased_at"].as_str().unwrap(), "{report}");
+    // A subject never erased: every retained backup may hold it.
+    let other = lb_cfg(&["erasures", "--subject", "other"]).json();
+    assert!(other["erased_at"].is_null() && other["backups"].as_array().unwrap().len() == 1);
+
+    // The compliance report: the erasure and the restores that re-applied
+    // it (the two restores and the drill), and the one that skipped it.
+    let out = lb_cfg(&["erasures", "--compliance"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let compliance = out.json();
+    let replays: Vec<&str> = compliance["erasures"][0]["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        replays,
+        ["restore bucket", "restore bucket", "drill"],
+        "{compliance}"
+    );
+    assert_eq!(
+        compliance["skipped"][0]["not_applied"], "skipped",
+        "{compliance}"
+    );
+    assert!(
+        compliance["repository"]["encryption"]
+            .as_str()
+            .unwrap()
+            .contains("AES-256-GCM")
+    );
+    assert!(!compliance.to_string().contains(SUBJECT));
+    let text = env.run(&["--config", cfg, "erasures", "--compliance"]);
+    assert!(
+        text.stdout.contains("re-applied by drill"),
+        "{}",
+        text.stdout
+    );
+    eprintln!("{}", text.stdout);
+    let text = env.run(&["--config", cfg, "erasures", "--subject", SUBJECT]);
+    eprintln!("{}", text.stdout);
+}

@@ -121,6 +121,10 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
         let raw = std::fs::read(f).unwrap();
         assert!(!raw.windows(SUBJECT.len()).any(|w| w == SUBJECT.as_bytes()));
     }
+    // Nor, decrypted, the audit log, which records the erase command line.
+    let audit = env.ok(&["--json", "audit"]).stdout;
+    assert!(audit.contains("\"erase\""), "{audit}");
+    assert!(!audit.contains(SUBJECT), "{audit}");
     // The ledger travels with `copy`: a restore from the replica re-applies it too.
     let replica = Env::fs();
     let out = env.run_with(

@@ -36,6 +36,28 @@ pub struct AppliedRule {
     pub rows: u64,
 }
 
+/// The keyed hash of an object's location, `s3://BUCKET/KEY` (the full
+/// key within the bucket): the ledger names the objects it erased this way,
+/// so that restores can leave them out without the key ever being stored.
+pub fn object_hash(key: &MasterKey, bucket: &str, object_key: &str) -> String {
+    subject_hash(key, &format!("s3://{bucket}/{object_key}"))
+}
+
+/// Objects of a bucket an erasure deleted, found by one rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedObjects {
+    /// Where the rule looks: `s3://BUCKET[/PREFIX]`.
+    pub location: String,
+    /// The rule: the key pattern (`key = …`) or the query (`query = …`).
+    pub rule: String,
+    /// Objects deleted from the live bucket.
+    pub objects: u64,
+    /// Each deleted object's [`object_hash`], so that restores leave it out
+    /// even when no key pattern names its subject (objects a query found).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<String>,
+}
+
 /// One erasure request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErasureEntry {
@@ -53,6 +75,9 @@ pub struct ErasureEntry {
     pub subject: String,
     /// The rules applied and what each removed.
     pub rules: Vec<AppliedRule>,
+    /// The objects deleted from buckets, per bucket rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<ErasedObjects>,
     /// A legal hold deferring the erasure: the rows stay until it is lifted
     /// (a later entry for the same subject), and restores do not remove them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +126,7 @@ mod tests {
                 subject: "id".into(),
                 rows: 1,
             }],
+            buckets: Vec::new(),
             hold: None,
         };
         let payload = e.to_json().unwrap_or_default();

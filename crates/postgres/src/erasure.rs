@@ -173,6 +173,26 @@ where
     Ok(applied)
 }
 
+/// The object keys `query` (a `[[bucket_erasure]]` rule's) gives for
+/// `subject` (its `$1`): the first column of each row, as text.
+pub async fn object_keys(client: &Client, query: &str, subject: &str) -> Result<Vec<String>> {
+    let rows = client.query(query, &[&subject]).await.map_err(|e| {
+        PgError::Erasure(format!(
+            "bucket erasure query {query:?} does not fit the database: {}",
+            db_reason(&e)
+        ))
+    })?;
+    rows.iter()
+        .map(|row| {
+            row.try_get::<_, String>(0).map_err(|e| {
+                PgError::Erasure(format!(
+                    "bucket erasure query {query:?}: its first column must be the object key as text: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// What replaying the ledger removed from a restored database.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayReport {

@@ -13,7 +13,10 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Config, NoTls};
+
+/// A connection to a server, as [`connect`] opens it.
+pub use tokio_postgres::Client;
 
 use crate::error::{PgError, Result};
 use crate::tls::{SslMode, TlsSettings, split_tls_options};

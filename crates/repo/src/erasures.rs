@@ -4,7 +4,9 @@
 
 use chrono::Utc;
 use lifeboat_format::chain::chain_hash;
-use lifeboat_format::erasure::{AppliedRule, ErasureEntry, subject_hash};
+use lifeboat_format::erasure::{
+    AppliedRule, ErasedObjects, ErasureEntry, object_hash, subject_hash,
+};
 use lifeboat_format::object::ObjectKind;
 use lifeboat_storage::{PutMode, StorageError};
 
@@ -35,12 +37,28 @@ impl Ledger {
             .map(|(s, _)| s.to_string())
             .collect()
     }
+
+    /// The object hashes ([`lifeboat_format::erasure::object_hash`]) of
+    /// objects deleted by erasures in force.
+    pub fn erased_objects(&self) -> std::collections::HashSet<String> {
+        let erased = self.erased_subjects();
+        self.entries
+            .iter()
+            .filter(|e| erased.contains(&e.subject))
+            .flat_map(|e| e.buckets.iter().flat_map(|b| b.hashes.iter().cloned()))
+            .collect()
+    }
 }
 
 impl Repository {
     /// The keyed hash under which the ledger knows `subject`.
     pub fn subject_hash(&self, subject: &str) -> String {
         subject_hash(self.key(), subject)
+    }
+
+    /// The keyed hash under which the ledger knows object `key` of `bucket`.
+    pub fn object_hash(&self, bucket: &str, key: &str) -> String {
+        object_hash(self.key(), bucket, key)
     }
 
     /// Reads and verifies the whole ledger.
@@ -69,6 +87,7 @@ impl Repository {
         subject: &str,
         reason: &str,
         rules: Vec<AppliedRule>,
+        buckets: Vec<ErasedObjects>,
         hold: Option<String>,
     ) -> Result<ErasureEntry> {
         for _ in 0..3 {
@@ -91,6 +110,7 @@ impl Repository {
                 reason: reason.to_string(),
                 subject: self.subject_hash(subject),
                 rules: rules.clone(),
+                buckets: buckets.clone(),
                 hold: hold.clone(),
             };
             let key = layout::erasure(entry.seq);
@@ -128,7 +148,7 @@ mod tests {
     async fn entries_chain_and_a_removed_or_replaced_entry_is_found() {
         let r = repo().await;
         for subject in ["alice@example.com", "bob@example.com", "carol@example.com"] {
-            r.append_erasure(subject, "ticket", Vec::new(), None)
+            r.append_erasure(subject, "ticket", Vec::new(), Vec::new(), None)
                 .await
                 .unwrap();
         }
@@ -159,7 +179,7 @@ mod tests {
                 .any(|(_, p)| p.contains("entry 2 is missing"))
         );
         assert!(
-            r.append_erasure("dave", "t", Vec::new(), None)
+            r.append_erasure("dave", "t", Vec::new(), Vec::new(), None)
                 .await
                 .is_err()
         );
@@ -174,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn a_hold_keeps_a_subject_out_of_the_erased_set_until_lifted() {
         let r = repo().await;
-        r.append_erasure("erin", "t", Vec::new(), Some("case 12".into()))
+        r.append_erasure("erin", "t", Vec::new(), Vec::new(), Some("case 12".into()))
             .await
             .unwrap();
         assert!(
@@ -184,7 +204,7 @@ mod tests {
                 .erased_subjects()
                 .is_empty()
         );
-        r.append_erasure("erin", "hold lifted", Vec::new(), None)
+        r.append_erasure("erin", "hold lifted", Vec::new(), Vec::new(), None)
             .await
             .unwrap();
         assert_eq!(r.erasure_ledger().await.unwrap().erased_subjects().len(), 1);

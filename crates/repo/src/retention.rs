@@ -59,6 +59,32 @@ impl Unit {
         }
     }
 
+    /// When period number `period` (as [`Unit::period`] counts) begins.
+    pub fn start(self, period: i64) -> Option<DateTime<Utc>> {
+        let day = |days: i64| {
+            chrono::NaiveDate::from_num_days_from_ce_opt(i32::try_from(days).ok()?)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        };
+        match self {
+            Unit::Hourly => {
+                Some(day(period.div_euclid(24))? + Duration::hours(period.rem_euclid(24)))
+            }
+            Unit::Daily => day(period),
+            Unit::Weekly => day(period * 7 + 1),
+            Unit::Monthly => chrono::NaiveDate::from_ymd_opt(
+                i32::try_from(period.div_euclid(12)).ok()?,
+                u32::try_from(period.rem_euclid(12)).ok()? + 1,
+                1,
+            )
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+            Unit::Yearly => chrono::NaiveDate::from_ymd_opt(i32::try_from(period).ok()?, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+        }
+    }
+
     /// How the period of `t` is written in plans.
     pub fn label(self, t: DateTime<Utc>) -> String {
         match self {
@@ -329,6 +355,58 @@ pub fn apply(policy: &Policy, snapshots: &[Candidate]) -> Vec<Decision> {
     out
 }
 
+/// When a snapshot kept today for `reasons` will no longer be kept, if
+/// backups go on as they have (a new one every `cadence`, so the newest
+/// snapshot keeps pace with the clock `now`): the latest moment any of its
+/// reasons still holds. `None` when it is pinned (kept until unpinned).
+/// A calendar rule keeps it while its period is among the last N; one
+/// whose period has not ended yet is expected to pass that rule on to a
+/// newer snapshot of the same period when the period ends.
+pub fn expiry(
+    policy: &Policy,
+    time: DateTime<Utc>,
+    reasons: &[Reason],
+    now: DateTime<Utc>,
+    cadence: Duration,
+    pitr_window: Duration,
+) -> Option<DateTime<Utc>> {
+    let mut latest = now;
+    for reason in reasons {
+        let until = match reason {
+            Reason::Pinned => return None,
+            Reason::PitrWindow => now + cadence + pitr_window,
+            Reason::Last { rank } => {
+                now + cadence * (policy.keep_last.saturating_sub(*rank) as i32 + 1)
+            }
+            Reason::Period { unit, .. } => {
+                let n = Unit::ALL
+                    .iter()
+                    .position(|u| u == unit)
+                    .map(|i| policy.keep_periods[i])
+                    .unwrap_or(0);
+                let own = unit.period(time);
+                if unit.period(now) > own {
+                    unit.start(own + i64::from(n)).unwrap_or(now)
+                } else {
+                    unit.start(own + 1).unwrap_or(now)
+                }
+            }
+            Reason::Within => time + policy.keep_within.unwrap_or_default(),
+            Reason::Kind { kind } => {
+                time + policy
+                    .keep_kind
+                    .iter()
+                    .filter(|(k, _)| k.as_str() == kind)
+                    .map(|(_, d)| *d)
+                    .max()
+                    .unwrap_or_default()
+            }
+        };
+        latest = latest.max(until);
+    }
+    Some(latest)
+}
+
 /// Parses a duration in lifeboat's one grammar (`30d`, `12h`, `2w`,
 /// `90d12h`, `3mo`, `1y`); the error lists the units.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, lifeboat_units::UnitError> {
@@ -551,6 +629,77 @@ mod tests {
                 .collect();
             got.sort();
             assert_eq!(got, reference(&p, &c), "policy {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_kept_yearly_expires_when_its_year_leaves_the_window() {
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|d| d.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let policy = Policy::runbook();
+        let year = Reason::Period {
+            unit: Unit::Yearly,
+            period: "2025".into(),
+        };
+        let day = Reason::Period {
+            unit: Unit::Daily,
+            period: "2025-12-31".into(),
+        };
+        let now = t("2026-03-01T00:00:00Z");
+        let when = expiry(
+            &policy,
+            t("2025-12-31T02:00:00Z"),
+            &[day, year],
+            now,
+            Duration::days(1),
+            Duration::days(30),
+        );
+        assert_eq!(when, Some(t("2032-01-01T00:00:00Z")));
+        // A daily of a day that has ended goes 30 days after it began.
+        let d = Reason::Period {
+            unit: Unit::Daily,
+            period: "2026-02-20".into(),
+        };
+        let when = expiry(
+            &policy,
+            t("2026-02-20T02:00:00Z"),
+            &[d],
+            now,
+            Duration::days(1),
+            Duration::days(30),
+        );
+        assert_eq!(when, Some(t("2026-03-22T00:00:00Z")));
+        // This month's monthly passes to a newer snapshot when the month ends.
+        let m = Reason::Period {
+            unit: Unit::Monthly,
+            period: "2026-03".into(),
+        };
+        let when = expiry(
+            &policy,
+            t("2026-03-01T00:00:00Z"),
+            &[m],
+            now,
+            Duration::days(1),
+            Duration::days(30),
+        );
+        assert_eq!(when, Some(t("2026-04-01T00:00:00Z")));
+        assert_eq!(
+            expiry(
+                &policy,
+                now,
+                &[Reason::Pinned],
+                now,
+                Duration::days(1),
+                Duration::days(30)
+            ),
+            None
+        );
+        for unit in Unit::ALL {
+            let p = unit.period(now);
+            assert_eq!(unit.start(p).map(|s| unit.period(s)), Some(p), "{unit:?}");
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use lifeboat_format::snapshot::SourceKind;
 use lifeboat_repo::SnapshotEntry;
+use lifeboat_sources::bucket::erasure::ObjectReplay;
 use lifeboat_sources::bucket::{
     BucketClient, BucketSpec, BucketTarget, ReadOptions, WriteReason, apply_restore, backup_bucket,
     plan_restore, snapshot_objects,
@@ -16,7 +17,7 @@ use lifeboat_ops::storage_rows::{ObjectsTable, Pairing};
 
 use crate::cli::{BackupBucketArgs, BucketConnArgs, Global, RestoreBucketArgs};
 use crate::commands::backup::{options, report};
-use crate::commands::{in_scope, open_repo, scoped_reference};
+use crate::commands::{erase_objects, in_scope, open_repo, scoped_reference};
 use crate::exit::UsageError;
 use crate::output::{self, Reporter};
 use crate::settings::FileSettings;
@@ -26,7 +27,11 @@ fn source_spec(g: &Global) -> Result<Option<BucketSpec>> {
     let Some(name) = &g.source else {
         return Ok(None);
     };
-    let file = FileSettings::load(g)?;
+    spec_of_source(&FileSettings::load(g)?, name)
+}
+
+/// The bucket settings of the declared source `name`, when it is a bucket.
+pub fn spec_of_source(file: &FileSettings, name: &str) -> Result<Option<BucketSpec>> {
     let src = file.source(name)?;
     let Some(url) = &src.bucket else {
         return Ok(None);
@@ -318,6 +323,20 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     let load = repo.load_index(&progress).await?;
     let index = Arc::new(load.index);
     let objects = snapshot_objects(&repo, &index, &entry).await?;
+    // Objects of erased subjects stay out, whatever the target.
+    let (objects, erased) =
+        match crate::commands::erase::ledger_for_restore(&repo, args.skip_erasures).await? {
+            Some(ledger) => {
+                match erase_objects::replay_for_bucket(&FileSettings::load(g)?, &ledger)? {
+                    Some(er) => {
+                        let (kept, report) = er.leave_out(&repo, &origin, objects)?;
+                        (kept, Some(report))
+                    }
+                    None => (objects, None),
+                }
+            }
+            None => (objects, None),
+        };
     let pairing = match &args.check_rows {
         Some(conninfo) => Some(check_rows(args, conninfo, &entry, &objects).await?),
         None => None,
@@ -338,7 +357,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
         reporter.finish();
         if g.json {
             output::json(
-                &json!({ "snapshot": entry.id, "dry_run": true, "plan": plan, "rows": pairing }),
+                &json!({ "snapshot": entry.id, "dry_run": true, "plan": plan, "rows": pairing, "erased": erased }),
             )?;
         } else {
             outln!(
@@ -378,6 +397,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
                     " (kept; --delete removes them)"
                 }
             );
+            print_erased(erased.as_ref())?;
             print_pairing(pairing.as_ref())?;
         }
         return Ok(());
@@ -386,7 +406,9 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
     reporter.finish();
     let summary = result?;
     if g.json {
-        output::json(&json!({ "snapshot": entry.id, "summary": &summary, "rows": pairing }))?;
+        output::json(
+            &json!({ "snapshot": entry.id, "summary": &summary, "rows": pairing, "erased": erased }),
+        )?;
     } else if !g.quiet {
         outln!(
             "restored bucket snapshot {} ({} as of {}) into {}: {} objects written ({}), {} already equal, {} deleted",
@@ -399,6 +421,7 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
             summary.unchanged,
             summary.deleted
         );
+        print_erased(erased.as_ref())?;
         print_pairing(pairing.as_ref())?;
     }
     if !summary.refused.is_empty() {
@@ -410,6 +433,19 @@ pub async fn restore(g: &Global, args: &RestoreBucketArgs) -> Result<()> {
             summary.refused.len(),
             target.describe()
         )));
+    }
+    Ok(())
+}
+
+/// Says which objects the erasure ledger kept out.
+fn print_erased(erased: Option<&ObjectReplay>) -> Result<()> {
+    if let Some(e) = erased.filter(|e| e.objects > 0) {
+        outln!(
+            "erasure ledger: {} object(s) of {} erased subject(s) left out ({} erasure(s) in force)",
+            e.objects,
+            e.found,
+            e.subjects
+        );
     }
     Ok(())
 }

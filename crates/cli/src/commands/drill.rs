@@ -54,8 +54,13 @@ pub async fn drill(g: &Global, args: &DrillArgs) -> Result<()> {
     let (restore_command, _) = restore_command(g, &settings, None)?;
     let reporter = Reporter::new(g);
     let erasure = crate::commands::erase::replay_for_restore(g, &repo, false).await?;
+    let bucket_erasure = match crate::commands::erase::ledger_for_restore(&repo, false).await? {
+        Some(ledger) => crate::commands::erase_objects::replay_for_bucket(&file, &ledger)?,
+        None => None,
+    };
     let opts = DrillOptions {
         erasure,
+        bucket_erasure,
         snapshot: args.snapshot.clone(),
         tag: g.source.as_deref().map(crate::commands::source_tag),
         target_time,

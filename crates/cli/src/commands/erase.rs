@@ -6,20 +6,21 @@ use lifeboat_format::erasure::AppliedRule;
 use lifeboat_postgres::erasure;
 use lifeboat_postgres::erasure::ErasureReplay;
 use lifeboat_repo::Repository;
+use lifeboat_repo::erasures::Ledger;
 
 use crate::cli::{EraseArgs, ErasuresArgs, Global};
-use crate::commands::open_repo;
+use crate::commands::{erase_objects, erasure_reports, open_repo};
 use crate::exit::UsageError;
 use crate::output;
 use crate::settings::FileSettings;
 
-/// Erases one subject from the live database, recording it first.
+/// Erases one subject from the live database and buckets, recording it first.
 pub async fn erase(g: &Global, args: &EraseArgs) -> Result<()> {
     let file = FileSettings::load(g)?;
-    if file.erasure.is_empty() {
+    if file.erasure.is_empty() && file.bucket_erasure.is_empty() {
         return Err(UsageError(
-            "no [[erasure]] rules in lifeboat.toml: say, per table, how a data subject is found \
-             (see `lifeboat erase --help`)"
+            "no [[erasure]] or [[bucket_erasure]] rules in lifeboat.toml: say, per table and per \
+             bucket, how a data subject is found (see `lifeboat erase --help`)"
                 .into(),
         )
         .into());
@@ -29,7 +30,129 @@ pub async fn erase(g: &Global, args: &EraseArgs) -> Result<()> {
             UsageError("--reason must say why (a request or ticket reference)".into()).into(),
         );
     }
-    let conninfo = match (&args.db, &args.source) {
+    let repo = open_repo(g).await?;
+    // The audit log records this command line: never with the subject's key.
+    crate::audit::conceal(
+        &args.subject,
+        format!("<subject {}>", &repo.subject_hash(&args.subject)[..12]),
+    );
+    let mut client = if erase_objects::needs_database(&file) {
+        let conninfo = conninfo(&file, args)?;
+        let config = lifeboat_postgres::sql::config(conninfo.as_deref(), None)?;
+        Some(lifeboat_postgres::sql::connect(&config).await?)
+    } else {
+        None
+    };
+    let found = erase_objects::find(&file, client.as_ref(), &args.subject).await?;
+    let held = args.hold.is_some();
+    let deleting = !held && !args.dry_run;
+    let records = |found: &[erase_objects::FoundObjects]| {
+        found
+            .iter()
+            .map(|f| f.record(&repo, deleting))
+            .collect::<Vec<_>>()
+    };
+    // The ledger entry first, then the objects, then the rows (committed
+    // last): a failure part-way leaves the erasure recorded, to be run again.
+    let record = |counts: Vec<AppliedRule>| {
+        let (repo, found) = (&repo, &found);
+        async move {
+            let e = repo
+                .append_erasure(
+                    &args.subject,
+                    &args.reason,
+                    counts,
+                    records(found),
+                    args.hold.clone(),
+                )
+                .await?;
+            if deleting {
+                for f in found {
+                    f.delete()
+                        .await
+                        .map_err(|e| lifeboat_postgres::PgError::Erasure(format!("{e:#}")))?;
+                }
+            }
+            Ok::<_, lifeboat_postgres::PgError>(e)
+        }
+    };
+    let entry = std::sync::Mutex::new(None);
+    let applied = match client.as_mut() {
+        Some(client) if !file.erasure.is_empty() => {
+            erasure::erase(
+                client,
+                &file.erasure,
+                &args.subject,
+                !deleting,
+                |counts: Vec<AppliedRule>| {
+                    let (record, entry) = (&record, &entry);
+                    async move {
+                        let e = record(counts).await?;
+                        if let Ok(mut slot) = entry.lock() {
+                            *slot = Some(e);
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await?
+        }
+        _ => Vec::new(),
+    };
+    let mut entry = entry.into_inner().ok().flatten();
+    if entry.is_none() && !args.dry_run {
+        // A hold (the tables were only counted), or buckets alone.
+        entry = Some(record(applied.clone()).await?);
+    }
+    let rows: u64 = applied.iter().map(|a| a.rows).sum();
+    let objects: usize = found.iter().map(|f| f.count()).sum();
+    if g.json {
+        return output::json(&serde_json::json!({
+            "dry_run": args.dry_run,
+            "held": held,
+            "entry": entry.as_ref().map(|e| e.seq),
+            "subject": repo.subject_hash(&args.subject),
+            "rules": applied,
+            "rows": rows,
+            "buckets": records(&found).into_iter().map(|mut r| { r.hashes.clear(); r }).collect::<Vec<_>>(),
+            "objects": objects,
+        }));
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    let verb = if deleting { "deleted" } else { "match" };
+    for a in &applied {
+        outln!("{:<40} {:>8} row(s) {verb}", a.table, a.rows);
+    }
+    for r in records(&found) {
+        outln!(
+            "{:<40} {:>8} object(s) {verb}  ({})",
+            r.location,
+            r.objects,
+            r.rule
+        );
+    }
+    match (&entry, args.dry_run, &args.hold) {
+        (_, true, _) => outln!("dry run: nothing was recorded or deleted"),
+        (Some(e), _, Some(why)) => outln!(
+            "recorded as ledger entry {} under a legal hold ({why}): nothing deleted; \
+             run `lifeboat erase` again without --hold when the hold ends",
+            e.seq
+        ),
+        (Some(e), _, None) => outln!(
+            "erased: {rows} row(s) and {objects} object(s) deleted; ledger entry {} makes every later restore remove them too",
+            e.seq
+        ),
+        (None, _, _) => {}
+    }
+    Ok(())
+}
+
+/// The database to erase from: `--db`, else the `--source`'s one database,
+/// else the libpq environment's.
+fn conninfo(file: &FileSettings, args: &EraseArgs) -> Result<Option<String>> {
+    Ok(match (&args.db, &args.source) {
         (Some(db), _) => Some(db.clone()),
         (None, Some(name)) => {
             let dbs = file.source(name)?.db.values();
@@ -44,98 +167,18 @@ pub async fn erase(g: &Global, args: &EraseArgs) -> Result<()> {
             }
         }
         (None, None) => None,
-    };
-    let repo = open_repo(g).await?;
-    let config = lifeboat_postgres::sql::config(conninfo.as_deref(), None)?;
-    let mut client = lifeboat_postgres::sql::connect(&config).await?;
-    let mut entry = None;
-    let applied = if args.hold.is_some() {
-        // A hold: recorded, nothing deleted.
-        let counts = erasure::erase(&mut client, &file.erasure, &args.subject, true, |_| async {
-            Ok(())
-        })
-        .await?;
-        if !args.dry_run {
-            entry = Some(
-                repo.append_erasure(
-                    &args.subject,
-                    &args.reason,
-                    counts.clone(),
-                    args.hold.clone(),
-                )
-                .await?,
-            );
-        }
-        counts
-    } else {
-        let recorded = std::sync::Mutex::new(None);
-        let applied = erasure::erase(
-            &mut client,
-            &file.erasure,
-            &args.subject,
-            args.dry_run,
-            |counts: Vec<AppliedRule>| {
-                let (repo, recorded) = (&repo, &recorded);
-                async move {
-                    let e = repo
-                        .append_erasure(&args.subject, &args.reason, counts, None)
-                        .await?;
-                    if let Ok(mut r) = recorded.lock() {
-                        *r = Some(e);
-                    }
-                    Ok(())
-                }
-            },
-        )
-        .await?;
-        entry = recorded.into_inner().ok().flatten();
-        applied
-    };
-    let rows: u64 = applied.iter().map(|a| a.rows).sum();
-    if g.json {
-        return output::json(&serde_json::json!({
-            "dry_run": args.dry_run,
-            "held": args.hold.is_some(),
-            "entry": entry.as_ref().map(|e| e.seq),
-            "subject": repo.subject_hash(&args.subject),
-            "rules": applied,
-            "rows": rows,
-        }));
-    }
-    if g.quiet {
-        return Ok(());
-    }
-    for a in &applied {
-        outln!(
-            "{:<40} {:>8} row(s) {}",
-            a.table,
-            a.rows,
-            if args.dry_run || args.hold.is_some() {
-                "match"
-            } else {
-                "deleted"
-            }
-        );
-    }
-    match (&entry, args.dry_run, &args.hold) {
-        (_, true, _) => outln!("dry run: nothing was recorded or deleted"),
-        (Some(e), _, Some(why)) => outln!(
-            "recorded as ledger entry {} under a legal hold ({why}): nothing deleted; \
-             run `lifeboat erase` again without --hold when the hold ends",
-            e.seq
-        ),
-        (Some(e), _, None) => outln!(
-            "erased: {rows} row(s) deleted; ledger entry {} makes every later restore remove them too",
-            e.seq
-        ),
-        (None, _, _) => {}
-    }
-    Ok(())
+    })
 }
 
 /// Lists the ledger (or re-applies it with `--replay`); a damaged ledger exits 1.
 pub async fn list(g: &Global, args: &ErasuresArgs) -> Result<()> {
     let repo = open_repo(g).await?;
+    if let Some(key) = &args.subject {
+        return erasure_reports::subject(g, &repo, key).await;
+    }
+    if args.compliance {
+        return erasure_reports::compliance(g, &repo).await;
+    }
     if args.replay {
         return replay_into(
             g,
@@ -190,6 +233,30 @@ pub async fn list(g: &Global, args: &ErasuresArgs) -> Result<()> {
     Ok(())
 }
 
+/// The erasure ledger a restore re-applies: `None` with `skip` (said on
+/// stderr). A damaged ledger stops the restore unless `skip`.
+pub async fn ledger_for_restore(repo: &Repository, skip: bool) -> Result<Option<Ledger>> {
+    if skip {
+        eprintln!(
+            "warning: --skip-erasures: the erasure ledger is not re-applied; erased subjects in this backup come back"
+        );
+        crate::audit::detail(erasure_reports::LEDGER_DETAIL, "skipped");
+        return Ok(None);
+    }
+    let ledger = repo.erasure_ledger().await?;
+    if let Some(last) = ledger.entries.last() {
+        // The compliance report's replay history reads this.
+        crate::audit::detail(erasure_reports::LEDGER_DETAIL, last.seq.to_string());
+    }
+    if let Some((object, why)) = ledger.problems.first() {
+        anyhow::bail!(lifeboat_repo::RepoError::Damaged(format!(
+            "the erasure ledger is damaged ({object}: {why}), so this restore cannot be trusted to remove \
+             every erased subject; nothing was restored. Pass --skip-erasures to restore anyway"
+        )));
+    }
+    Ok(Some(ledger))
+}
+
 /// What a restore re-applies: `None` when the ledger has no erasure in
 /// force (or `skip`). A damaged ledger stops the restore unless `skip`.
 pub async fn replay_for_restore(
@@ -197,19 +264,9 @@ pub async fn replay_for_restore(
     repo: &Repository,
     skip: bool,
 ) -> Result<Option<ErasureReplay>> {
-    if skip {
-        eprintln!(
-            "warning: --skip-erasures: the erasure ledger is not re-applied; erased subjects in this backup come back"
-        );
+    let Some(ledger) = ledger_for_restore(repo, skip).await? else {
         return Ok(None);
-    }
-    let ledger = repo.erasure_ledger().await?;
-    if let Some((object, why)) = ledger.problems.first() {
-        anyhow::bail!(lifeboat_repo::RepoError::Damaged(format!(
-            "the erasure ledger is damaged ({object}: {why}), so this restore cannot be trusted to remove \
-             every erased subject; nothing was restored. Pass --skip-erasures to restore anyway"
-        )));
-    }
+    };
     let erased = ledger.erased_subjects();
     if erased.is_empty() {
         return Ok(None);

@@ -73,6 +73,12 @@ fn policies(args: &ForgetArgs, file: Option<&RetentionSettings>) -> Result<Polic
     if let Some(p) = rules_policy(&flags)? {
         return Ok(PolicySet::single(p));
     }
+    file_policies(file)
+}
+
+/// The policies lifeboat.toml's [retention] gives (with its per-source
+/// overrides), else the runbook policy.
+fn file_policies(file: Option<&RetentionSettings>) -> Result<PolicySet> {
     let Some(file) = file else {
         return Ok(PolicySet::single(Policy::runbook()));
     };
@@ -121,6 +127,34 @@ fn describe(r: &Reason) -> String {
 /// Parses the PITR window in the one duration grammar.
 fn pitr_window(s: &str) -> Result<chrono::Duration> {
     parse_duration(s).map_err(|e| UsageError(format!("--pitr-window: {e}")).into())
+}
+
+/// The retention `forget` applies without flags: the policies and the
+/// point-in-time-recovery window of lifeboat.toml (else the runbook's).
+pub fn configured_retention(settings: &Settings) -> Result<(PolicySet, chrono::Duration)> {
+    let r = settings.retention.as_ref();
+    Ok((
+        file_policies(r)?,
+        pitr_window(r.and_then(|r| r.pitr_window.as_deref()).unwrap_or("30d"))?,
+    ))
+}
+
+/// What `forget` would keep today under the configured retention, and why
+/// (a dry run: nothing changes).
+pub async fn retention_today(
+    repo: &lifeboat_repo::Repository,
+    policy: &PolicySet,
+    window: chrono::Duration,
+    sink: &lifeboat_repo::progress::DynProgress,
+) -> Result<lifeboat_repo::forget::ForgetPlan> {
+    let all = repo.list_snapshots(sink).await?;
+    let bases = expire::window_snapshot_ids(&all, chrono::Utc::now() - window);
+    Ok(repo.forget(policy, &bases, true, sink).await?)
+}
+
+/// Says why a snapshot is kept, as `forget` prints it.
+pub fn kept_because(r: &Reason) -> String {
+    describe(r)
 }
 
 /// Applies the retention policy, then expires WAL outside the PITR window.

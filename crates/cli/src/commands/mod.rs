@@ -7,6 +7,8 @@ pub mod check;
 pub mod copy;
 pub mod drill;
 pub mod erase;
+pub mod erase_objects;
+pub mod erasure_reports;
 pub mod export;
 pub mod forget;
 pub mod generate;

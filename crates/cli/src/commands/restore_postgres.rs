@@ -191,6 +191,12 @@ pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         None
     };
     let erasure = crate::commands::erase::replay_for_restore(g, &repo, args.skip_erasures).await?;
+    if erasure.is_some() && !args.start {
+        crate::audit::detail(
+            crate::commands::erasure_reports::LEDGER_DETAIL,
+            "not applied: the server was not started",
+        );
+    }
     let opts = PgRestoreOptions {
         erasure,
         snapshot: args.snapshot.clone(),

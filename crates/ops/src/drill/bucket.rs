@@ -71,7 +71,13 @@ pub(super) async fn drill(
     progress.event(Event::Phase("restoring into a scratch prefix"));
     let restored = async {
         let index = Arc::new(repo.load_index(progress).await?.index);
-        let objects = snapshot_objects(repo, &index, entry).await?;
+        let mut objects = snapshot_objects(repo, &index, entry).await?;
+        let mut left_out = None;
+        if let (Some(er), Some(origin)) = (&opts.bucket_erasure, entry.snapshot.paths.first()) {
+            let (kept, replay) = er.leave_out(repo, origin, objects)?;
+            objects = kept;
+            left_out = Some(replay);
+        }
         let plan = plan_restore(objects.clone(), &target, false).await?;
         if plan.unchanged > 0 || !plan.extra.is_empty() {
             return Err(lifeboat_sources::bucket::BucketError::Invalid(format!(
@@ -80,14 +86,24 @@ pub(super) async fn drill(
             )));
         }
         let done = apply_restore(repo, index, plan, &target, progress.clone()).await?;
-        Ok((objects, done))
+        Ok((objects, done, left_out))
     }
     .await;
     let objects = match restored {
-        Ok((objects, done)) => {
+        Ok((objects, done, left_out)) => {
+            let erased = match left_out.filter(|r| r.objects > 0) {
+                Some(r) => format!(
+                    "; {} object(s) of {} erased subject(s) left out by the erasure ledger",
+                    r.objects, r.found
+                ),
+                None => String::new(),
+            };
             log.end(
                 true,
-                format!("{} objects, {} bytes written", done.written, done.bytes),
+                format!(
+                    "{} objects, {} bytes written{erased}",
+                    done.written, done.bytes
+                ),
             );
             objects
         }

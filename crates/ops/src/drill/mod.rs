@@ -66,6 +66,8 @@ pub struct DrillOptions {
     pub bucket_scratch: Option<String>,
     /// Erasures to re-apply to the restored copy before it is checked.
     pub erasure: Option<lifeboat_postgres::erasure::ErasureReplay>,
+    /// Objects of erased subjects to leave out of a bucket drill's restore.
+    pub bucket_erasure: Option<lifeboat_sources::bucket::erasure::BucketErasure>,
 }
 
 /// What a drill did and found.

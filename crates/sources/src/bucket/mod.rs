@@ -5,6 +5,7 @@
 
 mod backup;
 mod client;
+pub mod erasure;
 mod error;
 pub mod keys;
 mod listing;
