@@ -88,8 +88,8 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
              INSERT INTO shop.order_lines VALUES (1, 'a'), (1, 'b'), (2, 'c'), (3, 'd');"
         ),
     );
-    logical_backup(&env, &c, "app", &[]);
-    common::pg::base_backup(&env, &c);
+    let logical = logical_backup(&env, &c, "app", &[]);
+    let base = common::pg::base_backup(&env, &c);
     let cfg = config(&env, "code");
     let cfg_a = cfg_args(&cfg);
     let cfg_s: Vec<&str> = cfg_a.iter().map(String::as_str).collect();
@@ -170,6 +170,29 @@ fn an_erased_subject_never_comes_back_from_a_restore() {
     assert_eq!(rows_of(&pitr, "app"), "0/0/1/1");
     assert_eq!(report["erased"][0][0], "app", "{report}");
     pitr.stop();
+
+    // Drills of both backups from before the erasure re-apply the ledger in
+    // their scratch clusters before checking them (the logical drill's row
+    // counts expect the subject's rows gone) and pass.
+    for (backup, says) in [
+        (
+            &logical,
+            "erasure ledger re-applied: 1 of 1 erased subject(s) found, 6 row(s) removed",
+        ),
+        (&base, "erasure ledger re-applied to app before it opened"),
+    ] {
+        let id = backup["id"].as_str().unwrap();
+        let out = env.run(&[
+            "--json",
+            "--config",
+            cfg.to_str().unwrap(),
+            "drill",
+            &id[..8],
+        ]);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert_eq!(out.json()["ok"], true, "{}", out.stdout);
+        assert!(out.stdout.contains(says), "{}", out.stdout);
+    }
 
     // Restored with the ledger skipped, the subject is back, until the
     // ledger is re-applied by hand.

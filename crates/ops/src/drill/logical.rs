@@ -94,6 +94,10 @@ pub(super) async fn drill(
     };
     let mut restored_ok = opened.is_some();
     let mut loaded = (0usize, 0u64, 0usize);
+    // What the erasure ledger's replay removed: subjects in force, found,
+    // and rows per (database, table), which the row counts then expect.
+    let mut erased = (0usize, 0usize);
+    let mut removed: BTreeMap<(String, String), u64> = BTreeMap::new();
     for (db, info) in databases.iter().zip(&meta.databases) {
         let Some(backup) = opened.as_ref() else { break };
         if let Restored::Server(s) = &restored
@@ -137,6 +141,17 @@ pub(super) async fn drill(
                 break;
             }
             Ok(r) => {
+                if let Some(e) = &r.erased {
+                    erased.0 = e.subjects;
+                    erased.1 += e.found;
+                    for t in &e.tables {
+                        let table = match t.table.contains('.') {
+                            true => t.table.clone(),
+                            false => format!("public.{}", t.table),
+                        };
+                        *removed.entry((db.clone(), table)).or_default() += t.rows;
+                    }
+                }
                 loaded.0 += r.tables.len();
                 loaded.1 += r.tables.iter().map(|t| t.restored).sum::<u64>();
                 loaded.2 += r.warnings.len();
@@ -152,12 +167,22 @@ pub(super) async fn drill(
         log.end(
             true,
             format!(
-                "{} database(s), {} tables, {} rows loaded{}",
+                "{} database(s), {} tables, {} rows loaded{}{}",
                 databases.len(),
                 loaded.0,
                 loaded.1,
                 if loaded.2 > 0 {
                     format!(", {} warning(s)", loaded.2)
+                } else {
+                    String::new()
+                },
+                if erased.0 > 0 {
+                    format!(
+                        "; erasure ledger re-applied: {} of {} erased subject(s) found, {} row(s) removed",
+                        erased.1,
+                        erased.0,
+                        removed.values().sum::<u64>()
+                    )
                 } else {
                     String::new()
                 }
@@ -171,7 +196,14 @@ pub(super) async fn drill(
                     d.name.clone(),
                     d.tables
                         .iter()
-                        .map(|t| (format!("{}.{}", t.schema, t.name), t.rows))
+                        .map(|t| {
+                            let table = format!("{}.{}", t.schema, t.name);
+                            let gone = removed
+                                .get(&(d.name.clone(), table.clone()))
+                                .copied()
+                                .unwrap_or(0);
+                            (table, t.rows.saturating_sub(gone))
+                        })
                         .collect(),
                 )
             })

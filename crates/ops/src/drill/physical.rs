@@ -114,10 +114,22 @@ pub(super) async fn drill(
             let newest = r.window.latest.unwrap_or(r.window.earliest);
             report.recoverable_to = Some(newest.min(report.target_time));
             report.rpo = rpo_of(report.target_time, Some(newest), &opts.targets);
+            let erased: String = r
+                .erased
+                .iter()
+                .map(|(db, e)| {
+                    format!(
+                        "; erasure ledger re-applied to {db} before it opened: {} of {} erased subject(s) found, {} row(s) removed",
+                        e.found,
+                        e.subjects,
+                        e.tables.iter().map(|t| t.rows).sum::<u64>()
+                    )
+                })
+                .collect();
             log.end(
                 true,
                 format!(
-                    "{} files restored, recovered on timeline {} to {} ({})",
+                    "{} files restored, recovered on timeline {} to {} ({}){erased}",
                     r.files.files,
                     reached.timeline,
                     reached.lsn,
