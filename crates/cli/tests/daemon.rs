@@ -1268,3 +1268,91 @@ fn a_restore_into_a_protected_database_runs_only_after_another_person_approves_i
     });
     env.ok(&["audit", "verify"]);
 }
+
+/// The guard covers every way at a protected source, not just `restore
+/// --db`: `recover` aimed at its database, a logical restore whose target
+/// comes from the PG* variables, and a `forget` whose flags would remove
+/// restore points the configured retention promises. Dry runs and the
+/// configured retention itself pass.
+#[test]
+fn recover_forget_and_a_database_named_by_pg_variables_are_guarded_like_restores() {
+    let env = Env::fs();
+    env.init();
+    let c = app_cluster(&env);
+    let conn = c.conninfo_db("app");
+    let cfg = config(
+        &env,
+        &c,
+        "protected = true\n",
+        "[retention]\nkeep_last = 5\n",
+    );
+    let cf = cfg.to_str().unwrap();
+    for _ in 0..2 {
+        env.ok(&["--config", cf, "--source", "app", "backup"]);
+    }
+    let snapshots = || {
+        env.ok(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    let out = env.run(&["--config", cf, "forget", "--keep-last", "1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("restore points of the protected source \"app\"")
+            && out
+                .stderr
+                .contains("lifeboat request -- forget --keep-last 1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshots(), 2);
+    env.ok(&["--config", cf, "forget", "--keep-last", "1", "--dry-run"]);
+    env.ok(&["--config", cf, "forget"]);
+    assert_eq!(snapshots(), 2);
+
+    let out = env.run(&[
+        "--config",
+        cf,
+        "recover",
+        "--target-time",
+        "2026-11-30 09:00:00Z",
+        "--target-dir",
+        env.path().join("recovered").to_str().unwrap(),
+        "--db",
+        &conn,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("protected target of source \"app\"")
+            && out
+                .stderr
+                .contains("lifeboat request -- recover --target-time"),
+        "{}",
+        out.stderr
+    );
+
+    let port = c.port.to_string();
+    let out = env.run_with(
+        &[
+            ("PGHOST", c.socket.to_str().unwrap()),
+            ("PGPORT", port.as_str()),
+            ("PGDATABASE", "app"),
+        ],
+        &[
+            "--config",
+            cf,
+            "restore",
+            "postgres",
+            "latest",
+            "--logical",
+            "--clean",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("protected target"), "{}", out.stderr);
+    assert_eq!(c.psql_db("app", "SELECT count(*) FROM t").trim(), "1000");
+}

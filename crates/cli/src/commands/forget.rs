@@ -157,6 +157,82 @@ pub fn kept_because(r: &Reason) -> String {
     describe(r)
 }
 
+/// The restore points of protected sources that `policy` and `window`
+/// (the flags') would remove but the configured retention keeps: per
+/// protected source, what would go. Empty when nothing promised is lost.
+async fn promises_broken(
+    g: &Global,
+    repo: &lifeboat_repo::Repository,
+    policy: &PolicySet,
+    window: chrono::Duration,
+    settings: &Settings,
+    sink: &lifeboat_repo::progress::DynProgress,
+) -> Result<Vec<(String, String)>> {
+    use lifeboat_ops::access::protect::{Destination, protected_by};
+    let file = crate::settings::FileSettings::load(g)?;
+    if !file.source.iter().any(|s| s.protected) {
+        return Ok(Vec::new());
+    }
+    let (promised, promised_window) = configured_retention(settings)?;
+    let mut broken: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    if *policy != promised {
+        let all = repo.list_snapshots(sink).await?;
+        let now = retention_today(repo, policy, window, sink).await?;
+        let kept_by_promise: HashSet<_> = retention_today(repo, &promised, promised_window, sink)
+            .await?
+            .sources
+            .iter()
+            .flat_map(|s| &s.snapshots)
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect();
+        let removed: HashSet<_> = now
+            .sources
+            .iter()
+            .flat_map(|s| &s.snapshots)
+            .filter(|d| !d.keep && kept_by_promise.contains(&d.id))
+            .map(|d| d.id)
+            .collect();
+        for e in all.iter().filter(|e| removed.contains(&e.id)) {
+            let owner = file.source.iter().filter(|s| s.protected).find(|s| {
+                e.snapshot
+                    .tags
+                    .contains(&crate::commands::source_tag(s.name.get_ref()))
+            });
+            let owner = owner.or_else(|| {
+                let dir = std::path::Path::new(e.snapshot.paths.first()?);
+                protected_by(&file.source, Destination::Directory(dir))
+            });
+            if let Some(s) = owner {
+                broken
+                    .entry(s.name.get_ref().clone())
+                    .or_default()
+                    .push(format!("snapshot {}", e.id.short()));
+            }
+        }
+    }
+    if window < promised_window {
+        for s in file
+            .source
+            .iter()
+            .filter(|s| s.protected && s.pgdata.is_some())
+        {
+            broken
+                .entry(s.name.get_ref().clone())
+                .or_default()
+                .push(format!(
+                    "point-in-time recovery over {} instead of {}",
+                    lifeboat_units::format_duration(window.to_std().unwrap_or_default()),
+                    lifeboat_units::format_duration(promised_window.to_std().unwrap_or_default())
+                ));
+        }
+    }
+    Ok(broken
+        .into_iter()
+        .map(|(source, what)| (source, what.join(", ")))
+        .collect())
+}
+
 /// Applies the retention policy, then expires WAL outside the PITR window.
 pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
     let settings = Settings::resolve(g)?;
@@ -173,6 +249,13 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
     let repo = open_repo(g).await?;
     let reporter = Reporter::new(g);
     let sink = reporter.sink();
+    if !args.dry_run {
+        let breaks = promises_broken(g, &repo, &policy, window, &settings, &sink).await;
+        if let Some((source, what)) = breaks?.into_iter().next() {
+            reporter.finish();
+            crate::commands::protect::guard_deletion(g, &source, &what).await?;
+        }
+    }
     let done = async {
         let window_start = chrono::Utc::now() - window;
         let all = repo.list_snapshots(&sink).await?;

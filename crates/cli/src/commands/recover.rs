@@ -14,6 +14,23 @@ use crate::settings::{FileSettings, Settings};
 
 /// Runs the corruption runbook.
 pub async fn recover(g: &Global, args: &RecoverArgs) -> Result<()> {
+    use lifeboat_ops::access::protect::Destination;
+    // Recover stops writes on the live database and may switch clients
+    // over: aimed at a protected one, it needs approval like a restore.
+    if let Some(db) = &args.db {
+        crate::commands::protect::guard(
+            g,
+            Destination::Database(db),
+            "the database recover would stop writes on",
+        )
+        .await?;
+    }
+    crate::commands::protect::guard(
+        g,
+        Destination::Directory(&args.target_dir),
+        &args.target_dir.display().to_string(),
+    )
+    .await?;
     let file = FileSettings::load(g)?;
     let checks = checks(&file)?;
     let (target_time, note) = parse_time(&args.target_time)?;

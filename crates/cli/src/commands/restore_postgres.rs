@@ -141,9 +141,9 @@ fn target(args: &RestorePostgresArgs, reporter: &Reporter) -> Result<Target> {
 pub async fn run(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
     use lifeboat_ops::access::protect::Destination;
     if args.logical {
-        if let Some(db) = &args.db
-            && !args.dry_run
-        {
+        if !args.dry_run {
+            // Without --db, the database the PG* variables name.
+            let db = args.db.as_deref().unwrap_or_default();
             crate::commands::protect::guard(g, Destination::Database(db), "this database").await?;
         }
         return crate::commands::logical::restore(g, args).await;

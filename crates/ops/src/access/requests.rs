@@ -234,10 +234,10 @@ impl RequestStore {
         let _writing = writing();
         if !matches!(
             plan.command.first().map(String::as_str),
-            Some("restore" | "recover")
+            Some("restore" | "recover" | "forget")
         ) {
             return Err(RequestError::BadPlan(
-                "a request holds a `restore …` or `recover …` command".into(),
+                "a request holds a `restore …`, `recover …` or `forget …` command".into(),
             ));
         }
         let mut id = [0u8; 6];
@@ -465,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn only_restores_can_be_requested() {
+    fn only_restores_recoveries_and_forgets_can_be_requested() {
         let dir = tempfile::tempdir().unwrap();
         let s = RequestStore::new(dir.path());
         let p = Plan {
