@@ -1356,3 +1356,60 @@ fn recover_forget_and_a_database_named_by_pg_variables_are_guarded_like_restores
     assert!(out.stderr.contains("protected target"), "{}", out.stderr);
     assert_eq!(c.psql_db("app", "SELECT count(*) FROM t").trim(), "1000");
 }
+
+/// An edit of the settings file is a configuration change: the running
+/// daemon records it (and that it still runs with the old settings), and
+/// the next start records that the new ones are in force. Only which
+/// sections changed is kept, never their text.
+#[test]
+fn an_edit_of_the_settings_file_is_recorded_in_the_audit_log() {
+    let env = Env::fs();
+    env.init();
+    let c = app_cluster(&env);
+    let cfg = config(
+        &env,
+        &c,
+        "[[job]]\nrun = \"backup\"\nsource = \"app\"\nevery = \"1d\"\n",
+        "[serve]\nrefresh = \"1s\"\n",
+    );
+    let state = env.path().join("state");
+    let changes = || -> Vec<serde_json::Value> {
+        env.ok(&["--json", "audit"]).json()[0]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "settings changed")
+            .cloned()
+            .collect()
+    };
+    let mut d = Daemon::start(&env, &cfg, &state);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[retention]\nkeep_last = 9\n")).unwrap();
+    d.wait("the edit to be recorded", || changes().len() == 1);
+    let seen = &changes()[0];
+    assert_eq!(seen["details"]["sections"], "retention added", "{seen}");
+    assert!(
+        seen["details"]["applied"]
+            .as_str()
+            .unwrap()
+            .starts_with("not yet"),
+        "{seen}"
+    );
+    assert!(!seen.to_string().contains("keep_last"), "{seen}");
+    d.signal("-TERM");
+    drop(d);
+    let d = Daemon::start(&env, &cfg, &state);
+    d.wait("the restart to record it", || changes().len() == 2);
+    let started = &changes()[1];
+    assert_eq!(
+        started["details"]["sections"], "retention added",
+        "{started}"
+    );
+    assert!(
+        started["details"]["applied"]
+            .as_str()
+            .unwrap()
+            .starts_with("yes"),
+        "{started}"
+    );
+}

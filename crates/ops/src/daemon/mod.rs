@@ -23,6 +23,7 @@
 mod approved;
 mod children;
 pub mod plan;
+pub mod settings_change;
 pub mod state;
 mod watch;
 
@@ -70,6 +71,8 @@ pub struct DaemonOptions {
     pub default_rpo: Duration,
     /// How often a drill must pass.
     pub drill_every: Duration,
+    /// The settings file, whose changes the audit log records.
+    pub settings: Option<settings_change::SettingsFile>,
 }
 
 /// A request from outside the loop (the HTTP API).
@@ -214,6 +217,8 @@ pub struct Daemon {
     stored_bytes: Option<u64>,
     disk_used: Option<f64>,
     started: DateTime<Utc>,
+    /// The settings file's digests last recorded while running.
+    settings_seen: Option<BTreeMap<String, String>>,
 }
 
 /// A duration setting, or its default.
@@ -275,6 +280,7 @@ impl Daemon {
             stored_bytes: None,
             disk_used: None,
             started: Utc::now(),
+            settings_seen: None,
         })
     }
 
@@ -326,6 +332,7 @@ impl Daemon {
         for job in &self.jobs {
             self.state.last_fire.entry(job.name.clone()).or_insert(now);
         }
+        self.audit_settings_at_start().await;
         self.save_state();
         let mut active: Vec<Active> = Vec::new();
         self.shared.metrics.paused.set(i64::from(self.state.paused));
@@ -452,6 +459,7 @@ impl Daemon {
             }
             active = still;
             if last_refresh.is_none_or(|t| t.elapsed() >= self.opts.refresh) {
+                self.audit_settings_edit().await;
                 self.refresh().await;
                 self.evaluate_alerts(true).await;
                 last_refresh = Some(Instant::now());
@@ -461,6 +469,53 @@ impl Daemon {
         self.flush_audit().await;
         self.stop(active).await;
         Ok(())
+    }
+
+    /// Records a settings file that changed since the daemon last ran (the
+    /// daemon starts with the new settings).
+    async fn audit_settings_at_start(&mut self) {
+        let Some(file) = self.opts.settings.clone() else {
+            return;
+        };
+        let before = std::mem::replace(&mut self.state.settings, file.loaded.clone());
+        let changed = settings_change::changed_sections(&before, &file.loaded);
+        if before.is_empty() || changed.is_empty() {
+            return;
+        }
+        let record = settings_change::change_record(&file.path, &changed, true, &self.opts.host);
+        if let Err(e) = self.repo.append_audit(record).await {
+            (self.log)(&format!(
+                "warning: an audit entry could not be written: {e}"
+            ));
+        }
+    }
+
+    /// Records an edit of the settings file while the daemon runs (once
+    /// per version): the daemon goes on with the settings it started with.
+    async fn audit_settings_edit(&mut self) {
+        let Some(file) = &self.opts.settings else {
+            return;
+        };
+        let Some(now) = file.on_disk() else {
+            return;
+        };
+        let seen = self.settings_seen.as_ref().unwrap_or(&file.loaded);
+        let changed = settings_change::changed_sections(seen, &now);
+        if changed.is_empty() {
+            return;
+        }
+        (self.log)(&format!(
+            "warning: {} changed ({}); the daemon runs with the settings it started with until it is restarted",
+            file.path.display(),
+            changed.join(", ")
+        ));
+        let record = settings_change::change_record(&file.path, &changed, false, &self.opts.host);
+        if let Err(e) = self.repo.append_audit(record).await {
+            (self.log)(&format!(
+                "warning: an audit entry could not be written: {e}"
+            ));
+        }
+        self.settings_seen = Some(now);
     }
 
     /// Appends the HTTP side's audit entries to the repository's log.

@@ -36,6 +36,8 @@ pub struct DaemonState {
     pub paused: bool,
     /// Per alert key: when it started to hold and when it was last sent.
     pub alerts: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    /// The settings file's section digests when the daemon last started.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// The state file in a directory.
