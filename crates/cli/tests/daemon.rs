@@ -1065,6 +1065,10 @@ fn the_api_asks_who_is_calling_once_there_are_users_and_records_what_they_did() 
             .as_array()
             .is_some_and(|a| !a.is_empty())
     });
+    // The snapshot names who asked for it, beside the account it ran as.
+    let snap = env.ok(&["--json", "snapshots"]).json()[0].clone();
+    let user = snap["user"].as_str().unwrap_or_default().to_string();
+    assert!(user.starts_with("otto (API) via "), "{snap}");
     // Revoked: refused at once.
     let id = token.split('_').nth(1).unwrap().to_string();
     env.ok(&["--config", c, "token", "revoke", &id[..6], "--state-dir", s]);
@@ -1092,7 +1096,7 @@ fn the_api_asks_who_is_calling_once_there_are_users_and_records_what_they_did() 
             && has("pause", "vera (API)", "refused")
             && has("login", "vera", "refused")
             && has("login", "unknown token", "refused")
-            && has("backup", "", "ok")
+            && has("backup", "otto (API) via ", "ok")
     });
     env.ok(&["audit", "verify"]);
 }

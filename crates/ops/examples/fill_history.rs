@@ -56,6 +56,7 @@ async fn main() -> Result<()> {
             snapshot: Some(newest.id.to_hex()),
             catch_up: false,
             rto_seconds: None,
+            started_by: None,
         };
         lifeboat_ops::runs::save(&repo, &record).await?;
     }

@@ -94,6 +94,10 @@ pub struct RunRecord {
     /// The recovery time a drill measured.
     #[serde(default)]
     pub rto_seconds: Option<f64>,
+    /// Who asked for the run (a dashboard or API user); absent when the
+    /// schedule started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 impl RunRecord {
@@ -163,6 +167,7 @@ mod tests {
             snapshot: None,
             catch_up: false,
             rto_seconds: None,
+            started_by: None,
         };
         let c = r.to_catalog();
         assert_eq!(c.kind, KIND);

@@ -540,6 +540,7 @@ mod tests {
             snapshot: None,
             catch_up: false,
             rto_seconds: None,
+            started_by: None,
         }
         .to_catalog()
     }

@@ -60,10 +60,19 @@ pub fn local_user() -> String {
         .filter(|n| !n.is_empty())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| format!("uid {}", rustix::process::getuid().as_raw()));
-    match std::env::var("SUDO_USER") {
+    let name = match std::env::var("SUDO_USER") {
         Ok(by) if name == "root" && !by.is_empty() && by != "root" => {
             format!("root (sudo by {by})")
         }
+        _ => name,
+    };
+    // A run the daemon started because a dashboard or API user asked for
+    // it names that user, beside the account it runs as.
+    match (
+        std::env::var("LIFEBOAT_ON_BEHALF_OF"),
+        std::env::var_os("LIFEBOAT_DIE_WITH_PARENT"),
+    ) {
+        (Ok(who), Some(_)) if !who.is_empty() => format!("{who} via {name}"),
         _ => name,
     }
 }

@@ -232,7 +232,10 @@ async fn run_now(
     if !state.shared.view().jobs.iter().any(|j| j.name == name) {
         return (StatusCode::NOT_FOUND, format!("no job {name:?}\n")).into_response();
     }
-    state.shared.request(Request::RunNow(name.clone()));
+    state.shared.request(Request::RunNow {
+        job: name.clone(),
+        by: caller.user.as_ref().map(|u| format!("{} (API)", u.name)),
+    });
     record(&state, &caller, "run now", &[("job", &name)]);
     (StatusCode::ACCEPTED, "queued\n").into_response()
 }

@@ -255,6 +255,7 @@ mod tests {
             snapshot: None,
             catch_up: false,
             rto_seconds: None,
+            started_by: None,
         }
     }
 

@@ -20,6 +20,7 @@ impl Daemon {
         scheduled: Option<DateTime<Utc>>,
         catch_up: bool,
         started: DateTime<Utc>,
+        by: Option<String>,
     ) -> std::result::Result<Active, String> {
         let j = &self.jobs[job];
         let logs = self.opts.state_dir.join("logs");
@@ -41,7 +42,12 @@ impl Daemon {
         let open = |p: &Path| {
             std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
         };
-        let child = tokio::process::Command::new(&self.opts.program)
+        let mut command = tokio::process::Command::new(&self.opts.program);
+        if let Some(who) = &by {
+            // Snapshots and audit entries name who asked for this run.
+            command.env("LIFEBOAT_ON_BEHALF_OF", who);
+        }
+        let child = command
             .args(&self.opts.global_args)
             .args(&j.steps[step])
             .env("LIFEBOAT_DIE_WITH_PARENT", std::process::id().to_string())
@@ -62,6 +68,7 @@ impl Daemon {
             scheduled,
             catch_up,
             started,
+            by,
             step,
             child,
             deadline: j.deadline.map(|d| Instant::now() + d),
@@ -79,7 +86,7 @@ impl Daemon {
     ) -> Option<Active> {
         let job = a.job;
         if let Some((_, why)) = a.stopping {
-            let r = self.record_for(job, a.scheduled, a.started, a.catch_up);
+            let r = self.record_for(job, a.scheduled, a.started, a.catch_up, a.by.clone());
             let text = match why {
                 Outcome::TimedOut => format!(
                     "stopped after its deadline of {}",
@@ -94,26 +101,33 @@ impl Daemon {
             return None;
         }
         if !status.success() {
-            let r = self.record_for(job, a.scheduled, a.started, a.catch_up);
+            let r = self.record_for(job, a.scheduled, a.started, a.catch_up, a.by.clone());
             let error = tail(&a.stderr, 5);
             self.finish_record(r, Outcome::Failure, status.code(), Some(error))
                 .await;
             return None;
         }
         if a.step + 1 < self.jobs[job].steps.len() {
-            match self.spawn(job, a.step + 1, a.scheduled, a.catch_up, a.started) {
+            match self.spawn(
+                job,
+                a.step + 1,
+                a.scheduled,
+                a.catch_up,
+                a.started,
+                a.by.clone(),
+            ) {
                 Ok(mut next) => {
                     next.deadline = a.deadline;
                     return Some(next);
                 }
                 Err(e) => {
-                    let r = self.record_for(job, a.scheduled, a.started, a.catch_up);
+                    let r = self.record_for(job, a.scheduled, a.started, a.catch_up, a.by.clone());
                     self.finish_record(r, Outcome::Failure, None, Some(e)).await;
                     return None;
                 }
             }
         }
-        let mut r = self.record_for(job, a.scheduled, a.started, a.catch_up);
+        let mut r = self.record_for(job, a.scheduled, a.started, a.catch_up, a.by.clone());
         let output: serde_json::Value = std::fs::read(&a.stdout)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -148,6 +162,7 @@ impl Daemon {
         scheduled: Option<DateTime<Utc>>,
         started: DateTime<Utc>,
         catch_up: bool,
+        by: Option<String>,
     ) -> RunRecord {
         let j = &self.jobs[job];
         RunRecord {
@@ -165,6 +180,7 @@ impl Daemon {
             snapshot: None,
             catch_up,
             rto_seconds: None,
+            started_by: by,
         }
     }
 

@@ -82,8 +82,13 @@ pub enum Request {
     Pause,
     /// Resume; the next fires run, nothing runs at once.
     Resume,
-    /// Run this job now (unless it runs already).
-    RunNow(String),
+    /// Run this job now (unless it runs already), for this user.
+    RunNow {
+        /// The job.
+        job: String,
+        /// Who asked (a dashboard or API user).
+        by: Option<String>,
+    },
 }
 
 /// A job as the API shows it.
@@ -185,6 +190,8 @@ struct Active {
     scheduled: Option<DateTime<Utc>>,
     catch_up: bool,
     started: DateTime<Utc>,
+    /// Who asked for this run (a dashboard or API user), if anyone did.
+    by: Option<String>,
     step: usize,
     child: tokio::process::Child,
     deadline: Option<Instant>,
@@ -303,7 +310,7 @@ impl Daemon {
                 job.name,
                 p.started.format("%Y-%m-%d %H:%M:%S UTC")
             ));
-            let record = self.record_for(*i, p.scheduled, p.started, false);
+            let record = self.record_for(*i, p.scheduled, p.started, false, None);
             self.finish_record(
                 record,
                 Outcome::Interrupted,
@@ -364,13 +371,14 @@ impl Daemon {
                         job: i,
                         scheduled: Some(fire),
                         catch_up: false,
+                        by: None,
                     }),
                     plan::Fire::SkipBusy => {
                         (self.log)(&format!(
                             "{}: skipped, its previous run still runs",
                             self.jobs[i].name
                         ));
-                        let r = self.record_for(i, Some(fire), now, false);
+                        let r = self.record_for(i, Some(fire), now, false, None);
                         self.finish_record(
                             r,
                             Outcome::Skipped,
@@ -380,7 +388,7 @@ impl Daemon {
                         .await;
                     }
                     plan::Fire::SkipPaused => {
-                        let r = self.record_for(i, Some(fire), now, false);
+                        let r = self.record_for(i, Some(fire), now, false, None);
                         self.finish_record(
                             r,
                             Outcome::Skipped,
@@ -405,7 +413,7 @@ impl Daemon {
                     waiting.push_back(d);
                     continue;
                 }
-                match self.spawn(d.job, 0, d.scheduled, d.catch_up, Utc::now()) {
+                match self.spawn(d.job, 0, d.scheduled, d.catch_up, Utc::now(), d.by.clone()) {
                     Ok(a) => {
                         self.state.running.insert(
                             self.jobs[d.job].name.clone(),
@@ -419,7 +427,13 @@ impl Daemon {
                         active.push(a);
                     }
                     Err(e) => {
-                        let r = self.record_for(d.job, d.scheduled, Utc::now(), d.catch_up);
+                        let r = self.record_for(
+                            d.job,
+                            d.scheduled,
+                            Utc::now(),
+                            d.catch_up,
+                            d.by.clone(),
+                        );
                         self.finish_record(r, Outcome::Failure, None, Some(e)).await;
                     }
                 }
@@ -568,7 +582,7 @@ impl Daemon {
                         self.state.last_fire.insert(job.name.clone(), now);
                     }
                 }
-                Request::RunNow(name) => {
+                Request::RunNow { job: name, by } => {
                     if let Some(i) = self.jobs.iter().position(|j| j.name == name)
                         && !active.iter().any(|a| a.job == i)
                         && !pending.iter().any(|d| d.job == i)
@@ -578,6 +592,7 @@ impl Daemon {
                             job: i,
                             scheduled: None,
                             catch_up: false,
+                            by,
                         });
                     }
                 }

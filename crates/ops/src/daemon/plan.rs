@@ -19,6 +19,8 @@ pub struct Due {
     pub scheduled: Option<DateTime<Utc>>,
     /// It makes up for a fire missed while the daemon was down.
     pub catch_up: bool,
+    /// Who asked for it (a dashboard or API user); `None` for the schedule.
+    pub by: Option<String>,
 }
 
 /// What the daemon does when it starts.
@@ -53,12 +55,14 @@ pub fn startup(jobs: &[Job], state: &DaemonState, now: DateTime<Utc>) -> Startup
                     job: i,
                     scheduled: Some(m),
                     catch_up: true,
+                    by: None,
                 });
             } else if let Some((_, p)) = interrupted {
                 out.due.push(Due {
                     job: i,
                     scheduled: p.scheduled,
                     catch_up: true,
+                    by: None,
                 });
             }
         }
@@ -136,7 +140,8 @@ mod tests {
             vec![Due {
                 job: 0,
                 scheduled: Some(at("2026-11-30T09:00:00Z")),
-                catch_up: true
+                catch_up: true,
+                by: None
             }]
         );
         assert_eq!(s.next.get(&0), Some(&at("2026-11-30T10:00:00Z")));

@@ -215,7 +215,10 @@ pub struct RunRow {
 
 fn run_row(r: &RunRecord) -> RunRow {
     RunRow {
-        job: r.job.clone(),
+        job: match &r.started_by {
+            Some(by) => format!("{} (asked by {by})", r.job),
+            None => r.job.clone(),
+        },
         started: when(r.started),
         took: span((r.ended - r.started).num_seconds()),
         outcome: r.outcome.as_str().to_string(),
@@ -503,9 +506,10 @@ pub async fn run_job(
     if !state.shared.view().jobs.iter().any(|j| j.name == name) {
         return (StatusCode::NOT_FOUND, format!("no job {name:?}\n")).into_response();
     }
-    state
-        .shared
-        .request(lifeboat_ops::daemon::Request::RunNow(name.clone()));
+    state.shared.request(lifeboat_ops::daemon::Request::RunNow {
+        job: name.clone(),
+        by: Some(format!("{} (dashboard)", s.user.name)),
+    });
     record(&state, &s, peer, "run now", Ok(()), vec![("job", name)]);
     Redirect::to("/").into_response()
 }
