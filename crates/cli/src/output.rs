@@ -1,8 +1,11 @@
 //! Terminal output: progress bars (only on a terminal), warnings, sizes, JSON.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lifeboat_ops::progress_file::{self, JobProgress};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lifeboat_repo::progress::{DynProgress, Event, Progress};
@@ -10,10 +13,16 @@ use serde::Serialize;
 
 use crate::cli::Global;
 
+/// The daemon's progress file for a run: where, what it says, and when it
+/// was last written.
+type ProgressFile = (PathBuf, Mutex<(JobProgress, Option<Instant>)>);
+
 /// Turns library events into a progress bar and warnings on stderr.
 pub struct Reporter {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// The daemon's progress file, when the daemon runs this command.
+    file: Option<ProgressFile>,
 }
 
 impl Reporter {
@@ -29,10 +38,51 @@ impl Reporter {
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
+        let file = std::env::var_os(progress_file::ENV)
+            .filter(|p| !p.is_empty())
+            .map(|p| (PathBuf::from(p), Mutex::new((JobProgress::default(), None))));
         Arc::new(Self {
             bar,
             quiet: g.quiet,
+            file,
         })
+    }
+
+    /// Updates the daemon's progress file (at most twice a second, and at
+    /// once on a new phase). Failing to write it is not the job's failure.
+    fn report(&self, event: &Event) {
+        let Some((path, state)) = &self.file else {
+            return;
+        };
+        let Ok(mut state) = state.lock() else {
+            return;
+        };
+        let (p, written) = &mut *state;
+        let now_due = match event {
+            Event::Phase(phase) => {
+                *p = JobProgress {
+                    phase: phase.to_string(),
+                    ..JobProgress::default()
+                };
+                true
+            }
+            Event::Total { items, bytes } => {
+                (p.total_items, p.total_bytes) = (*items, *bytes);
+                (p.done_items, p.done_bytes) = (0, 0);
+                true
+            }
+            Event::Advance { items, bytes } => {
+                p.done_items += items;
+                p.done_bytes += bytes;
+                written.is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+            }
+            Event::Warning(_) => false,
+        };
+        if now_due {
+            p.updated = chrono::Utc::now();
+            let _ = p.write(path);
+            *written = Some(Instant::now());
+        }
     }
 
     /// As a library progress sink.
@@ -58,6 +108,7 @@ impl Reporter {
 
 impl Progress for Reporter {
     fn event(&self, event: Event) {
+        self.report(&event);
         match event {
             Event::Phase(p) => {
                 tracing::info!(phase = %p, "step");

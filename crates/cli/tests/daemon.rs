@@ -271,6 +271,18 @@ fn kill_9_gives_one_catch_up_and_sigterm_records_an_interruption() {
     d.wait("the run to start", || {
         http(d.port, "GET", "/api/status").is_some_and(|s| s.contains("\"running_since\":\"2"))
     });
+    // Its process reports how far it has got, and the API shows it.
+    d.wait("the running job's progress", || {
+        http(d.port, "GET", "/api/status").is_some_and(|s| {
+            serde_json::from_str::<serde_json::Value>(&s).is_ok_and(|v| {
+                v["jobs"].as_array().into_iter().flatten().any(|j| {
+                    j["progress"]["phase"]
+                        .as_str()
+                        .is_some_and(|p| !p.is_empty())
+                })
+            })
+        })
+    });
     d.signal("-KILL");
     drop(lock);
     // The job died with the daemon.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod hooks;
 pub mod markdown;
 pub mod metrics;
+pub mod progress_file;
 pub mod recover;
 pub mod runs;
 pub mod schedule;

@@ -38,6 +38,8 @@ impl Daemon {
             })
             .collect();
         let stdout = logs.join(format!("{safe}.{step}.out"));
+        let progress = logs.join(format!("{safe}.progress.json"));
+        let _ = std::fs::remove_file(&progress);
         let stderr = logs.join(format!("{safe}.{step}.err"));
         let open = |p: &Path| {
             std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
@@ -51,6 +53,7 @@ impl Daemon {
             .args(&self.opts.global_args)
             .args(&j.steps[step])
             .env("LIFEBOAT_DIE_WITH_PARENT", std::process::id().to_string())
+            .env(crate::progress_file::ENV, &progress)
             .stdin(std::process::Stdio::null())
             .stdout(open(&stdout)?)
             .stderr(open(&stderr)?)
@@ -75,6 +78,7 @@ impl Daemon {
             stopping: None,
             stdout,
             stderr,
+            progress,
         })
     }
 

@@ -106,6 +106,8 @@ pub struct JobView {
     pub next: Option<DateTime<Utc>>,
     /// When its running run started.
     pub running_since: Option<DateTime<Utc>>,
+    /// How far the running run has got, as its process last said.
+    pub progress: Option<crate::progress_file::JobProgress>,
     /// Its last run.
     pub last: Option<RunRecord>,
 }
@@ -199,6 +201,8 @@ struct Active {
     stopping: Option<(Instant, Outcome)>,
     stdout: PathBuf,
     stderr: PathBuf,
+    /// Where its process reports how far it has got.
+    progress: PathBuf,
 }
 
 /// The daemon.

@@ -298,6 +298,10 @@ impl Daemon {
                 schedule: j.schedule.describe(),
                 next: next.get(&i).copied(),
                 running_since: active.iter().find(|a| a.job == i).map(|a| a.started),
+                progress: active
+                    .iter()
+                    .find(|a| a.job == i)
+                    .and_then(|a| crate::progress_file::JobProgress::read(&a.progress)),
                 last: self.runs.iter().rev().find(|r| r.job == j.name).cloned(),
             })
             .collect();

@@ -144,9 +144,14 @@ fn job_row(j: &JobView, now: DateTime<Utc>, can_run: bool) -> JobRow {
         url: format!("/jobs/{}/run", segment(&j.name)),
         schedule: j.schedule.clone(),
         next: j.next.map(when).unwrap_or_else(|| "-".into()),
-        running: j
-            .running_since
-            .map(|t| format!("running for {}", span((now - t).num_seconds()))),
+        running: j.running_since.map(|t| match &j.progress {
+            Some(p) => format!(
+                "running for {}: {}",
+                span((now - t).num_seconds()),
+                p.describe()
+            ),
+            None => format!("running for {}", span((now - t).num_seconds())),
+        }),
         last: j
             .last
             .as_ref()
@@ -166,6 +171,8 @@ struct Overview {
     sources: Vec<SourceRow>,
     jobs: Vec<JobRow>,
     pending: usize,
+    /// Seconds between reloads: sooner while a job runs, to follow it.
+    refresh: u32,
 }
 
 /// `/`: every source against its RPO, the jobs, the alerts.
@@ -198,6 +205,11 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Resp
             sources: view.sources.iter().map(|x| source_row(x, now)).collect(),
             jobs: view.jobs.iter().map(|j| job_row(j, now, can_run)).collect(),
             pending,
+            refresh: if view.jobs.iter().any(|j| j.running_since.is_some()) {
+                3
+            } else {
+                10
+            },
         }
         .render(),
     )
