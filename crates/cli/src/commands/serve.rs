@@ -142,6 +142,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
             .drill_every
             .to_std()
             .unwrap_or(Duration::from_secs(30 * 86400)),
+        rto: targets.rto.to_std().ok(),
         settings: file.origin.as_ref().map(|(path, text)| {
             lifeboat_ops::daemon::settings_change::SettingsFile::new(path.clone(), text)
         }),

@@ -71,6 +71,8 @@ pub struct DaemonOptions {
     pub default_rpo: Duration,
     /// How often a drill must pass.
     pub drill_every: Duration,
+    /// The recovery time objective drills are held to.
+    pub rto: Option<Duration>,
     /// The settings file, whose changes the audit log records.
     pub settings: Option<settings_change::SettingsFile>,
 }
@@ -144,6 +146,8 @@ pub struct View {
     pub sources: Vec<SourceView>,
     /// The newest runs (at most 500), oldest first.
     pub runs: Vec<RunRecord>,
+    /// The recovery time objective drills are held to, in seconds.
+    pub rto_target_seconds: Option<f64>,
 }
 
 /// What the daemon shares with its HTTP side.

@@ -334,6 +334,7 @@ impl Daemon {
             v.jobs = jobs;
             v.sources = sources;
             v.runs = runs;
+            v.rto_target_seconds = self.opts.rto.map(|d| d.as_secs_f64());
         }
         // Ages move with the clock.
         let now = Utc::now();

@@ -325,7 +325,7 @@ pub async fn runs(State(state): State<AppState>, headers: HeaderMap) -> Response
                 .filter(|r| matches!(r.outcome, Outcome::Failure | Outcome::TimedOut))
                 .count(),
             runs: view.runs.iter().rev().take(200).map(run_row).collect(),
-            chart: svg::rto_chart(&drills, None),
+            chart: svg::rto_chart(&drills, view.rto_target_seconds),
             drills: drills.len(),
         }
         .render(),

@@ -46,12 +46,14 @@ pub fn timeline(snapshots: &[DateTime<Utc>], pitr: bool, now: DateTime<Utc>) -> 
 /// as a line when there is one.
 pub fn rto_chart(drills: &[(DateTime<Utc>, f64, bool)], target: Option<f64>) -> String {
     let height = 140.0;
-    let max = drills
-        .iter()
-        .map(|(_, s, _)| *s)
-        .chain(target)
-        .fold(1.0_f64, f64::max)
-        * 1.15;
+    let longest = drills.iter().map(|(_, s, _)| *s).fold(1.0_f64, f64::max);
+    // A target far above every drill would flatten the bars: it is then
+    // named, not drawn.
+    let (line, far) = match target {
+        Some(t) if t <= longest * 3.0 => (Some(t), None),
+        other => (None, other),
+    };
+    let max = longest.max(line.unwrap_or(0.0)) * 1.15;
     let n = drills.len().max(1) as f64;
     let bar = (WIDTH / n).min(48.0);
     let mut out = format!(
@@ -70,7 +72,12 @@ pub fn rto_chart(drills: &[(DateTime<Utc>, f64, bool)], target: Option<f64>) -> 
             t.format("%Y-%m-%d %H:%M UTC")
         ));
     }
-    if let Some(t) = target {
+    if let Some(t) = far {
+        out.push_str(&format!(
+            "<text x=\"{WIDTH}\" y=\"12\" text-anchor=\"end\" class=\"axis\">RTO target {t:.0} s: far above every drill</text>"
+        ));
+    }
+    if let Some(t) = line {
         let y = height - t / max * height;
         out.push_str(&format!(
             "<line x1=\"0\" x2=\"{WIDTH}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"target\"/><text x=\"{WIDTH}\" y=\"{:.1}\" text-anchor=\"end\" class=\"axis\">RTO target {t:.0} s</text>",
@@ -110,5 +117,9 @@ mod tests {
         assert!(
             svg.contains("bar ok") && svg.contains("bar bad") && svg.contains("RTO target 60 s")
         );
+        assert!(svg.contains("class=\"target\""));
+        // An hour's target over drills of seconds is named, not drawn.
+        let svg = rto_chart(&[(now, 5.0, true)], Some(3600.0));
+        assert!(svg.contains("far above every drill") && !svg.contains("class=\"target\""));
     }
 }
