@@ -129,6 +129,9 @@ pub struct SourceView {
     pub last_success: Option<DateTime<Utc>>,
     /// When its snapshots of the last 30 days were taken, oldest first.
     pub snapshots: Vec<DateTime<Utc>>,
+    /// A physical source's recoverable window, as its archive holds it:
+    /// from, and to (`None`: only to the base backup's consistency point).
+    pub window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 /// What the daemon shows.
@@ -234,6 +237,9 @@ pub struct Daemon {
     started: DateTime<Utc>,
     /// The settings file's digests last recorded while running.
     settings_seen: Option<BTreeMap<String, String>>,
+    /// Per physical source, its recoverable window (from, to; `None`: to
+    /// the base backup's consistency point only).
+    windows: BTreeMap<String, (DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 /// A duration setting, or its default.
@@ -296,6 +302,7 @@ impl Daemon {
             disk_used: None,
             started: Utc::now(),
             settings_seen: None,
+            windows: BTreeMap::new(),
         })
     }
 

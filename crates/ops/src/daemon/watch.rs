@@ -145,12 +145,28 @@ impl Daemon {
                         m.archive_lag.get_or_create(&labels).set(lag as f64);
                         self.archive_lag.push((c.system_id.clone(), lag));
                     }
-                    if let Some(w) = c
+                    let window = c
                         .timelines
                         .iter()
                         .find(|t| t.followed_by_latest)
-                        .and_then(|t| t.window.as_ref())
-                    {
+                        .and_then(|t| t.window.as_ref());
+                    // The physical sources of this cluster: their real
+                    // recoverable window, for the dashboard's timeline.
+                    for s in &self.sources {
+                        if s.kind == SourceKind::Postgres
+                            && let Some(p) = &s.pgdata
+                            && lifeboat_postgres::control::system_identifier(p)
+                                .is_ok_and(|id| id.to_string() == c.system_id)
+                        {
+                            match window {
+                                Some(w) => self
+                                    .windows
+                                    .insert(s.name.get_ref().clone(), (w.earliest, w.latest)),
+                                None => self.windows.remove(s.name.get_ref()),
+                            };
+                        }
+                    }
+                    if let Some(w) = window {
                         m.window_start
                             .get_or_create(&labels)
                             .set(w.earliest.timestamp() as f64);
@@ -323,6 +339,7 @@ impl Daemon {
                         .as_secs() as i64,
                     last_success: self.last_success(&name),
                     snapshots,
+                    window: self.windows.get(&name).copied(),
                     name,
                 }
             })

@@ -96,7 +96,7 @@ fn source_row(s: &SourceView, now: DateTime<Utc>) -> SourceRow {
         rpo: span(s.rpo_seconds),
         status,
         status_text,
-        timeline: svg::timeline(&s.snapshots, s.kind == "postgres", now),
+        timeline: svg::timeline(&s.snapshots, s.window, now),
     }
 }
 

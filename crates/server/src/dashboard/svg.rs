@@ -11,20 +11,25 @@ fn x_of(t: DateTime<Utc>, from: DateTime<Utc>, span: f64) -> f64 {
 }
 
 /// The last 30 days: each snapshot a tick; for continuously archived
-/// sources (`pitr`), the window from the oldest snapshot to now as a band.
-pub fn timeline(snapshots: &[DateTime<Utc>], pitr: bool, now: DateTime<Utc>) -> String {
+/// sources, the recoverable window their archive holds as a band.
+pub fn timeline(
+    snapshots: &[DateTime<Utc>],
+    window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
+) -> String {
     let from = now - Duration::days(30);
     let span = (now - from).num_seconds() as f64;
     let mut out = format!(
         "<svg class=\"timeline\" viewBox=\"0 0 {WIDTH} 48\" role=\"img\" aria-label=\"backups of the last 30 days\" preserveAspectRatio=\"none\">\
          <rect x=\"0\" y=\"16\" width=\"{WIDTH}\" height=\"16\" class=\"track\"/>"
     );
-    if pitr && let Some(first) = snapshots.first() {
-        let x = x_of(*first, from, span);
+    if let Some((earliest, Some(latest))) = window {
+        let (x, end) = (x_of(earliest, from, span), x_of(latest, from, span));
         out.push_str(&format!(
-            "<rect x=\"{x:.1}\" y=\"16\" width=\"{:.1}\" height=\"16\" class=\"window\"><title>recoverable to any second from {}</title></rect>",
-            WIDTH - x,
-            first.format("%Y-%m-%d %H:%M UTC")
+            "<rect x=\"{x:.1}\" y=\"16\" width=\"{:.1}\" height=\"16\" class=\"window\"><title>recoverable to any second from {} to {}</title></rect>",
+            (end - x).max(1.0),
+            earliest.format("%Y-%m-%d %H:%M UTC"),
+            latest.format("%Y-%m-%d %H:%M:%S UTC")
         ));
     }
     for t in snapshots {
@@ -99,15 +104,21 @@ mod tests {
     #[test]
     fn snapshots_inside_the_window_are_drawn_and_older_ones_pinned_to_its_start() {
         let now = Utc::now();
+        let window = Some((now - Duration::days(3), Some(now - Duration::hours(1))));
         let svg = timeline(
             &[now - Duration::days(40), now - Duration::days(1)],
-            true,
+            window,
             now,
         );
         assert_eq!(svg.matches("class=\"snap\"").count(), 2);
         assert!(svg.contains("x1=\"0.0\""), "{svg}");
         assert!(svg.contains("class=\"window\""));
-        assert!(!timeline(&[], true, now).contains("class=\"window\""));
+        // The band runs from the window's start (day 27 of 30) to its end.
+        assert!(svg.contains("<rect x=\"648.0\""), "{svg}");
+        assert!(!timeline(&[], None, now).contains("class=\"window\""));
+        // Only to a consistency point: no band.
+        let point = Some((now - Duration::days(3), None));
+        assert!(!timeline(&[], point, now).contains("class=\"window\""));
     }
 
     #[test]
