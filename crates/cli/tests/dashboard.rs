@@ -126,7 +126,8 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
         &cfg,
         format!(
             "[[source]]\nname = \"app\"\nkind = \"postgres-logical\"\ndb = \"{conn}\"\nprotected = true\n\n\
-             [[job]]\nrun = \"backup\"\nsource = \"app\"\nevery = \"1h\"\n"
+             [[job]]\nrun = \"backup\"\nsource = \"app\"\nevery = \"1h\"\n\n\
+             [[job]]\nrun = \"drill\"\nsource = \"app\"\nevery = \"7d\"\n"
         ),
     )
     .unwrap();
@@ -139,6 +140,7 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
         ("rita", "restorer"),
         ("ann", "approver"),
         ("vera", "viewer"),
+        ("otto", "operator"),
     ] {
         env.add_user(cf, s, name, role);
     }
@@ -311,7 +313,39 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         shot(&b, "audit").await;
-        b.goto(&format!("{base}/runs")).await.unwrap();
+
+        // An operator starts a drill from the overview and follows it: it
+        // shows as running, then its run names who asked for it, and the
+        // drill chart holds its recovery time.
+        sign_in(&b, &base, "otto").await;
+        b.find(Locator::XPath("//form[contains(@action, 'drill')]//button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let mut seen_running = false;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            b.goto(&format!("{base}/")).await.unwrap();
+            if page_text(&b).await.contains("running for") {
+                if !seen_running {
+                    shot(&b, "overview-running").await;
+                }
+                seen_running = true;
+            }
+            b.goto(&format!("{base}/runs")).await.unwrap();
+            let runs = page_text(&b).await;
+            if runs.contains("drill app · asked by otto (dashboard)")
+                && runs.contains("recovered in")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the drill did not end: {runs}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(seen_running, "the overview never showed the drill running");
+        assert!(page_text(&b).await.contains("RTO target"));
         shot(&b, "runs").await;
         b.goto(&format!("{base}/sources/app")).await.unwrap();
         assert!(page_text(&b).await.contains("The last 30 days"));

@@ -228,7 +228,7 @@ pub struct RunRow {
 fn run_row(r: &RunRecord) -> RunRow {
     RunRow {
         job: match &r.started_by {
-            Some(by) => format!("{} (asked by {by})", r.job),
+            Some(by) => format!("{} · asked by {by}", r.job),
             None => r.job.clone(),
         },
         started: when(r.started),

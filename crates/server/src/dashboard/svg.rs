@@ -79,14 +79,16 @@ pub fn rto_chart(drills: &[(DateTime<Utc>, f64, bool)], target: Option<f64>) -> 
     }
     if let Some(t) = far {
         out.push_str(&format!(
-            "<text x=\"{WIDTH}\" y=\"12\" text-anchor=\"end\" class=\"axis\">RTO target {t:.0} s: far above every drill</text>"
+            "<text x=\"{WIDTH}\" y=\"12\" text-anchor=\"end\" class=\"axis\">RTO target {}: far above every drill</text>",
+            seconds_text(t)
         ));
     }
     if let Some(t) = line {
         let y = height - t / max * height;
         out.push_str(&format!(
-            "<line x1=\"0\" x2=\"{WIDTH}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"target\"/><text x=\"{WIDTH}\" y=\"{:.1}\" text-anchor=\"end\" class=\"axis\">RTO target {t:.0} s</text>",
-            y - 4.0
+            "<line x1=\"0\" x2=\"{WIDTH}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"target\"/><text x=\"{WIDTH}\" y=\"{:.1}\" text-anchor=\"end\" class=\"axis\">RTO target {}</text>",
+            y - 4.0,
+            seconds_text(t)
         ));
     }
     out.push_str(&format!(
@@ -95,6 +97,15 @@ pub fn rto_chart(drills: &[(DateTime<Utc>, f64, bool)], target: Option<f64>) -> 
         drills.len()
     ));
     out
+}
+
+/// `90 s`, `15 min`, `1 h`, `1.5 h`.
+fn seconds_text(s: f64) -> String {
+    match s {
+        s if s >= 3600.0 => format!("{} h", (s / 360.0).round() / 10.0),
+        s if s >= 120.0 => format!("{:.0} min", s / 60.0),
+        s => format!("{s:.0} s"),
+    }
 }
 
 #[cfg(test)]
