@@ -841,6 +841,8 @@ fn scattered_updates_cost_block_deltas_and_the_incrementals_restore_whole() {
     assert!(heap > 8 << 20, "{heap}");
     std::thread::sleep(Duration::from_millis(1100));
     base_backup(&env, &c);
+    // The first backup's packs: the bases every later delta applies to.
+    let first_packs = common::objects(&env.repo_dir(), "data/");
     for round in 1..=2 {
         // One row in a hundred, spread over every block of the table.
         c.psql(&format!(
@@ -866,4 +868,16 @@ fn scattered_updates_cost_block_deltas_and_the_incrementals_restore_whole() {
     restored.amcheck();
     restored.stop();
     restored.checksums();
+
+    // With the bases damaged, a restore of the newest incremental fails
+    // (exit 1, "damaged"), never applying a delta to wrong bytes.
+    for pack in &first_packs {
+        let mut bytes = std::fs::read(pack).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(pack, bytes).unwrap();
+    }
+    let (_, out) = common::pg::try_restore_and_start(&env, "damaged", &[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("damaged"), "{}", out.stderr);
 }
