@@ -805,4 +805,42 @@ fn an_erased_subjects_objects_never_come_back_from_a_bucket_restore_or_drill() {
     eprintln!("{}", text.stdout);
     let text = env.run(&["--config", cfg, "erasures", "--subject", SUBJECT]);
     eprintln!("{}", text.stdout);
+
+    // Rules that cannot find anything are refused before anything is
+    // recorded or deleted.
+    for (rule, says) in [
+        ("source = \"media\"\nkey = \"users/*\"", "no {subject}"),
+        (
+            "source = \"nope\"\nkey = \"u/{subject}/**\"",
+            "names source \"nope\"",
+        ),
+        ("source = \"media\"", "give either `key`"),
+    ] {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let bad = env.path().join("bad.toml");
+        let cut = text.find("[[erasure]]").unwrap();
+        std::fs::write(
+            &bad,
+            format!("{}[[bucket_erasure]]\n{rule}\n", &text[..cut]),
+        )
+        .unwrap();
+        let out = env.run(&[
+            "--config",
+            bad.to_str().unwrap(),
+            "erase",
+            "other",
+            "--reason",
+            "r",
+        ]);
+        assert_eq!(out.code, 2, "{rule}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{rule}: {}", out.stderr);
+    }
+    assert_eq!(
+        lb_cfg(&["erasures"]).json()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(keys(&bucket).len(), 2);
 }

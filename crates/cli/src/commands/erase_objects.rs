@@ -7,7 +7,7 @@ use lifeboat_format::erasure::ErasedObjects;
 use lifeboat_repo::Repository;
 use lifeboat_repo::erasures::Ledger;
 use lifeboat_sources::bucket::erasure::{BucketErasure, BucketErasureRule, RuleLocation};
-use lifeboat_sources::bucket::{BucketClient, list_all};
+use lifeboat_sources::bucket::{BucketClient, BucketSpec, list_all};
 
 use crate::commands::bucket::spec_of_source;
 use crate::exit::UsageError;
@@ -69,16 +69,28 @@ impl FoundObjects {
     }
 }
 
-/// The bucket client of a rule's source.
-fn client_of(file: &FileSettings, rule: &BucketErasureRule) -> Result<BucketClient> {
-    let Some(spec) = spec_of_source(file, &rule.source)? else {
+/// Where a rule's source is, and how to reach it.
+fn spec_for_rule(file: &FileSettings, rule: &BucketErasureRule) -> Result<BucketSpec> {
+    if !file.source.iter().any(|s| *s.name.get_ref() == rule.source) {
         return Err(UsageError(format!(
-            "[[bucket_erasure]] names source {:?}, which declares no `bucket`",
+            "[[bucket_erasure]] names source {:?}, which the settings file does not declare",
             rule.source
         ))
         .into());
-    };
-    Ok(BucketClient::new(&spec)?)
+    }
+    match spec_of_source(file, &rule.source)? {
+        Some(spec) => Ok(spec),
+        None => Err(UsageError(format!(
+            "[[bucket_erasure]] names source {:?}, which declares no `bucket`",
+            rule.source
+        ))
+        .into()),
+    }
+}
+
+/// The bucket client of a rule's source.
+fn client_of(file: &FileSettings, rule: &BucketErasureRule) -> Result<BucketClient> {
+    Ok(BucketClient::new(&spec_for_rule(file, rule)?)?)
 }
 
 /// Finds `subject`'s objects by every bucket rule: a pattern by listing
@@ -146,14 +158,7 @@ pub fn replay_for_bucket(file: &FileSettings, ledger: &Ledger) -> Result<Option<
     let mut rules = Vec::new();
     for rule in &file.bucket_erasure {
         let pattern = rule.pattern().map_err(|e| UsageError(e.to_string()))?;
-        let Some(spec) = spec_of_source(file, &rule.source)? else {
-            return Err(UsageError(format!(
-                "[[bucket_erasure]] names source {:?}, which declares no `bucket`",
-                rule.source
-            ))
-            .into());
-        };
-        rules.push(RuleLocation::new(&spec, pattern));
+        rules.push(RuleLocation::new(&spec_for_rule(file, rule)?, pattern));
     }
     Ok(Some(BucketErasure {
         rules,
