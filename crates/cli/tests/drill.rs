@@ -462,7 +462,24 @@ fn recover_brings_back_a_dropped_table_and_stops_on_a_failed_check() {
     let good_text = checks_with(
         "\n[[check]]\nname = \"rows back\"\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"510\"\ndatabase = \"postgres\"\n",
     );
-    let good = config(&env, "good.toml", &good_text);
+    // A customer erased after the accident: the recovery, to a moment
+    // before the erasure, re-applies the ledger before the switch-over.
+    let good = config(
+        &env,
+        "good.toml",
+        &format!("{good_text}\n[[erasure]]\ntable = \"customers\"\nsubject = \"id\"\n"),
+    );
+    let erased = env.run(&[
+        "--config",
+        &good,
+        "erase",
+        "7",
+        "--reason",
+        "request 12",
+        "--db",
+        &c.conninfo(),
+    ]);
+    assert_eq!(erased.code, 0, "{}", erased.stderr);
     let b2 = recovery_dir(&env, "r2");
     let p2 = free_port();
     let out = recover(&env, &good, &before_accident, &b2, &c.conninfo(), p2);
@@ -493,6 +510,10 @@ fn recover_brings_back_a_dropped_table_and_stops_on_a_failed_check() {
     );
     let recovered = Cluster::existing(b2.join("data"), p2, b2.clone());
     assert_eq!(recovered.psql("SELECT count(*) FROM orders"), "510");
+    assert_eq!(
+        recovered.psql("SELECT count(*) || '/' || count(*) FILTER (WHERE id = 7) FROM customers"),
+        "39/0"
+    );
     recovered.psql("INSERT INTO orders (item) VALUES ('writes resumed')");
     recovered.stop();
 
