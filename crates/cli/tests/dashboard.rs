@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use common::pg::{Cluster, clean_restore_args, free_port};
+use common::pg::{Cluster, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 struct Killed(Child);
@@ -171,21 +171,7 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 
-    // The restorer asks for the restore into the protected database.
     let url = base.clone();
-    let asked = env.run_with(
-        &[
-            ("LIFEBOAT_TOKEN", rita.as_str()),
-            ("LIFEBOAT_DAEMON", url.as_str()),
-        ],
-        &[
-            &["--config", cf, "--json", "request", "--"][..],
-            &clean_restore_args(&conn),
-        ]
-        .concat(),
-    );
-    assert_eq!(asked.code, 0, "{}", asked.stderr);
-    let id = asked.json()["id"].as_str().unwrap().to_string();
 
     // A real browser.
     let driver_port = free_port();
@@ -228,6 +214,37 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
         b.goto(&format!("{base}/approvals")).await.unwrap();
         assert!(b.current_url().await.unwrap().as_str().ends_with("/login"));
         shot(&b, "login").await;
+
+        // The restorer asks, on the protected source's page, for its
+        // restore from the newest backup.
+        sign_in(&b, &base, "rita").await;
+        b.goto(&format!("{base}/sources/app")).await.unwrap();
+        let page = page_text(&b).await;
+        assert!(
+            page.contains("restore postgres latest --logical --db") && page.contains("--clean"),
+            "{page}"
+        );
+        shot(&b, "source").await;
+        b.find(Locator::Css("button.request"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let asked = b
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("message"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let id = asked
+            .strip_prefix("asked for request ")
+            .and_then(|r| r.split(':').next())
+            .unwrap_or_else(|| panic!("{asked}"))
+            .to_string();
 
         // The approver signs in and sees the request on the overview.
         sign_in(&b, &base, "ann").await;
@@ -295,7 +312,7 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
             b.goto(&format!("{base}/audit")).await.unwrap();
             let audit = page_text(&b).await;
             if [
-                "rita (API)",
+                "rita (dashboard)",
                 "ann (dashboard)",
                 "run approved request",
                 "restore postgres",
@@ -348,8 +365,10 @@ fn an_approver_approves_a_protected_restore_in_the_browser_and_everyone_sees_the
         assert!(page_text(&b).await.contains("RTO target"));
         shot(&b, "runs").await;
         b.goto(&format!("{base}/sources/app")).await.unwrap();
-        assert!(page_text(&b).await.contains("The last 30 days"));
-        shot(&b, "source").await;
+        let page = page_text(&b).await;
+        assert!(page.contains("The last 30 days"), "{page}");
+        // An operator may not ask for restores: no form.
+        assert!(!page.contains("Ask for this restore"), "{page}");
 
         // A viewer sees no control to run, restore or approve anything.
         sign_in(&b, &base, "vera").await;

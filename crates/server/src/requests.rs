@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use lifeboat_ops::access::Permission;
-use lifeboat_ops::access::requests::{Plan, RequestError, RequestStore};
+use lifeboat_ops::access::requests::{Plan, Request, RequestError, RequestStore};
 use serde::Deserialize;
 
 use crate::{AppState, Peer, auth};
@@ -130,15 +130,43 @@ pub async fn create(
         command: body.command,
         source: body.source,
     };
-    let command = plan.shown();
-    match store.create(
-        plan,
+    let who = (caller.actor(), caller.address.clone());
+    match make(
+        &state,
+        store,
         &requester,
+        who,
+        plan,
+        body.break_glass,
+        action,
+    ) {
+        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
+        Err(e) => (status_of(&e), format!("{e}\n")).into_response(),
+    }
+}
+
+/// Makes a request for `plan` by `requester` and records it in the audit
+/// log as `who` (actor, address) did `action`, whether it was made or not.
+pub(crate) fn make(
+    state: &AppState,
+    store: &RequestStore,
+    requester: &str,
+    who: (String, String),
+    plan: Plan,
+    break_glass: Option<String>,
+    action: &str,
+) -> Result<Request, RequestError> {
+    let command = plan.shown();
+    let (actor, address) = who;
+    let made = store.create(
+        plan,
+        requester,
         state.access.approvals_required,
         state.access.approvals_expire,
-        body.break_glass.clone(),
+        break_glass,
         Utc::now(),
-    ) {
+    );
+    let (outcome, details) = match &made {
         Ok(r) => {
             let mut details = vec![
                 ("request", r.id.clone()),
@@ -149,20 +177,12 @@ pub async fn create(
                 details.push(("reason", why.clone()));
                 details.push(("review", "needed".into()));
             }
-            audit(&state, &caller, action, Ok(()), details);
-            (StatusCode::CREATED, Json(r)).into_response()
+            (Ok(()), details)
         }
-        Err(e) => {
-            audit(
-                &state,
-                &caller,
-                action,
-                Err(e.to_string()),
-                vec![("command", command)],
-            );
-            (status_of(&e), format!("{e}\n")).into_response()
-        }
-    }
+        Err(e) => (Err(e.to_string()), vec![("command", command)]),
+    };
+    crate::audit_action(&state.shared, actor, address, action, outcome, details);
+    made
 }
 
 /// Approves a request, bound to the plan hash given.

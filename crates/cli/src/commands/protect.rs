@@ -4,10 +4,9 @@
 
 use anyhow::{Result, bail};
 use lifeboat_ops::access::protect::{Destination, protected_by};
-use lifeboat_ops::access::requests::RequestStore;
+use lifeboat_ops::access::requests::{RequestStore, shell_word};
 
 use crate::cli::Global;
-use crate::commands::restore_postgres::shell_quote;
 use crate::exit::UsageError;
 use crate::settings::FileSettings;
 
@@ -78,18 +77,10 @@ async fn refuse_unless_approved(g: &Global, name: &str, why: &str) -> Result<()>
     // Unlock the repository so that the refusal is recorded.
     let _ = crate::commands::open_repo(g).await;
     crate::audit::detail("protected", name.clone());
-    let quoted: Vec<String> = plan_command().iter().map(|a| quote_if_needed(a)).collect();
+    let quoted: Vec<String> = plan_command().iter().map(|a| shell_word(a)).collect();
     bail!(UsageError(format!(
         "{why}. Ask for it through the daemon:\n  lifeboat request -- {}\n\
          An approver then runs `lifeboat requests` and `lifeboat approve ID --plan HASH`, and the daemon runs it.",
         quoted.join(" ")
     )))
-}
-
-/// `s` as a shell word: unchanged when it has nothing a shell would read.
-fn quote_if_needed(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c));
-    if plain { s.to_string() } else { shell_quote(s) }
 }

@@ -65,7 +65,7 @@ impl Plan {
     pub fn shown(&self) -> String {
         self.command
             .iter()
-            .map(|a| lifeboat_postgres::sql::loggable_argument(a))
+            .map(|a| shell_word(&lifeboat_postgres::sql::loggable_argument(a)))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -74,6 +74,19 @@ impl Plan {
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
         blake3::hash(&json).to_hex().to_string()
+    }
+}
+
+/// `s` as one shell word: single-quoted when it holds anything a shell
+/// would split or expand.
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -462,6 +475,29 @@ mod tests {
         let (run, voided) = s.take_approved().unwrap();
         assert!(run.is_empty());
         assert_eq!(voided.len(), 1);
+    }
+
+    #[test]
+    fn plans_are_shown_as_shell_words_without_passwords() {
+        let p = Plan {
+            command: [
+                "restore",
+                "postgres",
+                "--db",
+                "host=/tmp port=5 password=s3cret",
+                "it's",
+            ]
+            .map(String::from)
+            .to_vec(),
+            source: None,
+        };
+        let shown = p.shown();
+        assert!(
+            shown.starts_with("restore postgres --db '(a connection string"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.ends_with(" 'it'\\''s'"), "{shown}");
     }
 
     #[test]

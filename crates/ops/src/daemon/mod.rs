@@ -132,6 +132,11 @@ pub struct SourceView {
     /// A physical source's recoverable window, as its archive holds it:
     /// from, and to (`None`: only to the base backup's consistency point).
     pub window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// The command that restores it in place from its newest backup, when
+    /// the dashboard can offer it (a logical source of one database, a
+    /// bucket). Not serialized: it may hold a connection string.
+    #[serde(skip)]
+    pub restore_command: Option<Vec<String>>,
 }
 
 /// What the daemon shows.

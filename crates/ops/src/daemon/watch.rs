@@ -340,6 +340,7 @@ impl Daemon {
                     last_success: self.last_success(&name),
                     snapshots,
                     window: self.windows.get(&name).copied(),
+                    restore_command: restore_command(s),
                     name,
                 }
             })
@@ -365,4 +366,32 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The command restoring `s` in place from its newest backup, for the
+/// dashboard's request form: a logical source of one database, or a bucket.
+fn restore_command(s: &SourceConfig) -> Option<Vec<String>> {
+    let name = s.name.get_ref().clone();
+    let mut command: Vec<String> = match s.kind {
+        SourceKind::PostgresLogical => match s.db.values().as_slice() {
+            [db] => [
+                "restore",
+                "postgres",
+                "latest",
+                "--logical",
+                "--db",
+                db,
+                "--clean",
+            ]
+            .map(String::from)
+            .to_vec(),
+            _ => return None,
+        },
+        SourceKind::Bucket => ["restore", "bucket", "latest", "--in-place"]
+            .map(String::from)
+            .to_vec(),
+        _ => return None,
+    };
+    command.extend(["--source".to_string(), name]);
+    Some(command)
 }

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/sources/{name}", get(pages::source))
+        .route("/sources/{name}/request", post(pages::request_restore))
         .route("/runs", get(pages::runs))
         .route("/approvals", get(pages::approvals))
         .route("/approvals/{id}/approve", post(pages::approve))

@@ -251,6 +251,8 @@ struct SourcePage {
     source: SourceRow,
     snapshots: Vec<String>,
     runs: Vec<RunRow>,
+    /// The in-place restore this user may ask for (shown without passwords).
+    restore: Option<String>,
 }
 
 /// `/sources/NAME`: the source's timeline and its runs.
@@ -286,9 +288,82 @@ pub async fn source(
                 .take(50)
                 .map(run_row)
                 .collect(),
+            restore: src
+                .restore_command
+                .as_ref()
+                .filter(|_| src.protected && s.user.role.allows(Permission::Restore))
+                .map(|c| {
+                    lifeboat_ops::access::requests::Plan {
+                        command: c.clone(),
+                        source: Some(name.clone()),
+                    }
+                    .shown()
+                }),
         }
         .render(),
     )
+}
+
+/// `POST /sources/NAME/request`: asks for the in-place restore of a
+/// protected source from its newest backup; another person approves it on
+/// the approvals page.
+pub async fn request_restore(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let s = match checked(&state, &headers, &form) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if !s.user.role.allows(Permission::Restore) {
+        record(
+            &state,
+            &s,
+            peer,
+            "request",
+            Err("the role does not allow it".into()),
+            vec![("source", name)],
+        );
+        return (StatusCode::FORBIDDEN, "your role cannot ask for restores\n").into_response();
+    }
+    let view = state.shared.view();
+    let Some(command) = view
+        .sources
+        .iter()
+        .find(|x| x.name == name && x.protected)
+        .and_then(|x| x.restore_command.clone())
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no protected source {name:?} the dashboard can restore\n"),
+        )
+            .into_response();
+    };
+    let Some(store) = &state.access.requests else {
+        return (StatusCode::NOT_FOUND, "this daemon takes no requests\n").into_response();
+    };
+    let plan = lifeboat_ops::access::requests::Plan {
+        command,
+        source: Some(name),
+    };
+    let who = (
+        format!("{} (dashboard)", s.user.name),
+        peer.ip().to_string(),
+    );
+    let message =
+        match crate::requests::make(&state, store, &s.user.name, who, plan, None, "request") {
+            Ok(r) => format!(
+                "asked for request {}: it runs once {} other person(s) approve plan {}",
+                r.id,
+                state.access.approvals_required,
+                &r.hash[..12.min(r.hash.len())]
+            ),
+            Err(e) => format!("not asked: {e}"),
+        };
+    render_approvals(&state, &s, Some(message)).await
 }
 
 #[derive(Template)]
