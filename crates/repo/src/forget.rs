@@ -52,6 +52,18 @@ pub struct ForgetPlan {
     pub dry_run: bool,
 }
 
+impl ForgetPlan {
+    /// The snapshots the plan keeps.
+    pub fn kept_ids(&self) -> HashSet<Id> {
+        self.sources
+            .iter()
+            .flat_map(|s| &s.snapshots)
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect()
+    }
+}
+
 impl Repository {
     /// Pins snapshot `id` with a reason; returns the pin's id.
     pub async fn pin(&self, id: &Id, reason: &str) -> Result<Id> {

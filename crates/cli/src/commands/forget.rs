@@ -178,14 +178,9 @@ async fn promises_broken(
     if *policy != promised {
         let all = repo.list_snapshots(sink).await?;
         let now = retention_today(repo, policy, window, sink).await?;
-        let kept_by_promise: HashSet<_> = retention_today(repo, &promised, promised_window, sink)
+        let kept_by_promise = retention_today(repo, &promised, promised_window, sink)
             .await?
-            .sources
-            .iter()
-            .flat_map(|s| &s.snapshots)
-            .filter(|d| d.keep)
-            .map(|d| d.id)
-            .collect();
+            .kept_ids();
         let removed: HashSet<_> = now
             .sources
             .iter()
@@ -261,13 +256,7 @@ pub async fn forget(g: &Global, args: &ForgetArgs) -> Result<()> {
         let all = repo.list_snapshots(&sink).await?;
         let bases = expire::window_snapshot_ids(&all, window_start);
         let plan = repo.forget(&policy, &bases, args.dry_run, &sink).await?;
-        let kept_ids: HashSet<_> = plan
-            .sources
-            .iter()
-            .flat_map(|s| &s.snapshots)
-            .filter(|d| d.keep)
-            .map(|d| d.id)
-            .collect();
+        let kept_ids = plan.kept_ids();
         let kept: Vec<_> = all
             .iter()
             .filter(|e| kept_ids.contains(&e.id))

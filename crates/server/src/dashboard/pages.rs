@@ -314,21 +314,18 @@ pub async fn request_restore(
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let s = match checked(&state, &headers, &form) {
+    let need = Permission::Restore;
+    let s = match permitted(
+        &state,
+        &headers,
+        &form,
+        peer,
+        need,
+        ("request", vec![("source", name.clone())]),
+    ) {
         Ok(s) => s,
-        Err(r) => return r.into_response(),
+        Err(r) => return *r,
     };
-    if !s.user.role.allows(Permission::Restore) {
-        record(
-            &state,
-            &s,
-            peer,
-            "request",
-            Err("the role does not allow it".into()),
-            vec![("source", name)],
-        );
-        return (StatusCode::FORBIDDEN, "your role cannot ask for restores\n").into_response();
-    }
     let view = state.shared.view();
     let Some(command) = view
         .sources
@@ -491,6 +488,38 @@ pub struct CsrfForm {
     hash: String,
 }
 
+/// The session of a form post that may do `action`: its CSRF token
+/// matches, and its role allows `need`; a role that does not is answered
+/// 403 and recorded with `details`.
+fn permitted(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &CsrfForm,
+    peer: SocketAddr,
+    need: Permission,
+    (action, details): (&str, Vec<(&str, String)>),
+) -> Result<Session, Box<Response>> {
+    let s = checked(state, headers, form).map_err(|r| Box::new(r.into_response()))?;
+    if !s.user.role.allows(need) {
+        record(
+            state,
+            &s,
+            peer,
+            action,
+            Err("the role does not allow it".into()),
+            details,
+        );
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                format!("your role does not allow {action}\n"),
+            )
+                .into_response(),
+        ));
+    }
+    Ok(s)
+}
+
 /// The session of a form post whose CSRF token matches it.
 fn checked(
     state: &AppState,
@@ -535,22 +564,19 @@ pub async fn approve(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let s = match checked(&state, &headers, &form) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let details = vec![("request", id.clone()), ("plan", form.hash.clone())];
-    if !s.user.role.allows(Permission::Approve) {
-        record(
-            &state,
-            &s,
-            peer,
-            "approve",
-            Err("the role does not allow it".into()),
-            details,
-        );
-        return (StatusCode::FORBIDDEN, "your role cannot approve\n").into_response();
-    }
+    let need = Permission::Approve;
+    let s = match permitted(
+        &state,
+        &headers,
+        &form,
+        peer,
+        need,
+        ("approve", details.clone()),
+    ) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     let Some(store) = &state.access.requests else {
         return (StatusCode::NOT_FOUND, "this daemon takes no requests\n").into_response();
     };
@@ -575,21 +601,18 @@ pub async fn run_job(
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let s = match checked(&state, &headers, &form) {
+    let need = Permission::Operate;
+    let s = match permitted(
+        &state,
+        &headers,
+        &form,
+        peer,
+        need,
+        ("run now", vec![("job", name.clone())]),
+    ) {
         Ok(s) => s,
-        Err(r) => return r.into_response(),
+        Err(r) => return *r,
     };
-    if !s.user.role.allows(Permission::Operate) {
-        record(
-            &state,
-            &s,
-            peer,
-            "run now",
-            Err("the role does not allow it".into()),
-            vec![("job", name)],
-        );
-        return (StatusCode::FORBIDDEN, "your role cannot start jobs\n").into_response();
-    }
     if !state.shared.view().jobs.iter().any(|j| j.name == name) {
         return (StatusCode::NOT_FOUND, format!("no job {name:?}\n")).into_response();
     }
