@@ -8,7 +8,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-cargo build --locked --bin lifeboat
+# The binary the integration tests use (built with the test build's
+# features; after `cargo test` this builds nothing, where `cargo build` would
+# rebuild much of the workspace with another feature set).
+cargo test --workspace --locked --no-run >/dev/null 2>&1 || cargo test --workspace --locked --no-run
 scripts/package-deb.sh --profile dev --no-build
 DEB=$(ls -t target/debian/lifeboat_*.deb | head -1)
 if dpkg -s lifeboat >/dev/null 2>&1; then
