@@ -1390,12 +1390,9 @@ fn an_edit_of_the_settings_file_is_recorded_in_the_audit_log() {
     );
     let state = env.path().join("state");
     let changes = || -> Vec<serde_json::Value> {
-        env.ok(&["--json", "audit"]).json()[0]["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
+        env.audit_entries()
+            .into_iter()
             .filter(|e| e["action"] == "settings changed")
-            .cloned()
             .collect()
     };
     let mut d = Daemon::start(&env, &cfg, &state);

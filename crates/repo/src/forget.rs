@@ -20,6 +20,7 @@ use crate::layout;
 use crate::progress::{DynProgress, Event};
 use crate::repository::{Repository, local_origin};
 use crate::retention::{Candidate, Decision, PolicySet, apply};
+use crate::snapshots::SnapshotEntry;
 
 /// The source a snapshot belongs to, for grouping.
 pub fn source_of(s: &Snapshot) -> String {
@@ -123,6 +124,40 @@ impl Repository {
         dry_run: bool,
         progress: &DynProgress,
     ) -> Result<ForgetPlan> {
+        let snapshots = self.list_snapshots(progress).await?;
+        let plan = self
+            .plan_forget(policy, window_bases, &snapshots, dry_run)
+            .await?;
+        if !dry_run {
+            progress.event(Event::Phase("removing snapshots"));
+            progress.event(Event::Total {
+                items: plan.removed,
+                bytes: 0,
+            });
+            for d in plan.sources.iter().flat_map(|s| &s.snapshots) {
+                if !d.keep {
+                    self.storage()
+                        .delete(
+                            &layout::snapshot(&d.id),
+                            lifeboat_storage::IfMissing::Ignore,
+                        )
+                        .await?;
+                    progress.event(Event::Advance { items: 1, bytes: 0 });
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// What [`Repository::forget`] decides for `snapshots` (already
+    /// listed), changing nothing; the pins are read here.
+    pub async fn plan_forget(
+        &self,
+        policy: &PolicySet,
+        window_bases: &HashSet<Id>,
+        snapshots: &[SnapshotEntry],
+        dry_run: bool,
+    ) -> Result<ForgetPlan> {
         if let Some(which) = policy.empty_one() {
             return Err(RepoError::Invalid(format!(
                 "{which} retention policy keeps nothing; give at least one keep rule"
@@ -134,9 +169,8 @@ impl Repository {
             .into_iter()
             .map(|(_, p)| p.snapshot)
             .collect();
-        let snapshots = self.list_snapshots(progress).await?;
         let mut groups: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
-        for e in &snapshots {
+        for e in snapshots {
             groups
                 .entry(source_of(&e.snapshot))
                 .or_default()
@@ -171,24 +205,6 @@ impl Repository {
                 matched,
                 snapshots: decisions,
             });
-        }
-        if !dry_run {
-            progress.event(Event::Phase("removing snapshots"));
-            progress.event(Event::Total {
-                items: plan.removed,
-                bytes: 0,
-            });
-            for d in plan.sources.iter().flat_map(|s| &s.snapshots) {
-                if !d.keep {
-                    self.storage()
-                        .delete(
-                            &layout::snapshot(&d.id),
-                            lifeboat_storage::IfMissing::Ignore,
-                        )
-                        .await?;
-                    progress.event(Event::Advance { items: 1, bytes: 0 });
-                }
-            }
         }
         Ok(plan)
     }

@@ -87,7 +87,10 @@ pub async fn subject(g: &Global, repo: &Repository, key: &str) -> Result<()> {
     let (policy, window) = configured_retention(&settings)?;
     let reporter = Reporter::new(g);
     let sink = reporter.sink();
-    let plan = retention_today(repo, &policy, window, &sink).await;
+    let plan = match repo.list_snapshots(&sink).await {
+        Ok(all) => retention_today(repo, &all, &policy, window).await,
+        Err(e) => Err(e.into()),
+    };
     reporter.finish();
     let plan = plan?;
     let now = Utc::now();

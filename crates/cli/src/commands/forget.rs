@@ -139,17 +139,16 @@ pub fn configured_retention(settings: &Settings) -> Result<(PolicySet, chrono::D
     ))
 }
 
-/// What `forget` would keep today under the configured retention, and why
-/// (a dry run: nothing changes).
+/// What `forget` would keep today of `all` (the repository's snapshots)
+/// under `policy` and `window`, and why (a dry run: nothing changes).
 pub async fn retention_today(
     repo: &lifeboat_repo::Repository,
+    all: &[lifeboat_repo::SnapshotEntry],
     policy: &PolicySet,
     window: chrono::Duration,
-    sink: &lifeboat_repo::progress::DynProgress,
 ) -> Result<lifeboat_repo::forget::ForgetPlan> {
-    let all = repo.list_snapshots(sink).await?;
-    let bases = expire::window_snapshot_ids(&all, chrono::Utc::now() - window);
-    Ok(repo.forget(policy, &bases, true, sink).await?)
+    let bases = expire::window_snapshot_ids(all, chrono::Utc::now() - window);
+    Ok(repo.plan_forget(policy, &bases, all, true).await?)
 }
 
 /// Says why a snapshot is kept, as `forget` prints it.
@@ -177,8 +176,8 @@ async fn promises_broken(
     let mut broken: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     if *policy != promised {
         let all = repo.list_snapshots(sink).await?;
-        let now = retention_today(repo, policy, window, sink).await?;
-        let kept_by_promise = retention_today(repo, &promised, promised_window, sink)
+        let now = retention_today(repo, &all, policy, window).await?;
+        let kept_by_promise = retention_today(repo, &all, &promised, promised_window)
             .await?
             .kept_ids();
         let removed: HashSet<_> = now
