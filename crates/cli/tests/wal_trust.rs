@@ -468,3 +468,90 @@ fn a_base_backup_whose_wal_never_arrives_says_why_and_gives_up() {
     let snaps = env.ok(&["--json", "snapshots"]).json();
     assert_eq!(snaps.as_array().unwrap().len(), 0, "{snaps}");
 }
+
+/// `wal push` answers from the background pusher's record without reading
+/// the segment only while the file is the very version the pusher read
+/// (same inode, size, modification and change times); a file rewritten
+/// since, even to the same size, is compared with the archive instead.
+#[test]
+fn a_push_record_holds_only_for_the_version_of_the_file_it_was_made_from() {
+    use std::os::unix::fs::MetadataExt;
+    let env = setup();
+    let c = Cluster::new(&env, "src");
+    c.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS v");
+    let name = c.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    c.archive_now();
+    let pgdata = c.data.to_str().unwrap().to_string();
+    let spool = env.path().join("spool");
+    let spool_s = spool.to_str().unwrap().to_string();
+    let copy_dir = env.path().join("copy");
+    std::fs::create_dir(&copy_dir).unwrap();
+    let file = copy_dir.join(&name);
+    let out = env.run_with(
+        &[("LIFEBOAT_SPOOL_DIR", &spool_s)],
+        &[
+            "wal",
+            "fetch",
+            &name,
+            file.to_str().unwrap(),
+            "--pgdata",
+            &pgdata,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let record = spool.join(sysid_hex(&env)).join("pushed").join(&name);
+    // What the pusher writes after reading the file: its identity.
+    let plant_record = || {
+        let m = std::fs::metadata(&file).unwrap();
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        std::fs::write(
+            &record,
+            format!(
+                "identity {} {} {} {} {}",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                ns(m.mtime(), m.mtime_nsec()),
+                ns(m.ctime(), m.ctime_nsec())
+            ),
+        )
+        .unwrap();
+    };
+    let push = |password: &str| {
+        env.run_with(
+            &[
+                ("LIFEBOAT_SPOOL_DIR", &spool_s),
+                ("LIFEBOAT_PASSWORD", password),
+            ],
+            &["wal", "push", file.to_str().unwrap(), "--pgdata", &pgdata],
+        )
+    };
+
+    // The same file: answered from the record alone, without unlocking the
+    // repository (the passphrase is wrong), and the record is used up.
+    plant_record();
+    let out = push("not the passphrase");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!record.exists(), "a record is single use");
+
+    // The file rewritten with one byte changed, its size and modification
+    // time as before: not trusted; compared with the archive and refused.
+    plant_record();
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let out = push("not the passphrase");
+    assert_ne!(out.code, 0, "a changed file passed on a stale record");
+    let out = push(common::PASSWORD);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("different content"), "{}", out.stderr);
+}

@@ -7,16 +7,18 @@
 //! refused. Push works ahead on the next `.ready` segments so PostgreSQL's
 //! serial archiver keeps up; fetch prefetches the next segments into the spool.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use futures::StreamExt;
 use lifeboat_repo::Repository;
+use lifeboat_repo::pool::BufferPool;
 use lifeboat_storage::{DynStorage, PutMode};
 
 use crate::error::{PgError, Result, blocking};
 use crate::segment::{self, RestorePoint};
-use crate::spool::{self, Spool};
+use crate::spool::{self, PushedAnswer, PushedFile, Spool};
 use crate::walname::{WalFile, looks_like_wal};
 use crate::walstore::{self, Stored, WalEntry};
 
@@ -139,8 +141,9 @@ pub struct PushReport {
     pub warnings: Vec<String>,
 }
 
-/// Resolves `%p` (relative to the data directory) and reads the file.
-fn read_wal(cluster: &Cluster, path: &Path) -> Result<(String, Vec<u8>)> {
+/// Resolves `%p` (relative to the data directory): the full path and the
+/// file name.
+fn wal_path(cluster: &Cluster, path: &Path) -> Result<(PathBuf, String)> {
     let full = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -151,21 +154,37 @@ fn read_wal(cluster: &Cluster, path: &Path) -> Result<(String, Vec<u8>)> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| PgError::Invalid(format!("{} has no file name", full.display())))?
         .to_string();
+    Ok((full, name))
+}
+
+/// Resolves `%p` and reads the file.
+fn read_wal(cluster: &Cluster, path: &Path) -> Result<(String, Vec<u8>)> {
+    let (full, name) = wal_path(cluster, path)?;
     let content = std::fs::read(&full).map_err(|e| PgError::io(&full, e))?;
     Ok((name, content))
 }
 
-/// Answers a push from the spool alone, without unlocking the repository,
-/// when the background pusher already archived this exact file.
-pub fn push_from_spool(
-    cluster: &Cluster,
-    spool: &Spool,
-    path: &Path,
-) -> Result<Option<PushReport>> {
-    let (name, content) = read_wal(cluster, path)?;
-    Ok(spool
-        .take_pushed(&name, &content)
-        .map(|warnings| PushReport {
+/// What the spool answered for one `wal push`.
+#[derive(Debug)]
+pub enum FromSpool {
+    /// The background pusher archived this very file.
+    Archived(PushReport),
+    /// Not archived ahead (yet).
+    NotYet,
+    /// Archived ahead from another version of the file: the caller must
+    /// archive it itself, which compares it with the archived copy.
+    Unverified,
+}
+
+/// Answers a push from the spool alone, without unlocking the repository or
+/// reading the segment, when the background pusher already archived this
+/// exact file.
+pub fn push_from_spool(cluster: &Cluster, spool: &Spool, path: &Path) -> Result<FromSpool> {
+    let (full, name) = wal_path(cluster, path)?;
+    Ok(match spool.take_pushed(&name, &full)? {
+        PushedAnswer::NotYet => FromSpool::NotYet,
+        PushedAnswer::Unverified => FromSpool::Unverified,
+        PushedAnswer::Archived(warnings) => FromSpool::Archived(PushReport {
             outcome: if warnings.is_empty() {
                 PushOutcome::ArchivedAhead
             } else {
@@ -174,7 +193,8 @@ pub fn push_from_spool(
             name,
             ahead: Vec::new(),
             warnings,
-        }))
+        }),
+    })
 }
 
 /// True when `path` is a full segment in the cluster's `pg_wal`, which the
@@ -240,6 +260,12 @@ async fn check_history(repo: &Repository, entry: &WalEntry, content: &[u8]) -> R
 async fn store_prepared(repo: &Repository, p: &Prepared, content: Vec<u8>) -> Result<Stored> {
     check_history(repo, &p.entry, &content).await?;
     let stored = walstore::store(repo, &p.entry, content).await?;
+    store_restore_points(repo, p).await?;
+    Ok(stored)
+}
+
+/// Records the restore points found in a stored WAL file.
+async fn store_restore_points(repo: &Repository, p: &Prepared) -> Result<()> {
     for rp in &p.restore_points {
         let key = walstore::restore_point_key(p.entry.sysid, rp);
         match repo
@@ -251,7 +277,7 @@ async fn store_prepared(repo: &Repository, p: &Prepared, content: Vec<u8>) -> Re
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// The `.ready` segments of the cluster, oldest first.
@@ -326,75 +352,108 @@ pub async fn push_ahead(
     parallel: usize,
     idle: std::time::Duration,
 ) -> Result<PusherReport> {
+    let parallel = parallel.max(1);
     let mut report = PusherReport::default();
     let mut quiet_since = std::time::Instant::now();
+    let buffers = BufferPool::new(parallel);
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    // Segments this pusher archived: PostgreSQL takes their records and
+    // renames their `.ready` a moment later, and they must not be archived
+    // twice in between. (A failed one is left to its failure record, which
+    // `wal push` consumes, so it is tried again.)
+    let mut done: HashSet<String> = HashSet::new();
     loop {
-        let pending: Vec<String> = ready_segments(cluster)
-            .into_iter()
-            .filter(|n| !spool.has_pushed(n) && !spool.has_failed(n))
-            .take(parallel.max(1) * 4)
-            .collect();
-        if pending.is_empty() {
+        // Keep `parallel` segments in flight: a new one starts as soon as
+        // one ends, not when a whole batch has ended.
+        if in_flight.len() < parallel {
+            let ready = ready_segments(cluster);
+            done.retain(|n| ready.binary_search(n).is_ok());
+            let next: Vec<String> = ready
+                .into_iter()
+                .filter(|n| !busy.contains(n) && !done.contains(n))
+                .filter(|n| !spool.has_pushed(n) && !spool.has_failed(n))
+                .take(parallel - in_flight.len())
+                .collect();
+            for name in next {
+                busy.insert(name.clone());
+                in_flight.push(push_one_ahead(repo, cluster, spool, &buffers, name));
+            }
+        }
+        let Some((name, r)) = in_flight.next().await else {
             if quiet_since.elapsed() > idle {
                 return Ok(report);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
-        }
+        };
         quiet_since = std::time::Instant::now();
-        let results: Vec<(String, Result<Vec<String>>)> = futures::stream::iter(pending)
-            .map(|name| async move {
-                let r = async {
-                    // Reading and parsing a segment, and recording it in the
-                    // spool (a hash and an fsync), run on blocking threads:
-                    // on this task they would take turns, and the segments
-                    // in flight would wait for each other.
-                    let (n, c, p) = blocking({
-                        let (cluster, name) = (cluster.clone(), name.clone());
-                        move || {
-                            let (n, c) = read_wal(&cluster, &Path::new("pg_wal").join(&name))?;
-                            let p = prepare(&cluster, &n, &c)?;
-                            Ok((n, c, p))
-                        }
-                    })
-                    .await?;
-                    let stored = store_prepared(repo, &p, c.clone()).await?;
-                    let warnings = match stored {
-                        Stored::New => Vec::new(),
-                        Stored::AlreadyArchived => {
-                            vec![format!(
-                                "{n} was already archived with identical content; nothing to do"
-                            )]
-                        }
-                    };
-                    let spool = spool.clone();
-                    blocking(move || {
-                        spool.mark_pushed(&n, &c, &warnings)?;
-                        Ok(warnings)
-                    })
-                    .await
-                }
-                .await;
-                (name, r)
-            })
-            .buffer_unordered(parallel.max(1))
-            .collect()
-            .await;
-        for (name, r) in results {
-            match r {
-                Ok(_) => report.archived.push(name),
-                Err(e) => {
-                    let why = e.to_string();
-                    let _ = spool.mark_failed(&name, &why);
-                    report.failed.push((name, why));
-                    if e.is_access_problem() {
-                        // The store is down: let PostgreSQL's retries pace us.
-                        return Ok(report);
-                    }
+        busy.remove(&name);
+        match r {
+            Ok(()) => {
+                done.insert(name.clone());
+                report.archived.push(name);
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let _ = spool.mark_failed(&name, &why);
+                report.failed.push((name, why));
+                if e.is_access_problem() {
+                    // The store is down: let PostgreSQL's retries pace us.
+                    return Ok(report);
                 }
             }
         }
     }
+}
+
+/// Archives segment `name` of `pg_wal` for the background pusher and records
+/// it in the spool.
+async fn push_one_ahead(
+    repo: &Repository,
+    cluster: &Cluster,
+    spool: &Spool,
+    buffers: &BufferPool,
+    name: String,
+) -> (String, Result<()>) {
+    let full = cluster.pgdata.join("pg_wal").join(&name);
+    let r = async {
+        // Reading, checking and sealing a segment run on a blocking thread
+        // (on this task they would take turns with the other segments in
+        // flight), into a recycled buffer: a fresh 16 MiB buffer per
+        // segment, faulted in and freed again, cost a tenth of a backlog's
+        // drain. The spool records the file by its identity (or, if it
+        // changed while read, by a hash), so only the sealed bytes move on.
+        let (record, p, sealed) = blocking({
+            let (cluster, name, full) = (cluster.clone(), name.clone(), full.clone());
+            let (key, buffers) = (repo.key().clone(), buffers.clone());
+            move || {
+                let mut buf = buffers.take(0);
+                let sealed = (|| {
+                    let identity = spool::read_identified(&full, &mut buf)
+                        .map_err(|e| PgError::io(&full, e))?;
+                    let p = prepare(&cluster, &name, &buf)?;
+                    let sealed = walstore::seal(&key, &p.entry, &buf)?;
+                    Ok((PushedFile::of(identity, &buf), p, sealed))
+                })();
+                buffers.give(buf);
+                sealed
+            }
+        })
+        .await?;
+        let reread = || std::fs::read(&full).map_err(|e| PgError::io(&full, e));
+        let warnings = match walstore::store_sealed(repo, &p.entry, sealed, reread).await? {
+            Stored::New => Vec::new(),
+            Stored::AlreadyArchived => vec![format!(
+                "{name} was already archived with identical content; nothing to do"
+            )],
+        };
+        store_restore_points(repo, &p).await?;
+        let (spool, n) = (spool.clone(), name.clone());
+        blocking(move || spool.mark_pushed(&n, &record, &warnings)).await
+    }
+    .await;
+    (name, r)
 }
 
 /// What a fetch found.

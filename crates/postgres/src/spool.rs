@@ -1,9 +1,11 @@
 //! A local spool directory that lets WAL archiving and recovery run ahead of
 //! PostgreSQL's one-file-at-a-time calls.
 //!
-//! `pushed/<name>` records (as the BLAKE3 hash of its content, then any
-//! warnings) a segment the background pusher archived ahead of time, so
-//! PostgreSQL's own call for it returns at once; `failed/<name>` holds the
+//! `pushed/<name>` records a segment the background pusher archived ahead of
+//! time, so PostgreSQL's own call for it returns at once. The record names
+//! the file it was made from (its [`FileIdentity`] as the pusher read it, or,
+//! when the file changed during the read, the BLAKE3 hash of its content),
+//! then any warnings; `failed/<name>` holds the
 //! error if archiving it failed. `pusher.lock` is held by the one background
 //! pusher of the cluster. `fetched/<name>` holds a WAL segment that an earlier
 //! `wal fetch` prefetched, so PostgreSQL's call for it is answered locally.
@@ -117,6 +119,99 @@ fn read_private(path: &Path) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// What tells one version of a file from another without reading it: its
+/// device, inode, size and modification and change times to the nanosecond.
+/// Any write to the file, and any reset of its modification time, moves the
+/// change time, which no user can set; a file replaced by another has a new
+/// inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileIdentity {
+    /// The identity of the file `m` describes.
+    pub fn of(m: &fs::Metadata) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    fn to_line(self) -> String {
+        format!(
+            "{IDENTITY_TAG} {} {} {} {} {}",
+            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns
+        )
+    }
+
+    fn parse_line(line: &str) -> Option<Self> {
+        let mut f = line.strip_prefix(IDENTITY_TAG)?.split_whitespace();
+        let id = Self {
+            dev: f.next()?.parse().ok()?,
+            ino: f.next()?.parse().ok()?,
+            size: f.next()?.parse().ok()?,
+            mtime_ns: f.next()?.parse().ok()?,
+            ctime_ns: f.next()?.parse().ok()?,
+        };
+        f.next().is_none().then_some(id)
+    }
+}
+
+const IDENTITY_TAG: &str = "identity";
+
+/// Reads `path` into `buf` (replacing what it held), noting the file's
+/// identity before and after the read: `None` when it changed meanwhile.
+pub fn read_identified(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<Option<FileIdentity>> {
+    let mut f = fs::File::open(path)?;
+    let before = FileIdentity::of(&f.metadata()?);
+    buf.clear();
+    buf.reserve(usize::try_from(before.size).unwrap_or(0));
+    f.read_to_end(buf)?;
+    let after = FileIdentity::of(&f.metadata()?);
+    Ok((before == after && after.size == buf.len() as u64).then_some(after))
+}
+
+/// What a push record says the archived file was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushedFile {
+    /// The file as it was when read, by its identity.
+    Identity(FileIdentity),
+    /// The BLAKE3 hash of the content read (for a file that changed while
+    /// it was read).
+    Hash(String),
+}
+
+impl PushedFile {
+    /// How to record a file read with [`read_identified`].
+    pub fn of(identity: Option<FileIdentity>, content: &[u8]) -> Self {
+        match identity {
+            Some(id) => Self::Identity(id),
+            None => Self::Hash(blake3::hash(content).to_hex().to_string()),
+        }
+    }
+}
+
+/// What the spool says about a file PostgreSQL asks to archive.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushedAnswer {
+    /// No record (yet).
+    NotYet,
+    /// Archived ahead from this very file; the warnings to pass on.
+    Archived(Vec<String>),
+    /// A record was made from another version of the file: whoever asked
+    /// must compare the file with the archive itself.
+    Unverified,
+}
+
 fn o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
@@ -160,9 +255,13 @@ impl Spool {
         self.dir.join("fetched").join(name)
     }
 
-    /// Records that `name` with this content is archived (with warnings to pass on).
-    pub fn mark_pushed(&self, name: &str, content: &[u8], warnings: &[String]) -> Result<()> {
-        let mut text = blake3::hash(content).to_hex().to_string();
+    /// Records that `name`, the file `file` describes, is archived (with
+    /// warnings to pass on).
+    pub fn mark_pushed(&self, name: &str, file: &PushedFile, warnings: &[String]) -> Result<()> {
+        let mut text = match file {
+            PushedFile::Identity(id) => id.to_line(),
+            PushedFile::Hash(h) => h.clone(),
+        };
         for w in warnings {
             text.push('\n');
             text.push_str(&w.replace('\n', " "));
@@ -176,15 +275,34 @@ impl Spool {
         self.pushed(name).exists()
     }
 
-    /// If `name` was archived ahead with exactly this content, consumes the
-    /// record and returns the warnings it carried.
-    pub fn take_pushed(&self, name: &str, content: &[u8]) -> Option<Vec<String>> {
+    /// Whether `name`, the file at `path`, was archived ahead: compared by
+    /// identity (a `stat`, without reading the file) or, for a record made
+    /// from a file that changed while read, by the hash of its content. A
+    /// record found is consumed.
+    pub fn take_pushed(&self, name: &str, path: &Path) -> Result<PushedAnswer> {
         let p = self.pushed(name);
-        let recorded = String::from_utf8(read_private(&p)?).ok()?;
+        let Some(recorded) = read_private(&p) else {
+            return Ok(PushedAnswer::NotYet);
+        };
         let _ = fs::remove_file(&p);
+        let recorded = String::from_utf8_lossy(&recorded);
         let mut lines = recorded.lines();
-        (lines.next()?.trim() == blake3::hash(content).to_hex().as_str())
-            .then(|| lines.map(str::to_string).collect())
+        let first = lines.next().unwrap_or_default().trim();
+        let same = match FileIdentity::parse_line(first) {
+            Some(id) => {
+                let now = fs::metadata(path).map_err(|e| PgError::io(path, e))?;
+                FileIdentity::of(&now) == id
+            }
+            None => {
+                let content = fs::read(path).map_err(|e| PgError::io(path, e))?;
+                first == blake3::hash(&content).to_hex().as_str()
+            }
+        };
+        Ok(if same {
+            PushedAnswer::Archived(lines.map(str::to_string).collect())
+        } else {
+            PushedAnswer::Unverified
+        })
     }
 
     fn failed(&self, name: &str) -> PathBuf {
@@ -289,22 +407,44 @@ mod tests {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = Spool::open(&root.path().join("spool"), 42).unwrap_or_else(|e| panic!("{e}"));
         let seg4 = "000000010000000000000004";
-        s.mark_pushed(seg4, b"seg4", &[])
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            s.take_pushed(seg4, b"other").is_none(),
-            "content must match"
-        );
-        s.mark_pushed(seg4, b"seg4", &["already archived".into()])
+        let file = root.path().join(seg4);
+        fs::write(&file, b"seg4").unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = Vec::new();
+        let identity = read_identified(&file, &mut buf).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buf, b"seg4");
+        assert!(identity.is_some(), "a file at rest has an identity");
+        let read = PushedFile::of(identity, &buf);
+        let take = |s: &Spool| s.take_pushed(seg4, &file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(take(&s), PushedAnswer::NotYet);
+        s.mark_pushed(seg4, &read, &["already archived".into()])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            s.take_pushed(seg4, b"seg4"),
-            Some(vec!["already archived".to_string()])
+            take(&s),
+            PushedAnswer::Archived(vec!["already archived".to_string()])
         );
-        assert!(
-            s.take_pushed(seg4, b"seg4").is_none(),
-            "records are single use"
-        );
+        assert_eq!(take(&s), PushedAnswer::NotYet, "records are single use");
+        // The file rewritten after the pusher read it, even with the same
+        // size and its old modification time put back: its change time moved.
+        s.mark_pushed(seg4, &read, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mtime = fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(&file, b"SEG4").unwrap_or_else(|e| panic!("{e}"));
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(mtime))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(take(&s), PushedAnswer::Unverified);
+        // A record by content hash (the file changed while being read).
+        s.mark_pushed(seg4, &PushedFile::of(None, b"SEG4"), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(take(&s), PushedAnswer::Archived(Vec::new()));
+        s.mark_pushed(seg4, &PushedFile::of(None, b"seg4"), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(take(&s), PushedAnswer::Unverified, "content must match");
 
         s.mark_failed("000000010000000000000006", "denied")
             .unwrap_or_else(|e| panic!("{e}"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lifeboat_postgres::PgError;
-use lifeboat_postgres::archive::{self, Cluster, FetchOutcome, PushReport};
+use lifeboat_postgres::archive::{self, Cluster, FetchOutcome, FromSpool, PushReport};
 use lifeboat_postgres::spool::{self, Spool};
 
 use crate::cli::{Global, WalFetchArgs, WalPushAheadArgs, WalPushArgs};
@@ -96,8 +96,10 @@ async fn wait_for_pusher(
 ) -> Result<Option<PushReport>> {
     let started = Instant::now();
     loop {
-        if let Some(r) = archive::push_from_spool(cluster, spool, path)? {
-            return Ok(Some(r));
+        match archive::push_from_spool(cluster, spool, path)? {
+            FromSpool::Archived(r) => return Ok(Some(r)),
+            FromSpool::Unverified => return Ok(None),
+            FromSpool::NotYet => {}
         }
         if let Some(why) = spool.take_failed(name) {
             bail!(PgError::WalRefused(why));
@@ -107,7 +109,10 @@ async fn wait_for_pusher(
         {
             drop(lock);
             // The pusher ended; it may have archived the file just before.
-            return archive::push_from_spool(cluster, spool, path).map_err(Into::into);
+            return Ok(match archive::push_from_spool(cluster, spool, path)? {
+                FromSpool::Archived(r) => Some(r),
+                FromSpool::NotYet | FromSpool::Unverified => None,
+            });
         }
         if started.elapsed() > PUSHER_PATIENCE {
             return Ok(None);
@@ -127,11 +132,17 @@ pub async fn push(g: &Global, args: &WalPushArgs) -> Result<u8> {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string();
-    let mut report = archive::push_from_spool(&cluster, &spool, &args.path)?;
-    if report.is_none() && args.ahead > 0 && archive::pushable_ahead(&cluster, &args.path) {
-        ensure_pusher(g, &spool, &dir, args.ahead)?;
-        report = wait_for_pusher(&cluster, &spool, &name, &args.path).await?;
-    }
+    // A record made from another version of the file is not trusted: this
+    // process archives the file itself, which compares it with the archive.
+    let report = match archive::push_from_spool(&cluster, &spool, &args.path)? {
+        FromSpool::Archived(r) => Some(r),
+        FromSpool::Unverified => None,
+        FromSpool::NotYet if args.ahead > 0 && archive::pushable_ahead(&cluster, &args.path) => {
+            ensure_pusher(g, &spool, &dir, args.ahead)?;
+            wait_for_pusher(&cluster, &spool, &name, &args.path).await?
+        }
+        FromSpool::NotYet => None,
+    };
     let report = match report {
         Some(r) => r,
         None => {
