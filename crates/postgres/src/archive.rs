@@ -181,6 +181,9 @@ pub enum FromSpool {
 /// exact file.
 pub fn push_from_spool(cluster: &Cluster, spool: &Spool, path: &Path) -> Result<FromSpool> {
     let (full, name) = wal_path(cluster, path)?;
+    // A file that is not there is an error now, not after waiting for a
+    // pusher that will never find it.
+    std::fs::metadata(&full).map_err(|e| PgError::io(&full, e))?;
     Ok(match spool.take_pushed(&name, &full)? {
         PushedAnswer::NotYet => FromSpool::NotYet,
         PushedAnswer::Unverified => FromSpool::Unverified,
