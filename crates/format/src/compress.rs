@@ -145,16 +145,22 @@ impl Encoder {
     /// Falls back to raw when compression does not make the payload smaller,
     /// so incompressible data costs one byte of overhead, never more.
     pub fn encode_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let (tag, payload) = self.encode_parts(data);
+        out.push(tag);
+        out.extend_from_slice(payload);
+    }
+
+    /// The encoding of `data` as [`Encoder::encode_into`] writes it, in two
+    /// parts and without copying: the tag byte, and the payload (in the
+    /// encoder's own buffer, or `data` itself when stored raw).
+    pub fn encode_parts<'a>(&'a mut self, data: &'a [u8]) -> (u8, &'a [u8]) {
         if !self.looks_incompressible(data)
             && let Some(n) = self.compress(data)
             && n < data.len()
         {
-            out.push(ENCODING_ZSTD);
-            out.extend_from_slice(&self.scratch);
-            return;
+            return (ENCODING_ZSTD, &self.scratch);
         }
-        out.push(ENCODING_RAW);
-        out.extend_from_slice(data);
+        (ENCODING_RAW, data)
     }
 
     /// Compresses `data` into the scratch buffer, choosing the level as the
@@ -387,6 +393,23 @@ mod tests {
 
         let empty = enc.encode(b"");
         assert_eq!(decode("t", &empty, 0).unwrap_or_default(), b"");
+    }
+
+    #[test]
+    fn the_parts_are_the_encoding() {
+        let mut enc = Encoder::new(Compression::DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+        let text = b"parts parts parts parts parts parts parts".repeat(100);
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for data in [&text[..], &noise[..], b""] {
+            let whole = enc.encode(data);
+            let (tag, payload) = enc.encode_parts(data);
+            assert_eq!([&[tag][..], payload].concat(), whole);
+        }
+        let (tag, payload) = enc.encode_parts(&text);
+        assert_eq!(tag, ENCODING_ZSTD);
+        assert!(payload.len() < text.len() / 10);
     }
 
     #[test]

@@ -250,9 +250,24 @@ impl PackBuilder {
         raw_length: usize,
         encoded: &[u8],
     ) -> Result<u32, FormatError> {
+        self.add_encoded_parts(blob_type, id, raw_length, &[encoded])
+    }
+
+    /// Encrypts and appends a blob already encoded, given as consecutive
+    /// parts (such as the tag byte and payload of [`Encoder::encode_parts`]), so
+    /// the encoding need not be copied into one buffer first.
+    pub fn add_encoded_parts(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        raw_length: usize,
+        parts: &[&[u8]],
+    ) -> Result<u32, FormatError> {
         let raw_length = check_blob_len(raw_length)?;
         self.append(blob_type, id, raw_length, |buf| {
-            buf.extend_from_slice(encoded)
+            for part in parts {
+                buf.extend_from_slice(part);
+            }
         })
     }
 

@@ -74,6 +74,12 @@ pub struct RowChunks {
 /// How many handed-back buffers [`RowChunks`] keeps at most.
 const SPARE_BUFFERS: usize = 8;
 
+/// The capacity a chunk buffer starts with and is cut back to when handed
+/// back: twice the usual average chunk, so most chunks never grow their
+/// buffer, and one that ran long (up to the largest chunk) does not keep
+/// its buffer that large for every later chunk.
+const BUFFER_CAPACITY: usize = 2 << 20;
+
 impl RowChunks {
     /// Starts with an empty chunk.
     pub fn new(cutter: RowCutter) -> Self {
@@ -91,6 +97,8 @@ impl RowChunks {
     pub fn recycle(&mut self, mut buffer: Vec<u8>) {
         if self.spare.len() < SPARE_BUFFERS {
             buffer.clear();
+            // Returns the pages past the usual size to the system.
+            buffer.shrink_to(self.fresh_capacity());
             self.spare.push(buffer);
         }
     }
@@ -153,8 +161,12 @@ impl RowChunks {
         let next = self
             .spare
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.cutter.max.min(2 << 20)));
+            .unwrap_or_else(|| Vec::with_capacity(self.fresh_capacity()));
         std::mem::replace(&mut self.chunk, next)
+    }
+
+    fn fresh_capacity(&self) -> usize {
+        self.cutter.max.min(BUFFER_CAPACITY)
     }
 }
 
@@ -221,6 +233,18 @@ mod tests {
         out.extend(c.finish());
         assert_eq!(out, chunks(&data, 3000));
         assert!(out.len() > SPARE_BUFFERS, "{} chunks", out.len());
+    }
+
+    #[test]
+    fn a_buffer_that_grew_is_cut_back_when_handed_back() {
+        let mut c = RowChunks::new(RowCutter::new(&small()));
+        let mut grown = Vec::with_capacity(1 << 20);
+        grown.extend_from_slice(b"old chunk\n");
+        c.recycle(grown);
+        assert_eq!(c.spare.len(), 1);
+        assert!(c.spare[0].is_empty());
+        // The small test chunks are at most 16 KiB: so is a kept buffer.
+        assert!(c.spare[0].capacity() <= 16384, "{}", c.spare[0].capacity());
     }
 
     #[test]

@@ -15,9 +15,12 @@ pub struct BufferPool {
 }
 
 impl BufferPool {
-    /// A pool that keeps at most `max` idle buffers (extra ones are freed).
+    /// A pool that keeps at most `max` idle buffers (extra ones are freed;
+    /// with `max` 0 it keeps none, and every buffer is freed when given).
     pub fn new(max: usize) -> Self {
-        let (tx, rx) = bounded(max.max(1));
+        // A zero-capacity channel: `try_send` never succeeds, as `take`
+        // never waits in `recv`.
+        let (tx, rx) = bounded(max);
         Self { tx, rx }
     }
 
@@ -60,6 +63,13 @@ mod tests {
         assert!(b.capacity() >= 1000);
         let c = pool.take(10);
         assert!(c.capacity() >= 10);
+    }
+
+    #[test]
+    fn a_pool_of_none_frees_every_buffer() {
+        let pool = BufferPool::new(0);
+        pool.give(Vec::with_capacity(1000));
+        assert_eq!(pool.take(10).capacity(), 10);
     }
 }
 

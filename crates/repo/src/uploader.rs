@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use lifeboat_format::BlobType;
 use lifeboat_format::Id;
-use lifeboat_format::compress::{Encoder, max_encoded_len};
+use lifeboat_format::compress::Encoder;
 use lifeboat_format::crypto::SEAL_OVERHEAD;
 use lifeboat_format::index::{IndexFile, IndexPack};
 use lifeboat_format::object::ObjectKind;
@@ -85,7 +85,12 @@ impl Uploader {
         // is started until its upload ends): one being filled for each sink
         // (file data, then directory listings), and `concurrency` uploading.
         let permits = Permits::new(concurrency + 1);
-        let pool = BufferPool::new(concurrency + 1);
+        // Uploaded packs' buffers are kept for reuse only when several
+        // upload at once (remote storage), where fresh buffers' page faults
+        // would add up. With one upload at a time (local storage) a kept
+        // buffer would stay resident beside the one being filled, doubling
+        // the packs' memory; freed instead, it is returned to the system.
+        let pool = BufferPool::new(if concurrency > 1 { concurrency + 1 } else { 0 });
         let task = tokio::spawn(run(repo, rx, concurrency, pool.clone()));
         Self {
             outlet: PackOutlet { tx, pool, permits },
@@ -242,7 +247,31 @@ impl PackSink {
         raw_length: usize,
         encoded: &[u8],
     ) -> Result<()> {
-        let record = encoded.len() + SEAL_OVERHEAD;
+        self.add_parts(blob_type, id, raw_length, &[encoded])
+    }
+
+    /// Compresses, encrypts and packs one blob. The compressed payload goes
+    /// from the encoder's buffer straight into the pack.
+    pub fn add(
+        &self,
+        encoder: &mut Encoder,
+        blob_type: BlobType,
+        id: Id,
+        data: &[u8],
+    ) -> Result<()> {
+        let (tag, payload) = encoder.encode_parts(data);
+        self.add_parts(blob_type, id, data.len(), &[&[tag], payload])
+    }
+
+    /// Packs one encoded blob given in consecutive parts.
+    fn add_parts(
+        &self,
+        blob_type: BlobType,
+        id: Id,
+        raw_length: usize,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        let record = parts.iter().map(|p| p.len()).sum::<usize>() + SEAL_OVERHEAD;
         let mut open = self
             .open
             .lock()
@@ -266,24 +295,11 @@ impl PackSink {
                 open.insert((PackBuilder::with_buffer(self.repo.key(), buffer)?, permit))
             }
         };
-        builder.add_encoded(blob_type, id, raw_length, encoded)?;
+        builder.add_encoded_parts(blob_type, id, raw_length, parts)?;
         if builder.len() >= self.target {
             self.send(open.take())?;
         }
         Ok(())
-    }
-
-    /// Compresses, encrypts and packs one blob.
-    pub fn add(
-        &self,
-        encoder: &mut Encoder,
-        blob_type: BlobType,
-        id: Id,
-        data: &[u8],
-    ) -> Result<()> {
-        let mut encoded = Vec::with_capacity(max_encoded_len(data.len()));
-        encoder.encode_into(data, &mut encoded);
-        self.add_encoded(blob_type, id, data.len(), &encoded)
     }
 
     /// Sends the pack in progress, if any.
