@@ -124,6 +124,12 @@ pub async fn restore(g: &Global, args: &RestorePostgresArgs) -> Result<()> {
         report.large_objects,
         report.matviews
     );
+    if report.indexes_built_early > 0 {
+        outln!(
+            "{} index(es) of the biggest tables built while other tables loaded",
+            report.indexes_built_early
+        );
+    }
     if let Some(e) = &report.erased {
         let rows: u64 = e.tables.iter().map(|t| t.rows).sum();
         outln!(

@@ -10,9 +10,10 @@
 //! back), every owner exists or will be created. Then the missing roles
 //! are created, the schema's pre-data section (types, tables, functions)
 //! restored with `pg_restore`, the table data loaded with parallel
-//! `COPY … FROM STDIN`, sequence values, large objects, the post-data
-//! section (indexes, constraints, triggers, policies) with `pg_restore
-//! --jobs`, the populated materialized views refreshed, and last the
+//! `COPY … FROM STDIN` ([`super::loader`], which builds a big table's
+//! own indexes as soon as its rows are in), sequence values, large
+//! objects, the rest of the post-data section (indexes, constraints,
+//! triggers, policies) with `pg_restore --jobs`, the populated materialized views refreshed, and last the
 //! database's owner, privileges and settings applied.
 //!
 //! If a step fails part way, everything the restore made is dropped again
@@ -22,13 +23,10 @@
 //! Every table's row count, and the number of objects of each kind, are
 //! compared with those recorded at backup time.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use lifeboat_repo::Repository;
 use lifeboat_repo::progress::{DynProgress, Event};
 use serde::Serialize;
@@ -37,6 +35,7 @@ use tokio_postgres::Client;
 use crate::sql::PgConfig;
 
 use super::gate::ConnectGate;
+use super::loader;
 use super::roles::{self, RolesDump, db_reason};
 use super::toc::{self, Selection, TocEntry};
 use super::tools::{Tools, libpq_conninfo};
@@ -124,6 +123,9 @@ pub struct LogicalRestoreReport {
     pub large_objects: u64,
     /// Materialized views refreshed.
     pub matviews: u64,
+    /// Indexes and key constraints of big tables built while other tables
+    /// still loaded (the rest of post-data runs after every table).
+    pub indexes_built_early: u64,
     /// Roles created because the target lacked them.
     pub roles_created: Vec<String>,
     /// Roles of the backup that existed in the target and were left alone.
@@ -551,6 +553,7 @@ pub async fn restore_opened(
         sequences: 0,
         large_objects: 0,
         matviews: 0,
+        indexes_built_early: 0,
         roles_created: Vec::new(),
         roles_existing: Vec::new(),
         objects: BTreeMap::new(),
@@ -569,6 +572,7 @@ pub async fn restore_opened(
         tools: &tools,
         dump: dump_file.path(),
         list: list.as_ref().map(|l| l.path()),
+        entries: &chosen,
         opts,
         selection: &selection,
         wanted: &wanted,
@@ -695,6 +699,9 @@ struct Work<'a> {
     tools: &'a Tools,
     dump: &'a Path,
     list: Option<&'a Path>,
+    /// The entries of the schema dump this restore runs (all, or those
+    /// of the selection).
+    entries: &'a [&'a TocEntry],
     opts: &'a LogicalRestoreOptions,
     selection: &'a Selection,
     wanted: &'a [&'a TableData],
@@ -772,6 +779,7 @@ impl Work<'_> {
                 .failures
                 .extend(objects.into_iter().map(RestoreError::failure));
         }
+        let mut early: Option<loader::EarlyBuilds> = None;
         if !opts.schema_only {
             for t in self.to_empty {
                 let sql = if t.extension.is_empty() {
@@ -791,20 +799,30 @@ impl Work<'_> {
             let ordered = super::load_order(&owned);
             let (extension, plain): (Vec<&TableData>, Vec<&TableData>) =
                 ordered.into_iter().partition(|t| !t.extension.is_empty());
-            for (tables, jobs, keep_order) in [(extension, 1, true), (plain, opts.jobs, false)] {
-                report.tables.extend(
-                    load_tables(
-                        self.repo,
-                        self.backup,
-                        self.dir,
-                        self.config,
-                        &tables,
-                        jobs,
-                        keep_order,
-                        self.progress,
-                    )
-                    .await?,
-                );
+            // A big table's own indexes are built as soon as its rows are
+            // in, while the other tables still load.
+            if schema {
+                early = Some(self.early_builds(&plain, &flags)?);
+            }
+            for (tables, jobs, keep_order, builds) in [
+                (extension, 1, true, None),
+                (plain, opts.jobs, false, early.as_ref()),
+            ] {
+                let loaded = loader::load_tables(
+                    self.repo,
+                    self.backup,
+                    self.dir,
+                    self.config,
+                    &tables,
+                    jobs,
+                    keep_order,
+                    builds,
+                    self.progress,
+                )
+                .await?;
+                report.tables.extend(loaded.tables);
+                report.failures.extend(loaded.failures);
+                report.indexes_built_early += loaded.built;
             }
             report.sequences =
                 set_sequences(client, self.manifest, self.selection, self.wanted).await?;
@@ -828,8 +846,22 @@ impl Work<'_> {
             let jobs = opts.jobs.max(1).to_string();
             let mut args = vec!["--section=post-data", "--jobs", jobs.as_str()];
             args.extend(&flags);
-            let out =
-                run_pg_restore(self.tools, Some(self.config), &args, self.dump, self.list).await?;
+            // Without the entries built while loading.
+            let rest = match &early {
+                Some(e) if !e.by_table.is_empty() => {
+                    let done: Vec<&TocEntry> = e.by_table.values().flatten().collect();
+                    let rest: Vec<&TocEntry> = self
+                        .entries
+                        .iter()
+                        .copied()
+                        .filter(|c| !done.contains(c))
+                        .collect();
+                    Some(write_list(&rest)?)
+                }
+                _ => None,
+            };
+            let list = rest.as_ref().map(|l| l.path()).or(self.list);
+            let out = run_pg_restore(self.tools, Some(self.config), &args, self.dump, list).await?;
             report
                 .failures
                 .extend(out.errors.into_iter().map(RestoreError::failure));
@@ -872,6 +904,33 @@ impl Work<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Work<'_> {
+    /// The index builds of the big tables among `plain` (see
+    /// [`loader::EARLY_BUILD_MIN_BYTES`]), to run as soon as each is loaded.
+    fn early_builds(&self, plain: &[&TableData], flags: &[&str]) -> Result<loader::EarlyBuilds> {
+        let mut by_table = std::collections::HashMap::new();
+        for t in plain {
+            if loader::stored_size(self.backup, self.dir, t)? < loader::EARLY_BUILD_MIN_BYTES {
+                continue;
+            }
+            let entries: Vec<TocEntry> =
+                toc::index_builds(self.entries, &t.name, &self.manifest.indexes)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+            if !entries.is_empty() {
+                by_table.insert(t.name.display(), entries);
+            }
+        }
+        Ok(loader::EarlyBuilds {
+            tools: self.tools.clone(),
+            dump: self.dump.to_path_buf(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            by_table,
+        })
     }
 }
 
@@ -1043,7 +1102,7 @@ async fn existing_schemas(client: &Client) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-fn write_list(entries: &[&TocEntry]) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn write_list(entries: &[&TocEntry]) -> Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut f = tempfile::Builder::new()
         .prefix("lifeboat-list-")
@@ -1205,172 +1264,6 @@ pub(crate) async fn run_pg_restore(
         stderr,
         success: out.status.success(),
     })
-}
-
-/// One table to load: its parts in order, through one connection, so the
-/// rows land in the order they were read (and dump identically).
-struct LoadJob {
-    table: String,
-    sql: String,
-    parts: Vec<(Vec<lifeboat_format::Id>, String)>,
-}
-
-/// Session settings for loading (mirrors the backup's).
-const LOAD_SESSION: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
-    SET TimeZone = 'UTC'; SET statement_timeout = 0; SET lock_timeout = 0; \
-    SET row_security = off; SET synchronous_commit = off";
-
-/// Loads `tables` through `jobs` connections, biggest first unless
-/// `keep_order`.
-#[allow(clippy::too_many_arguments)]
-async fn load_tables(
-    repo: &Repository,
-    backup: &OpenedBackup,
-    dir: &Path,
-    config: &PgConfig,
-    tables: &[&TableData],
-    jobs: usize,
-    keep_order: bool,
-    progress: &DynProgress,
-) -> Result<Vec<TableCheck>> {
-    let mut queue = Vec::new();
-    for t in tables {
-        let sql = format!("COPY {} FROM STDIN", t.copy_target());
-        let mut size = 0;
-        let mut parts = Vec::new();
-        for p in &t.parts {
-            let path = part_path(dir, &p.file);
-            let node = backup.node(&path)?;
-            size += node.size;
-            parts.push((node.content.clone(), path.display().to_string()));
-        }
-        queue.push((
-            size,
-            LoadJob {
-                table: t.name.display(),
-                sql,
-                parts,
-            },
-        ));
-    }
-    if !keep_order {
-        queue.sort_by_key(|j| std::cmp::Reverse(j.0));
-    }
-    progress.event(Event::Total {
-        items: queue.len() as u64,
-        bytes: queue.iter().map(|(s, _)| s).sum(),
-    });
-    let queue = Arc::new(Mutex::new(
-        queue.into_iter().map(|(_, j)| j).collect::<VecDeque<_>>(),
-    ));
-    let index = backup.index.clone();
-    let mut workers = Vec::new();
-    for _ in 0..jobs.max(1) {
-        let (repo, config, queue, index, progress) = (
-            repo.clone(),
-            config.clone(),
-            queue.clone(),
-            index.clone(),
-            progress.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let client = sql::connect(&config).await?;
-            client
-                .batch_execute(LOAD_SESSION)
-                .await
-                .map_err(PgError::sql("preparing a loading session"))?;
-            let mut loaded = Vec::new();
-            loop {
-                let job = match queue.lock() {
-                    Ok(mut q) => q.pop_front(),
-                    Err(_) => None,
-                };
-                let Some(job) = job else { break };
-                let rows = load_part(&repo, &index, &client, &job, &progress).await;
-                match rows {
-                    Ok(rows) => loaded.push((job.table, rows)),
-                    Err(e) => {
-                        if let Ok(mut q) = queue.lock() {
-                            q.clear();
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-            Ok::<_, PgError>(loaded)
-        }));
-    }
-    let mut rows_by_table = std::collections::HashMap::<String, u64>::new();
-    let mut failure = None;
-    for w in workers {
-        match w.await {
-            Ok(Ok(loaded)) => {
-                for (t, n) in loaded {
-                    *rows_by_table.entry(t).or_default() += n;
-                }
-            }
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(e) => {
-                failure.get_or_insert(PgError::Command(format!("a loading worker failed: {e}")));
-            }
-        }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    Ok(tables
-        .iter()
-        .map(|t| {
-            let table = t.name.display();
-            TableCheck {
-                restored: rows_by_table.get(&table).copied().unwrap_or(0),
-                expected: t.rows,
-                table,
-            }
-        })
-        .collect())
-}
-
-/// Streams one stored part into `COPY … FROM STDIN`; returns rows loaded.
-async fn load_part(
-    repo: &Repository,
-    index: &Arc<lifeboat_repo::index::MasterIndex>,
-    client: &Client,
-    job: &LoadJob,
-    progress: &DynProgress,
-) -> Result<u64> {
-    let sink = client
-        .copy_in::<_, Bytes>(job.sql.as_str())
-        .await
-        .map_err(PgError::sql(format!("starting {}", job.sql)))?;
-    futures::pin_mut!(sink);
-    let ids = job
-        .parts
-        .iter()
-        .flat_map(|(ids, label)| ids.iter().map(move |id| (*id, label.clone())))
-        .collect::<Vec<_>>();
-    let mut blobs = futures::stream::iter(ids)
-        .map(|(id, label)| {
-            let (repo, index) = (repo.clone(), index.clone());
-            async move { repo.read_blob(&index, &id, &label).await }
-        })
-        .buffered(4);
-    while let Some(blob) = blobs.next().await {
-        let blob = blob?;
-        let n = blob.len() as u64;
-        sink.send(Bytes::from(blob))
-            .await
-            .map_err(PgError::sql(format!("loading {}", job.table)))?;
-        progress.event(Event::Advance { items: 0, bytes: n });
-    }
-    let rows = sink
-        .finish()
-        .await
-        .map_err(PgError::sql(format!("loading {}", job.table)))?;
-    progress.event(Event::Advance { items: 1, bytes: 0 });
-    Ok(rows)
 }
 
 /// The `setval` call that restores a sequence.

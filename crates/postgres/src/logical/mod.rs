@@ -29,6 +29,7 @@ pub mod export;
 mod gate;
 pub mod inventory;
 pub mod load;
+mod loader;
 pub mod roles;
 pub mod toc;
 pub mod tools;

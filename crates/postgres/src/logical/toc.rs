@@ -189,6 +189,36 @@ pub fn select<'a>(
         .collect()
 }
 
+/// The entries that build `table`'s own indexes: its `INDEX` entries and
+/// its index-backed `CONSTRAINT`s (primary key, unique, exclusion). They
+/// need nothing but the table's rows, so a restore can run them as soon as
+/// the rows are in, while other tables still load; foreign keys, triggers,
+/// policies and the rest wait for every table.
+pub fn index_builds<'a>(
+    entries: &[&'a TocEntry],
+    table: &QualifiedName,
+    indexes: &[IndexOf],
+) -> Vec<&'a TocEntry> {
+    let names: HashSet<&str> = indexes
+        .iter()
+        .filter(|i| &i.table == table && i.index.schema == table.schema)
+        .map(|i| i.index.name.as_str())
+        .collect();
+    entries
+        .iter()
+        .copied()
+        .filter(|e| e.schema == table.schema)
+        .filter(|e| match e.kind.as_str() {
+            "INDEX" => names.contains(e.tag.as_str()),
+            "CONSTRAINT" => e
+                .tag
+                .strip_prefix(table.name.as_str())
+                .is_some_and(|r| r.starts_with(' ')),
+            _ => false,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +313,36 @@ mod tests {
         assert_eq!(chosen, ["audit", "log"]);
         assert!(sel.wants_table(&q("audit", "log")));
         assert!(!sel.wants_table(&q("public", "accounts")));
+    }
+
+    #[test]
+    fn a_tables_index_builds_are_its_indexes_and_key_constraints() {
+        let e = parse(LIST);
+        let all: Vec<&TocEntry> = e.iter().collect();
+        let idx = [
+            IndexOf {
+                index: q("public", "accounts_name_idx"),
+                table: q("public", "accounts"),
+            },
+            IndexOf {
+                index: q("public", "orders_idx"),
+                table: q("public", "orders"),
+            },
+        ];
+        let builds: Vec<String> = index_builds(&all, &q("public", "accounts"), &idx)
+            .iter()
+            .map(|e| format!("{} {}", e.kind, e.tag))
+            .collect();
+        // Not the foreign key of another table, the trigger, the policy, or
+        // the constraints of a table whose name only starts the same.
+        assert_eq!(
+            builds,
+            [
+                "CONSTRAINT accounts accounts_pkey",
+                "INDEX accounts_name_idx"
+            ]
+        );
+        assert!(index_builds(&all, &q("audit", "accounts"), &idx).is_empty());
+        assert!(index_builds(&all, &q("public", "accounts_archive"), &idx).is_empty());
     }
 }
