@@ -13,8 +13,9 @@
 //! `COPY … FROM STDIN` ([`super::loader`], which builds a big table's
 //! own indexes as soon as its rows are in), sequence values, large
 //! objects, the rest of the post-data section (indexes, constraints,
-//! triggers, policies) with `pg_restore --jobs`, the populated materialized views refreshed, and last the
-//! database's owner, privileges and settings applied.
+//! triggers, policies) with `pg_restore --jobs`, the populated
+//! materialized views refreshed, and last the database's owner,
+//! privileges and settings applied.
 //!
 //! If a step fails part way, everything the restore made is dropped again
 //! ([`super::undo`]). An object that could not be restored (an owner, a
